@@ -1,0 +1,150 @@
+"""Acknowledge: everything sqs2pg tells SQS about a message it holds, and the one place outcomes are recorded.
+
+Every message that leaves memory leaves through one of these methods, so every message is counted once
+under exactly one outcome word, in the metrics and in the log line alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from typing import Iterable
+
+from . import logs
+from .errors import Sqs2pgError
+from .message import Message
+from .metrics import Metrics
+from .retry import Outcome
+from .sqs import QueueInfo, Sqs, chunks
+
+
+class Acknowledger:
+    def __init__(self, sqs: Sqs, metrics: Metrics, queues: dict[str, QueueInfo], flush_interval_s: float) -> None:
+        self._sqs = sqs
+        self._metrics = metrics
+        self._queues = queues
+        self._flush_interval_s = flush_interval_s
+        self._pending: dict[str, list[Message]] = defaultdict(list)
+        self._something = asyncio.Event()  # a delete is pending
+        self._full = asyncio.Event()  # a queue has a full batch of 10 pending
+        self._flushes: set[asyncio.Task[None]] = set()
+
+    # --- outcomes -----------------------------------------------------------------------------------
+
+    def delete(self, message: Message, outcome: Outcome, handled_s: float) -> None:
+        """COMMITTED or DUPLICATE: delete it, batched with others (the commit is already durable)."""
+        pending = self._pending[message.queue_url]
+        pending.append(message)
+        self._something.set()
+        if len(pending) >= 10:
+            self._full.set()
+        self._metrics.handle_seconds.labels(message.queue_name).observe(handled_s)
+        if outcome is Outcome.COMMITTED and message.sent_timestamp_ms:
+            self._metrics.age_seconds.labels(message.queue_name).observe(max(0.0, time.time() - message.sent_timestamp_ms / 1000))
+        self._record(message, outcome, logging.DEBUG)
+
+    async def retry(self, message: Message, behind: list[Message], visibility_s: int, error: Sqs2pgError) -> None:
+        """RETRIED: leave it in the queue for visibility_s, and the messages held behind it in its group too."""
+        await self._change_visibility([message, *behind], visibility_s)
+        self._record(message, Outcome.RETRIED, logging.WARNING, error=error, visibility_s=visibility_s)
+        for m in behind:
+            self._record(m, Outcome.RELEASED, logging.INFO, visibility_s=visibility_s, reason="behind a retried message")
+
+    async def release(self, messages: Iterable[Message], reason: str) -> None:
+        """RELEASED: hand messages back unprocessed with visibility 0, so their groups are not blocked."""
+        messages = list(messages)
+        if messages:
+            await self._change_visibility(messages, 0)
+        for m in messages:
+            self._record(m, Outcome.RELEASED, logging.INFO, visibility_s=0, reason=reason)
+
+    async def dead_letter(self, message: Message, error: Sqs2pgError) -> None:
+        """DEAD_LETTERED: copy it to the queue's DLQ with the reason, then delete it. Raises if the copy fails."""
+        await self._sqs.send_to_dlq(self._queues[message.queue_url].dlq_url, message, error)
+        # A crash between the send and the delete redelivers it; the DLQ drops the second copy (same dedup id).
+        self._pending[message.queue_url].append(message)
+        self._something.set()
+        self._record(message, Outcome.DEAD_LETTERED, logging.ERROR, error=error)
+
+    # --- visibility -------------------------------------------------------------------------------------
+
+    async def extend(self, messages: list[Message], visibility_s: int) -> None:
+        """Heartbeat: keep messages we still hold invisible to other consumers."""
+        now = time.monotonic()
+        failed = await self._change_visibility(messages, visibility_s)
+        for m in messages:
+            if m not in failed:
+                m.visible_until = now + visibility_s
+
+    async def _change_visibility(self, messages: list[Message], seconds: int) -> set[Message]:
+        by_queue: dict[str, list[Message]] = defaultdict(list)
+        for m in messages:
+            by_queue[m.queue_url].append(m)
+        batches = [(url, batch) for url, ms in by_queue.items() for batch in chunks(ms)]
+        results = await asyncio.gather(
+            *(self._sqs.change_visibility(url, batch, seconds) for url, batch in batches), return_exceptions=True
+        )
+        failed: set[Message] = set()
+        for (_, batch), result in zip(batches, results):
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result
+                batch_failed, reason = list(batch), str(result)
+            else:
+                batch_failed, reason = [m for m, _ in result], "; ".join(r for _, r in result)
+            if batch_failed:
+                failed.update(batch_failed)
+                # Not fatal: the message comes back when its current visibility ends, and is then applied or
+                # recognised as a duplicate.
+                logs.event(
+                    logging.WARNING, "visibility change failed", "change_visibility",
+                    seconds=seconds, failed=len(batch_failed), error=reason[:300],
+                )
+        return failed
+
+    # --- deletes --------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Flush pending deletes: at once when a batch of 10 is full, else after the flush interval."""
+        while True:
+            await self._something.wait()
+            if not self._full.is_set() and self._flush_interval_s > 0:
+                try:
+                    await asyncio.wait_for(self._full.wait(), self._flush_interval_s)
+                except asyncio.TimeoutError:
+                    pass
+            task = asyncio.create_task(self.flush(), name="acknowledge.flush")
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
+
+    async def flush(self) -> None:
+        """Send every pending delete now."""
+        self._something.clear()
+        self._full.clear()
+        pending, self._pending = self._pending, defaultdict(list)
+        await asyncio.gather(*(self._delete(url, batch) for url, ms in pending.items() for batch in chunks(ms)))
+
+    async def close(self) -> None:
+        """Final flush at shutdown, after in-flight work has settled."""
+        await self.flush()
+        if self._flushes:
+            await asyncio.gather(*self._flushes, return_exceptions=True)
+
+    async def _delete(self, url: str, batch: list[Message]) -> None:
+        try:
+            failed = await self._sqs.delete(url, batch)
+        except Sqs2pgError as exc:
+            failed = [(m, str(exc)) for m in batch]
+        for m, reason in failed:
+            # The commit is durable; the message will come back and be recognised as a duplicate.
+            logs.event(logging.WARNING, "delete failed", "delete", **m.log_fields(), error=reason[:300])
+
+    def _record(self, message: Message, outcome: Outcome, level: int, error: Sqs2pgError | None = None, **fields: object) -> None:
+        self._metrics.messages.labels(message.queue_name, outcome.value).inc()
+        self._metrics.in_flight.labels(message.queue_name).dec()
+        if error is not None:
+            fields["error_kind"] = error.kind
+            fields["error"] = str(error)[:300]
+        logs.event(level, f"message {outcome.value}", "settle", outcome=outcome.value, **message.log_fields(), **fields)

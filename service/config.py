@@ -1,0 +1,154 @@
+"""Configuration: parsed from the environment once, at start-up, into a frozen object.
+
+Every tuning knob is named ``SQS2PG_<NAME>`` with its unit in the name. An unknown ``SQS2PG_*`` variable
+is rejected rather than ignored, so a typo cannot silently leave a default in force.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
+
+PREFIX = "SQS2PG_"
+DEFAULT_HANDLER = "service.handler:insert_event"
+
+
+class ConfigError(ValueError):
+    """The environment does not describe a valid configuration."""
+
+
+def _knob(default: Any, doc: str, lo: float | None = None, hi: float | None = None) -> Any:
+    return field(default=default, metadata={"doc": doc, "lo": lo, "hi": hi})
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    queue_urls: tuple[str, ...]
+    region: str
+    http_port: int = 8080
+    handler: str = DEFAULT_HANDLER
+
+    # --- tuning knobs: SQS2PG_<FIELD NAME IN UPPER CASE> ---
+    http_host: str = _knob("0.0.0.0", "address the HTTP port binds to")
+    receive_wait_s: int = _knob(20, "long-poll wait of one ReceiveMessage call", 0, 20)
+    receive_batch_size: int = _knob(10, "messages asked for per ReceiveMessage call", 1, 10)
+    visibility_timeout_s: int = _knob(30, "visibility timeout asked for on receive; the heartbeat extends it", 5, 43200)
+    heartbeat_fraction: float = _knob(0.5, "extend a held message's visibility once this fraction of it has passed", 0.1, 0.9)
+    pollers_per_queue: int = _knob(1, "concurrent long-poll loops per queue", 1, 64)
+    max_concurrent_groups: int = _knob(16, "message groups handled at the same time (worker tasks)", 1, 1024)
+    max_in_memory_messages: int = _knob(200, "messages held in memory (received, not yet acknowledged); pollers wait above it", 10, 100000)
+    db_pool_size: int = _knob(0, "PostgreSQL connections; 0 means max_concurrent_groups + 2", 0, 1000)
+    db_connect_timeout_s: float = _knob(5.0, "time allowed to open a PostgreSQL connection", 0.5, 120)
+    db_statement_timeout_s: float = _knob(15.0, "time allowed for one statement (client side and server side)", 0.5, 3600)
+    retry_base_s: float = _knob(2.0, "first retry delay after a transient failure; doubles per receive", 0.0, 43200)
+    retry_max_s: float = _knob(300.0, "cap on the retry delay", 1.0, 43200)
+    shutdown_grace_s: float = _knob(20.0, "time in-flight work gets to finish after SIGTERM", 0.0, 110)
+    ack_flush_interval_ms: int = _knob(5, "longest a commit waits to be batched into DeleteMessageBatch", 0, 1000)
+    idempotency_retention_days: float = _knob(7.0, "how long idempotency records are kept", 0.0, 3650)
+    prune_interval_s: float = _knob(600.0, "how often one replica prunes expired idempotency records", 1.0, 86400)
+    prune_batch_size: int = _knob(1000, "rows deleted per pruning transaction", 1, 100000)
+    log_level: str = _knob("INFO", "DEBUG, INFO, WARNING or ERROR")
+
+    @property
+    def pool_size(self) -> int:
+        return self.db_pool_size or self.max_concurrent_groups + 2
+
+    def redacted_database_url(self) -> str:
+        return redact_url(self.database_url)
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, fit for logs."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def knob_fields() -> list[Any]:
+    return [f for f in fields(Settings) if "doc" in f.metadata]
+
+
+def _convert(name: str, raw: str, kind: Any, lo: float | None, hi: float | None) -> Any:
+    converters: dict[Any, Callable[[str], Any]] = {"int": int, "float": float, "str": str}
+    try:
+        value = converters[kind](raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a valid {kind}") from None
+    if lo is not None and value < lo or hi is not None and value > hi:
+        raise ConfigError(f"{name}={raw!r} is out of range [{lo}, {hi}]")
+    return value
+
+
+def _region_from(queue_urls: tuple[str, ...]) -> str | None:
+    for url in queue_urls:
+        m = re.match(r"sqs[.-]([a-z0-9-]+)\.amazonaws\.com", urlsplit(url).hostname or "")
+        if m:
+            return m.group(1)
+    return None
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """Parse the environment into Settings, or raise ConfigError naming every problem found."""
+    env = os.environ if env is None else env
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+
+    db = env.get("DATABASE_URL", "").strip()
+    if not db:
+        problems.append("DATABASE_URL is required (postgresql://user@host:5432/dbname)")
+    elif urlsplit(db).scheme not in ("postgresql", "postgres"):
+        problems.append(f"DATABASE_URL must start with postgresql:// (got {redact_url(db)!r})")
+    values["database_url"] = db
+
+    urls = tuple(u.strip() for u in env.get("SQS_QUEUE_URLS", "").split(",") if u.strip())
+    if not urls:
+        problems.append("SQS_QUEUE_URLS is required (comma-separated FIFO queue URLs)")
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.path.rstrip("/").endswith(".fifo"):
+            problems.append(f"SQS_QUEUE_URLS entry {url!r} is not the URL of a FIFO queue (…/name.fifo)")
+    if len(set(urls)) != len(urls):
+        problems.append("SQS_QUEUE_URLS names the same queue twice")
+    values["queue_urls"] = urls
+
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or _region_from(urls)
+    if not region:
+        problems.append("AWS_REGION is required (it cannot be read from the queue URLs)")
+    values["region"] = region or ""
+
+    try:
+        if "HTTP_PORT" in env:
+            values["http_port"] = _convert("HTTP_PORT", env["HTTP_PORT"], "int", 0, 65535)
+    except ConfigError as exc:
+        problems.append(str(exc))
+    handler = env.get("HANDLER", "").strip() or DEFAULT_HANDLER
+    if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", handler):
+        problems.append(f"HANDLER={handler!r} must look like package.module:function")
+    values["handler"] = handler
+
+    known = set()
+    for f in knob_fields():
+        var = PREFIX + f.name.upper()
+        known.add(var)
+        if var in env:
+            try:
+                values[f.name] = _convert(var, env[var], f.type, f.metadata["lo"], f.metadata["hi"])
+            except ConfigError as exc:
+                problems.append(str(exc))
+    unknown = sorted(k for k in env if k.startswith(PREFIX) and k not in known)
+    if unknown:
+        problems.append(f"unknown setting(s): {', '.join(unknown)}")
+
+    if values.get("log_level", "INFO").upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        problems.append(f"{PREFIX}LOG_LEVEL={values['log_level']!r} is not DEBUG, INFO, WARNING or ERROR")
+    elif "log_level" in values:
+        values["log_level"] = values["log_level"].upper()
+
+    if problems:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+    settings = Settings(**values)
+    if settings.retry_max_s < settings.retry_base_s:
+        raise ConfigError("invalid configuration:\n  - SQS2PG_RETRY_MAX_S is below SQS2PG_RETRY_BASE_S")
+    return settings

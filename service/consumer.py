@@ -1,0 +1,90 @@
+"""Handle: take a message from its group, apply it in a transaction, decide, acknowledge."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import asyncpg
+
+from .acknowledge import Acknowledger
+from .config import Settings
+from .dispatcher import Dispatcher
+from .errors import Sqs2pgError, classify
+from .message import Message
+from .metrics import Metrics
+from .retry import Decision, Outcome, backoff_s, decide
+from .store import Store
+
+# Failures of the database itself (as opposed to the handler rejecting a body) counted in sqs2pg_db_errors.
+_DB_FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
+
+
+class Consumer:
+    def __init__(
+        self, settings: Settings, store: Store, dispatcher: Dispatcher, acker: Acknowledger, metrics: Metrics
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._dispatcher = dispatcher
+        self._acker = acker
+        self._metrics = metrics
+        self._deadline: float | None = None
+        self._timeouts: set[asyncio.Timeout] = set()
+
+    def set_deadline(self, deadline: float) -> None:
+        """Shutdown: handling still running at ``deadline`` (loop time) is abandoned and released."""
+        self._deadline = deadline
+        for timeout in self._timeouts:
+            timeout.reschedule(deadline)
+
+    async def work(self) -> None:
+        """One worker: handle the head message of one ready group at a time, until the dispatcher closes."""
+        while (message := await self._dispatcher.next()) is not None:
+            try:
+                await self._handle(message)
+            finally:
+                self._dispatcher.done(message)
+
+    async def _handle(self, message: Message) -> None:
+        started = time.perf_counter()
+        abandoned = False
+        try:
+            async with asyncio.timeout_at(self._deadline) as timeout:
+                self._timeouts.add(timeout)
+                try:
+                    outcome = await self._store.apply(message)
+                finally:
+                    self._timeouts.discard(timeout)
+            decision = Decision(outcome)
+        except Exception as exc:  # noqa: BLE001 - classified right here, never swallowed
+            abandoned = self._deadline is not None and timeout.expired()
+            error = classify(exc)
+            if isinstance(exc, _DB_FAILURES) and not abandoned:
+                self._metrics.db_errors.labels(message.queue_name, error.kind).inc()
+            decision = decide(error, message.receive_count, self._settings.retry_base_s, self._settings.retry_max_s)
+        await self._settle(message, decision, time.perf_counter() - started, abandoned)
+
+    async def _settle(self, message: Message, decision: Decision, handled_s: float, abandoned: bool) -> None:
+        # No await separates a successful commit from queueing its delete, so cancellation cannot split them;
+        # and every later step is safe to repeat (see store.py and Acknowledger.dead_letter).
+        if abandoned:
+            # Shutdown deadline: the commit may or may not have happened; idempotency decides on redelivery.
+            await self._acker.release([message, *self._dispatcher.take_rest(message)], "shutdown deadline")
+            return
+        if decision.outcome in (Outcome.COMMITTED, Outcome.DUPLICATE):
+            self._acker.delete(message, decision.outcome, handled_s)
+            return
+        if decision.outcome is Outcome.DEAD_LETTERED:
+            assert decision.error is not None
+            try:
+                await self._acker.dead_letter(message, decision.error)
+                return
+            except Sqs2pgError as exc:
+                # Could not move it: keep it (and its group, for order) and try again later.
+                decision = Decision(Outcome.RETRIED, self._backoff(message), error=exc)
+        assert decision.error is not None
+        await self._acker.retry(message, self._dispatcher.take_rest(message), decision.visibility_s, decision.error)
+
+    def _backoff(self, message: Message) -> int:
+        return backoff_s(message.receive_count, self._settings.retry_base_s, self._settings.retry_max_s)

@@ -1,0 +1,120 @@
+"""Dispatch by group: messages of one group strictly one after another, groups side by side.
+
+Pure bookkeeping with no I/O, so its ordering and release decisions are unit-tested without servers.
+A group is either *idle* (no messages held), *ready* (queued for a worker) or *busy* (one worker has its
+head message). A group is never ready and busy at once, so two workers never touch the same group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Iterator
+
+from .message import Message
+
+GroupKey = tuple[str, str]  # (queue url, message group id)
+
+
+def group_key(message: Message) -> GroupKey:
+    return (message.queue_url, message.group_id)
+
+
+class Dispatcher:
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._groups: dict[GroupKey, deque[Message]] = {}
+        self._busy: dict[GroupKey, Message] = {}
+        self._ready: asyncio.Queue[GroupKey | None] = asyncio.Queue()
+        self._held = 0
+        self._waiting_workers = 0
+        self._closed = False
+        self._room = asyncio.Event()
+        self._room.set()
+
+    @property
+    def held(self) -> int:
+        """Messages in memory: waiting in a group or being handled."""
+        return self._held
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def wait_for_room(self, n: int) -> None:
+        """Back-pressure: wait until n more messages fit under the capacity."""
+        while self._held + n > self.capacity and not self._closed:
+            self._room.clear()
+            await self._room.wait()
+
+    def add(self, message: Message) -> None:
+        """Append a received message to its group, in arrival order."""
+        key = group_key(message)
+        queue = self._groups.get(key)
+        if queue is None:
+            queue = self._groups[key] = deque()
+        queue.append(message)
+        self._held += 1
+        if len(queue) == 1 and key not in self._busy:
+            self._ready.put_nowait(key)
+
+    async def next(self) -> Message | None:
+        """The head message of the next ready group (the group is busy until done()); None once closed."""
+        while not self._closed:
+            self._waiting_workers += 1
+            try:
+                key = await self._ready.get()
+            finally:
+                self._waiting_workers -= 1
+            if key is None or self._closed:
+                break
+            queue = self._groups.get(key)
+            if not queue:  # emptied by take_rest() or close() after it was queued
+                continue
+            message = queue.popleft()
+            self._busy[key] = message
+            return message
+        return None
+
+    def done(self, message: Message) -> None:
+        """The message has been settled: release its slot and let its group's next message be handed out."""
+        key = group_key(message)
+        self._busy.pop(key, None)
+        self._forget(1)
+        queue = self._groups.get(key)
+        if queue:
+            if not self._closed:
+                self._ready.put_nowait(key)
+        else:
+            self._groups.pop(key, None)
+
+    def take_rest(self, message: Message) -> list[Message]:
+        """Remove and return the messages held behind this one in its group (they share its fate)."""
+        rest = list(self._groups.get(group_key(message), ()))
+        if rest:
+            self._groups[group_key(message)].clear()
+            self._forget(len(rest))
+        return rest
+
+    def close(self) -> list[Message]:
+        """Stop handing out messages; remove and return every message not yet started, in group order."""
+        self._closed = True
+        unstarted = [m for queue in self._groups.values() for m in queue]
+        for queue in self._groups.values():
+            queue.clear()
+        self._forget(len(unstarted))
+        for _ in range(self._waiting_workers):
+            self._ready.put_nowait(None)
+        self._room.set()
+        return unstarted
+
+    def held_messages(self) -> Iterator[Message]:
+        """Every message in memory, being handled or waiting (for the visibility heartbeat)."""
+        yield from self._busy.values()
+        for queue in self._groups.values():
+            yield from queue
+
+    def _forget(self, n: int) -> None:
+        self._held -= n
+        if self._held < self.capacity:
+            self._room.set()

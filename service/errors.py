@@ -1,0 +1,141 @@
+"""The one place where failures are classified.
+
+Every exception that reaches the consumer is translated here, once, into one of two branches:
+
+* ``RetryableError``: the message is fine, the world is not (connection lost, failover, throttling,
+  timeouts, serialization conflicts). The message is *not* deleted; it comes back after a backoff.
+* ``PermanentError``: retrying cannot help (the handler rejected the body, a constraint or data error,
+  an idempotency key reused with another body). The message goes to the dead-letter queue at once.
+
+Each error carries a short ``kind`` used as the metric label and the log field ``error_kind``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+import asyncpg
+import botocore.exceptions
+
+
+class Sqs2pgError(Exception):
+    """sqs2pg failed to handle a message."""
+
+    kind = "error"
+
+    def __init__(self, message: str | None = None, *, kind: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+        if kind:
+            self.kind = kind
+
+
+class RetryableError(Sqs2pgError):
+    """A transient failure: the message will be retried after a backoff."""
+
+    kind = "transient"
+
+
+class PermanentError(Sqs2pgError):
+    """A permanent failure: the message goes to the dead-letter queue."""
+
+    kind = "permanent"
+
+
+class InvalidMessage(PermanentError):
+    """The message is not one the handler can apply."""
+
+    kind = "invalid_message"
+
+
+class IdempotencyKeyReused(PermanentError):
+    """The idempotency key was already committed with a different body."""
+
+    kind = "key_reused"
+
+
+class AlreadyApplied(Exception):
+    """Raised by a handler that finds the message's effect already in the database: a duplicate."""
+
+
+# SQLSTATEs (or their two-character classes) that mean "try again later".
+_RETRYABLE_SQLSTATES: dict[str, str] = {
+    "08": "connection",  # connection exception
+    "57P01": "failover",  # admin shutdown: terminating connection due to administrator command
+    "57P02": "failover",  # crash shutdown
+    "57P03": "failover",  # cannot connect now (starting up, shutting down, in recovery)
+    "25006": "failover",  # read-only transaction: we are talking to a reader after a failover
+    "40001": "serialization",
+    "40P01": "deadlock",
+    "55P03": "lock_timeout",
+    "57014": "timeout",  # query canceled, e.g. statement_timeout
+    "53": "resources",  # insufficient resources: too many connections, disk full, out of memory
+    "58": "system",  # system error (I/O)
+    "XX": "internal",
+    "42": "schema",  # undefined table/column, syntax: a deployment problem, not a bad message
+    "3D": "schema",  # database does not exist
+    "28": "auth",  # invalid authorization: wait for the operator, do not dead-letter good messages
+}
+
+# Everything else from PostgreSQL is permanent; these classes get a clearer kind.
+_PERMANENT_SQLSTATES: dict[str, str] = {
+    "22": "data",  # data exception: bad value, NUL in text, invalid JSON
+    "23": "constraint",  # integrity constraint violation
+    "P0": "rejected",  # RAISE EXCEPTION in a trigger or function
+}
+
+_SQS_THROTTLING = {
+    "ThrottlingException",
+    "Throttling",
+    "RequestThrottled",
+    "RequestLimitExceeded",
+    "KmsThrottled",
+    "TooManyRequestsException",
+}
+_SQS_UNAVAILABLE = {"ServiceUnavailable", "InternalError", "InternalFailure", "503", "500", "502", "504"}
+
+
+def _sqlstate_kind(sqlstate: str, table: dict[str, str]) -> str | None:
+    return table.get(sqlstate) or table.get(sqlstate[:2])
+
+
+def classify(exc: BaseException) -> Sqs2pgError:
+    """Translate any exception into a RetryableError or PermanentError (our own pass through)."""
+    if isinstance(exc, Sqs2pgError):
+        return exc
+    if isinstance(exc, asyncpg.PostgresError):
+        state = getattr(exc, "sqlstate", None) or ""
+        kind = _sqlstate_kind(state, _RETRYABLE_SQLSTATES)
+        detail = f"{state} {type(exc).__name__}: {exc}"
+        if kind:
+            return RetryableError(detail, kind=kind)
+        return PermanentError(detail, kind=_sqlstate_kind(state, _PERMANENT_SQLSTATES) or "database")
+    if isinstance(exc, (asyncpg.InterfaceError, asyncpg.InternalClientError)):
+        # connection closed under us, pool closing, protocol trouble: all about the link
+        return RetryableError(f"{type(exc).__name__}: {exc}", kind="connection")
+    if isinstance(exc, botocore.exceptions.ClientError):
+        return classify_sqs(exc)
+    if isinstance(exc, (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)):
+        return RetryableError(f"{type(exc).__name__}: {exc}", kind="sqs_unavailable")
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+        return RetryableError("timed out", kind="timeout")
+    if isinstance(exc, (ConnectionError, ssl.SSLError, OSError)):
+        return RetryableError(f"{type(exc).__name__}: {exc}", kind="connection")
+    if isinstance(exc, UnicodeError):
+        # e.g. a lone surrogate from a JSON escape that cannot be encoded for the database
+        return PermanentError(f"{type(exc).__name__}: {exc}", kind="data")
+    # Anything else was raised by the handler's own code: retrying the same body gives the same result.
+    return PermanentError(f"{type(exc).__name__}: {exc}", kind="handler")
+
+
+def classify_sqs(exc: botocore.exceptions.ClientError) -> Sqs2pgError:
+    """Translate an SQS error response."""
+    err = exc.response.get("Error", {})
+    code = str(err.get("Code", ""))
+    status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+    text = f"{code}: {err.get('Message', '')}"
+    if code in _SQS_THROTTLING:
+        return RetryableError(text, kind="sqs_throttled")
+    if code in _SQS_UNAVAILABLE or status.startswith("5"):
+        return RetryableError(text, kind="sqs_unavailable")
+    return PermanentError(text, kind="sqs_" + (code.rsplit(".", 1)[-1] or "client"))

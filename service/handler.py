@@ -1,0 +1,60 @@
+"""The handler contract, the built-in handler, and loading a handler by import path."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Protocol
+
+import asyncpg
+
+from .errors import AlreadyApplied, InvalidMessage
+from .message import Message
+
+
+class Handler(Protocol):
+    """Applies one message inside the open transaction on ``conn``.
+
+    Raise ``PermanentError`` (or any exception of your own) to dead-letter the message, ``RetryableError``
+    to retry it later, ``AlreadyApplied`` when its effect is already there. Database errors are classified
+    for you. Do not commit, roll back or close ``conn``: sqs2pg owns the transaction.
+    """
+
+    async def __call__(self, conn: asyncpg.Connection, message: Message) -> None: ...
+
+
+_INSERT_EVENT = """
+INSERT INTO events (idempotency_key, queue_name, message_group_id, message_id, body, sent_at)
+VALUES ($1, $2, $3, $4, $5::jsonb, to_timestamp($6::bigint / 1000.0))
+ON CONFLICT (idempotency_key) DO NOTHING
+"""
+
+
+async def insert_event(conn: asyncpg.Connection, message: Message) -> None:
+    """The built-in handler: append the JSON object body to table ``events``."""
+    if not isinstance(message.json, dict):
+        raise InvalidMessage("body must be a JSON object")
+    # The body goes to PostgreSQL as text and is parsed there, so jsonb gets exactly what was sent.
+    status = await conn.execute(
+        _INSERT_EVENT, message.idempotency_key, message.queue_name, message.group_id, message.message_id, message.body,
+        message.sent_timestamp_ms,
+    )
+    if status.endswith(" 0"):
+        # The idempotency record was pruned but the event is still there (e.g. a redrive months later).
+        raise AlreadyApplied()
+
+
+def load_handler(path: str) -> Handler:
+    """Import ``package.module:function`` and check it is an async callable."""
+    module_name, _, attr = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"HANDLER={path!r}: cannot import {module_name!r}: {exc}") from exc
+    handler = getattr(module, attr, None)
+    if handler is None:
+        raise ValueError(f"HANDLER={path!r}: module {module_name!r} has no attribute {attr!r}")
+    target = handler.__call__ if not inspect.isfunction(handler) and callable(handler) else handler
+    if not inspect.iscoroutinefunction(target):
+        raise ValueError(f"HANDLER={path!r} must be an async function taking (conn, message)")
+    return handler  # type: ignore[no-any-return]

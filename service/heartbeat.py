@@ -1,0 +1,25 @@
+"""Heartbeat: keep every held message invisible to other consumers for as long as we hold it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from .acknowledge import Acknowledger
+from .dispatcher import Dispatcher
+
+
+def interval_s(visibility_timeout_s: int, fraction: float) -> float:
+    """How often to look: twice per remaining margin, so a slow SQS call still lands in time."""
+    return max(0.2, min(10.0, visibility_timeout_s * (1 - fraction) / 2))
+
+
+async def heartbeat(dispatcher: Dispatcher, acker: Acknowledger, visibility_timeout_s: int, fraction: float) -> None:
+    """Extend a message once ``fraction`` of its visibility has passed (waiting or being handled)."""
+    margin = visibility_timeout_s * (1 - fraction)
+    while True:
+        await asyncio.sleep(interval_s(visibility_timeout_s, fraction))
+        now = time.monotonic()
+        due = [m for m in dispatcher.held_messages() if m.visible_until - now <= margin]
+        if due:
+            await acker.extend(due, visibility_timeout_s)

@@ -1,0 +1,104 @@
+"""A received SQS message, as handlers and the rest of sqs2pg see it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from .errors import InvalidMessage
+
+IDEMPOTENCY_ATTRIBUTE = "idempotency_key"
+MAX_KEY_LENGTH = 512
+_NOT_JSON = object()
+
+
+@dataclass(eq=False)
+class Message:
+    queue_url: str
+    queue_name: str
+    message_id: str
+    receipt_handle: str
+    body: str
+    group_id: str
+    deduplication_id: str | None
+    receive_count: int
+    sent_timestamp_ms: int | None
+    attributes: dict[str, Any]  # message attributes: name -> {"DataType": ..., "StringValue"/"BinaryValue": ...}
+    received_at: float = field(default_factory=time.monotonic)  # when we received it (monotonic seconds)
+    visible_until: float = 0.0  # monotonic time our hold on it ends unless extended
+
+    @classmethod
+    def from_sqs(cls, queue_url: str, raw: dict[str, Any], visibility_timeout_s: int) -> "Message":
+        attrs = raw.get("Attributes", {})
+        sent = attrs.get("SentTimestamp")
+        now = time.monotonic()
+        return cls(
+            queue_url=queue_url,
+            queue_name=queue_url.rstrip("/").rsplit("/", 1)[-1],
+            message_id=raw["MessageId"],
+            receipt_handle=raw["ReceiptHandle"],
+            body=raw.get("Body", ""),
+            group_id=attrs.get("MessageGroupId", ""),
+            deduplication_id=attrs.get("MessageDeduplicationId"),
+            receive_count=int(attrs.get("ApproximateReceiveCount", "1")),
+            sent_timestamp_ms=int(sent) if sent and sent.isdigit() else None,
+            attributes=raw.get("MessageAttributes", {}),
+            received_at=now,
+            visible_until=now + visibility_timeout_s,
+        )
+
+    @cached_property
+    def idempotency_key(self) -> str:
+        """The ``idempotency_key`` String attribute when present, else the MessageDeduplicationId."""
+        attr = self.attributes.get(IDEMPOTENCY_ATTRIBUTE)
+        if attr is not None:
+            if attr.get("DataType", "").split(".", 1)[0] != "String" or "StringValue" not in attr:
+                raise InvalidMessage(f"attribute {IDEMPOTENCY_ATTRIBUTE} must be of type String")
+            key = attr["StringValue"]
+        elif self.deduplication_id:
+            key = self.deduplication_id
+        else:
+            raise InvalidMessage(f"no {IDEMPOTENCY_ATTRIBUTE} attribute and no MessageDeduplicationId")
+        if not key or len(key) > MAX_KEY_LENGTH:
+            raise InvalidMessage(f"idempotency key must be 1 to {MAX_KEY_LENGTH} characters")
+        return key
+
+    @cached_property
+    def body_sha256(self) -> bytes:
+        return hashlib.sha256(self.body.encode("utf-8", "surrogatepass")).digest()
+
+    @cached_property
+    def _parsed(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except (ValueError, RecursionError):
+            return _NOT_JSON
+
+    @property
+    def is_json(self) -> bool:
+        return self._parsed is not _NOT_JSON
+
+    @property
+    def json(self) -> Any:
+        """The body parsed as JSON; InvalidMessage when it is not JSON."""
+        if self._parsed is _NOT_JSON:
+            raise InvalidMessage("body is not valid JSON")
+        return self._parsed
+
+    def attribute(self, name: str) -> str | None:
+        """A String or Number message attribute's value, or None."""
+        attr = self.attributes.get(name)
+        return attr.get("StringValue") if attr else None
+
+    def log_fields(self) -> dict[str, Any]:
+        """Identifying fields for a log line: never the body."""
+        return {
+            "queue": self.queue_name,
+            "message_id": self.message_id,
+            "group": self.group_id,
+            "receive_count": self.receive_count,
+        }

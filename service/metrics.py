@@ -1,0 +1,54 @@
+"""Prometheus metrics. Label values for ``outcome`` are exactly the Outcome words used in logs."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from .retry import Outcome
+
+_AGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)
+_HANDLE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class Metrics:
+    """All sqs2pg_ metrics, on a registry of their own (one per service instance)."""
+
+    def __init__(self, queue_names: list[str] | tuple[str, ...] = ()) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.messages = Counter(
+            "sqs2pg_messages", "Messages settled, by outcome", ["queue", "outcome"], registry=r
+        )
+        self.received = Counter("sqs2pg_received_messages", "Messages received from SQS", ["queue"], registry=r)
+        self.handle_seconds = Histogram(
+            "sqs2pg_handle_duration_seconds",
+            "Time to handle one message: transaction and commit",
+            ["queue"],
+            buckets=_HANDLE_BUCKETS,
+            registry=r,
+        )
+        self.age_seconds = Histogram(
+            "sqs2pg_message_age_seconds",
+            "End-to-end age at commit: now minus the message's SentTimestamp",
+            ["queue"],
+            buckets=_AGE_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "sqs2pg_in_flight_messages", "Messages held in memory: received and not yet settled", ["queue"], registry=r
+        )
+        self.sqs_errors = Counter(
+            "sqs2pg_sqs_errors", "Failed SQS calls or batch entries, by operation and kind", ["queue", "operation", "kind"], registry=r
+        )
+        self.db_errors = Counter("sqs2pg_db_errors", "Failed database transactions, by kind", ["queue", "kind"], registry=r)
+        self.pollers_up = Gauge("sqs2pg_pollers_up", "Pollers whose last receive succeeded", ["queue"], registry=r)
+        self.pruned = Counter("sqs2pg_idempotency_pruned", "Expired idempotency records deleted", registry=r)
+        for q in queue_names:
+            for outcome in Outcome:
+                self.messages.labels(q, outcome.value)
+            self.received.labels(q)
+            self.in_flight.labels(q)
+            self.pollers_up.labels(q)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,114 @@
+"""Poll: long-poll one queue and hand what arrives to the dispatcher, waiting while memory is full."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any, Awaitable
+
+from . import logs
+from .acknowledge import Acknowledger
+from .config import Settings
+from .dispatcher import Dispatcher
+from .errors import Sqs2pgError
+from .message import Message
+from .metrics import Metrics
+from .retry import backoff_s
+from .sqs import Sqs, queue_name
+
+
+class Poller:
+    def __init__(
+        self,
+        url: str,
+        settings: Settings,
+        sqs: Sqs,
+        dispatcher: Dispatcher,
+        acker: Acknowledger,
+        metrics: Metrics,
+        stopping: asyncio.Event,
+    ) -> None:
+        self.url = url
+        self.name = queue_name(url)
+        self._settings = settings
+        self._sqs = sqs
+        self._dispatcher = dispatcher
+        self._acker = acker
+        self._metrics = metrics
+        self._stopping = stopping
+        self.healthy = False  # the last receive succeeded
+
+    async def run(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            if not await self._unless_stopping(self._dispatcher.wait_for_room(self._settings.receive_batch_size)):
+                break
+            attempt_id = uuid.uuid4().hex
+            receive = asyncio.ensure_future(self._sqs.receive(self.url, attempt_id))
+            if not await self._unless_stopping(receive):
+                await self._recover(attempt_id)
+                break
+            try:
+                raw = receive.result()
+            except Sqs2pgError as exc:
+                failures += 1
+                self._set_healthy(False)
+                delay = backoff_s(failures, 1.0, 30.0)
+                logs.event(logging.WARNING, "receive failed", "receive", queue=self.name, error_kind=exc.kind, error=str(exc)[:300], retry_in_s=delay)
+                await self._unless_stopping(asyncio.sleep(delay))
+                continue
+            failures = 0
+            self._set_healthy(True)
+            await self._accept(raw)
+        self._set_healthy(False)
+
+    async def _accept(self, raw: list[dict[str, Any]]) -> None:
+        if not raw:
+            return
+        messages = [Message.from_sqs(self.url, r, self._settings.visibility_timeout_s) for r in raw]
+        self._metrics.received.labels(self.name).inc(len(messages))
+        self._metrics.in_flight.labels(self.name).inc(len(messages))
+        if self._stopping.is_set() or self._dispatcher.closed:
+            await self._acker.release(messages, "shutdown")
+            return
+        for m in messages:
+            self._dispatcher.add(m)
+
+    async def _recover(self, attempt_id: str) -> None:
+        """Stopping cut a long poll short. It may have taken messages we never saw: on SQS, the same attempt
+        id returns them again, so ask once without waiting and hand back whatever comes."""
+        try:
+            raw = await asyncio.wait_for(self._sqs.receive(self.url, attempt_id, wait_s=0), 5)
+        except (Sqs2pgError, asyncio.TimeoutError):
+            return
+        await self._accept(raw)
+
+    async def _unless_stopping(self, aw: Awaitable[Any]) -> bool:
+        """Await ``aw`` unless stopping comes first (then cancel it). True when ``aw`` finished."""
+        task = asyncio.ensure_future(aw)
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        finally:
+            stop.cancel()
+        if task.done():
+            return True
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # we are being cancelled ourselves: never swallow that
+        except Exception:  # noqa: BLE001 - a call we abandoned on purpose
+            pass
+        return False
+
+    def _set_healthy(self, value: bool) -> None:
+        if value != self.healthy:
+            self.healthy = value
+            self._metrics.pollers_up.labels(self.name).inc(1 if value else -1)

@@ -1,0 +1,184 @@
+"""SQS calls, each one translated once: failures become RetryableError/PermanentError and are counted."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import aioboto3
+from botocore.config import Config as BotoConfig
+
+from .config import Settings
+from .errors import PermanentError, Sqs2pgError, classify
+from .message import IDEMPOTENCY_ATTRIBUTE, Message
+from .metrics import Metrics
+
+# Attributes sqs2pg adds to a dead-lettered message, so whoever reads the DLQ sees why it is there.
+DLQ_ATTRIBUTES = ("sqs2pg_error_kind", "sqs2pg_error", "sqs2pg_receive_count", "sqs2pg_source_queue")
+MAX_ATTRIBUTES = 10  # SQS limit per message
+# SQS accepts only these characters in bodies and attribute values (the XML 1.0 set).
+_INVALID_CHARS = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+class QueueError(Exception):
+    """A configured queue cannot be consumed (missing, not FIFO, no dead-letter queue)."""
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    url: str
+    name: str
+    arn: str
+    dlq_url: str
+    max_receive_count: int
+    visibility_timeout_s: int
+
+
+def queue_name(url: str) -> str:
+    return url.rstrip("/").rsplit("/", 1)[-1]
+
+
+class Sqs:
+    """A thin, counted wrapper around one aiobotocore SQS client."""
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._stack = AsyncExitStack()
+        self._client: Any = None
+
+    async def open(self) -> None:
+        # The endpoint comes from the SDK's own settings (AWS_ENDPOINT_URL_SQS for an emulator).
+        config = BotoConfig(
+            region_name=self._settings.region,
+            connect_timeout=5,
+            # a long poll legitimately takes receive_wait_s; anything much longer is a dead connection
+            read_timeout=self._settings.receive_wait_s + 10,
+            retries={"mode": "standard", "max_attempts": 3},
+            max_pool_connections=max(10, self._settings.pollers_per_queue * len(self._settings.queue_urls) + 20),
+        )
+        session = aioboto3.Session()
+        self._client = await self._stack.enter_async_context(session.client("sqs", config=config))
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+
+    async def _call(self, queue: str, operation: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return await getattr(self._client, operation)(**kwargs)  # type: ignore[no-any-return]
+        except Exception as exc:
+            err = classify(exc)
+            self._metrics.sqs_errors.labels(queue, operation, err.kind).inc()
+            raise err from exc
+
+    async def describe(self, url: str) -> QueueInfo:
+        """Check the queue is FIFO and has a FIFO dead-letter queue; QueueError when it cannot be used."""
+        name = queue_name(url)
+        try:
+            attrs = (await self._call(name, "get_queue_attributes", QueueUrl=url, AttributeNames=["All"]))["Attributes"]
+        except PermanentError as exc:
+            raise QueueError(f"queue {url}: {exc}") from exc
+        if attrs.get("FifoQueue") != "true":
+            raise QueueError(f"queue {url} is not a FIFO queue")
+        if "RedrivePolicy" not in attrs:
+            raise QueueError(f"queue {url} has no RedrivePolicy: sqs2pg needs a FIFO dead-letter queue")
+        policy = json.loads(attrs["RedrivePolicy"])
+        dlq_arn = policy["deadLetterTargetArn"]
+        # arn:aws:sqs:REGION:ACCOUNT:NAME
+        _, _, _, _, account, dlq_name = dlq_arn.split(":", 5)
+        try:
+            dlq_url = (await self._call(name, "get_queue_url", QueueName=dlq_name, QueueOwnerAWSAccountId=account))["QueueUrl"]
+        except PermanentError as exc:
+            raise QueueError(f"queue {url}: dead-letter queue {dlq_arn} not found: {exc}") from exc
+        if not dlq_name.endswith(".fifo"):
+            raise QueueError(f"queue {url}: dead-letter queue {dlq_name} is not FIFO")
+        return QueueInfo(
+            url=url,
+            name=name,
+            arn=attrs.get("QueueArn", ""),
+            dlq_url=dlq_url,
+            max_receive_count=int(policy.get("maxReceiveCount", 0)),
+            visibility_timeout_s=int(attrs.get("VisibilityTimeout", 30)),
+        )
+
+    async def receive(self, url: str, attempt_id: str | None = None, wait_s: int | None = None) -> list[dict[str, Any]]:
+        """One long poll. The same attempt_id, retried within 5 minutes, returns the same messages (real SQS)."""
+        s = self._settings
+        response = await self._call(
+            queue_name(url),
+            "receive_message",
+            QueueUrl=url,
+            MaxNumberOfMessages=s.receive_batch_size,
+            WaitTimeSeconds=s.receive_wait_s if wait_s is None else wait_s,
+            VisibilityTimeout=s.visibility_timeout_s,
+            MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
+            ReceiveRequestAttemptId=attempt_id or uuid.uuid4().hex,
+        )
+        return response.get("Messages", [])  # type: ignore[no-any-return]
+
+    async def delete(self, url: str, messages: list[Message]) -> list[tuple[Message, str]]:
+        """DeleteMessageBatch (up to 10); returns the messages whose entries failed, with the reason."""
+        return await self._batch(url, "delete_message_batch", messages, lambda m: {})
+
+    async def change_visibility(self, url: str, messages: list[Message], seconds: int) -> list[tuple[Message, str]]:
+        """ChangeMessageVisibilityBatch (up to 10); returns the failed entries."""
+        return await self._batch(url, "change_message_visibility_batch", messages, lambda m: {"VisibilityTimeout": seconds})
+
+    async def _batch(self, url: str, operation: str, messages: list[Message], extra: Any) -> list[tuple[Message, str]]:
+        name = queue_name(url)
+        by_id = {str(i): m for i, m in enumerate(messages)}
+        entries = [{"Id": i, "ReceiptHandle": m.receipt_handle, **extra(m)} for i, m in by_id.items()]
+        response = await self._call(name, operation, QueueUrl=url, Entries=entries)
+        failed = []
+        for entry in response.get("Failed", []):
+            kind = "sqs_" + str(entry.get("Code", "failed")).rsplit(".", 1)[-1]
+            self._metrics.sqs_errors.labels(name, operation, kind).inc()
+            failed.append((by_id[entry["Id"]], f"{entry.get('Code')}: {entry.get('Message', '')}"))
+        return failed
+
+    async def send_to_dlq(self, dlq_url: str, message: Message, error: Sqs2pgError) -> None:
+        """Send a copy of the message to the dead-letter queue, same group and key, with the reason attached."""
+        ours: dict[str, dict[str, str]] = {
+            "sqs2pg_error_kind": _string(error.kind),
+            "sqs2pg_error": _string(str(error)[:1024] or error.kind),
+            "sqs2pg_receive_count": {"DataType": "Number", "StringValue": str(message.receive_count)},
+            "sqs2pg_source_queue": _string(message.queue_name),
+        }
+        try:
+            ours[IDEMPOTENCY_ATTRIBUTE] = _string(message.idempotency_key)
+        except PermanentError:
+            pass  # the key itself is what is wrong; the original attribute, if any, is kept below
+        kept = {k: v for k, v in message.attributes.items() if k not in ours}
+        # SQS allows 10 attributes: ours first, then the original ones in name order while room is left.
+        for k in sorted(kept)[: max(0, MAX_ATTRIBUTES - len(ours))]:
+            ours[k] = {f: kept[k][f] for f in ("DataType", "StringValue", "BinaryValue") if f in kept[k]}
+        await self._call(
+            message.queue_name,
+            "send_message",
+            QueueUrl=dlq_url,
+            MessageBody=message.body,
+            MessageGroupId=message.group_id or "sqs2pg-no-group",
+            # a retried move (after a crash between send and delete) is dropped by SQS as a duplicate
+            MessageDeduplicationId=message.message_id,
+            MessageAttributes=ours,
+        )
+
+
+def _string(value: str) -> dict[str, str]:
+    return {"DataType": "String", "StringValue": _INVALID_CHARS.sub("?", value) or "?"}
+
+
+def chunks(items: Iterable[Message], size: int = 10) -> Iterable[list[Message]]:
+    batch: list[Message] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,0 +1,147 @@
+"""PostgreSQL: the one transaction that applies a message together with its idempotency record.
+
+What happens when a commit fails (connection reset, failover, timeout): the exception leaves ``apply``
+unchanged, ``errors.classify`` calls it retryable, and the message is not deleted from SQS. When it comes
+back there are two cases. The commit did not happen: it is applied now. The commit happened but we never
+heard: the idempotency record is there with the same body hash, ``apply`` returns DUPLICATE and the message
+is deleted without applying it twice. That is the whole exactly-once argument; it needs nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import asyncpg
+
+from .config import Settings
+from .errors import AlreadyApplied, IdempotencyKeyReused
+from .handler import Handler
+from .message import Message
+from .retry import Outcome
+
+_CLAIM_KEY = """
+INSERT INTO sqs2pg_idempotency (idempotency_key, body_sha256, queue_name, message_id)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING true
+"""
+_KEY_BODY_HASH = "SELECT body_sha256 FROM sqs2pg_idempotency WHERE idempotency_key = $1"
+_PRUNE_BATCH = """
+DELETE FROM sqs2pg_idempotency WHERE idempotency_key IN (
+    SELECT idempotency_key FROM sqs2pg_idempotency
+    WHERE committed_at < now() - make_interval(secs => $1)
+    ORDER BY committed_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+"""
+# Any 64-bit number unique to sqs2pg: the replica holding it is the one that prunes.
+PRUNE_LOCK_ID = int.from_bytes(b"sqs2pg", "big")
+# A connection that reports these is pointed at the wrong server (old writer, read-only) or is being shut
+# down: throw it away instead of handing it to the next message.
+_DISCARD_SQLSTATES = {"25006", "57P01", "57P02", "57P03"}
+
+
+def connect_kwargs(settings: Settings) -> dict[str, Any]:
+    """Arguments for asyncpg.connect / create_pool, shared by the service, migrations and `check`."""
+    kwargs: dict[str, Any] = {
+        "dsn": settings.database_url,
+        "timeout": settings.db_connect_timeout_s,
+        "command_timeout": settings.db_statement_timeout_s,
+        "server_settings": {
+            "application_name": "sqs2pg",
+            # the server gives up too, so a hung statement does not hold locks after we have moved on
+            "statement_timeout": str(int(settings.db_statement_timeout_s * 1000)),
+            "idle_in_transaction_session_timeout": str(int(settings.db_statement_timeout_s * 2000)),
+        },
+    }
+    if "target_session_attrs" not in settings.database_url:
+        # With several hosts in DATABASE_URL, only the writer will do.
+        kwargs["target_session_attrs"] = "read-write"
+    return kwargs
+
+
+class Store:
+    def __init__(self, settings: Settings, handler: Handler) -> None:
+        self._settings = settings
+        self._handler = handler
+        self._pool: asyncpg.Pool | None = None
+        self.last_success = 0.0  # monotonic time of the last successful transaction
+
+    async def open(self) -> None:
+        # min_size=0: the service starts (and reports not ready) while the database is still down.
+        self._pool = await asyncpg.create_pool(
+            min_size=0, max_size=self._settings.pool_size, max_inactive_connection_lifetime=120, **connect_kwargs(self._settings)
+        )
+
+    async def close(self, timeout_s: float = 5.0) -> None:
+        if self._pool is not None:
+            try:
+                await asyncio.wait_for(self._pool.close(), timeout_s)
+            except (asyncio.TimeoutError, OSError, asyncpg.InterfaceError):
+                self._pool.terminate()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        assert self._pool is not None, "Store.open() was not called"
+        return self._pool
+
+    async def apply(self, message: Message) -> Outcome:
+        """Apply one message in one transaction with its idempotency record: COMMITTED or DUPLICATE."""
+        key = message.idempotency_key  # InvalidMessage when the key is missing or malformed
+        async with self.pool.acquire(timeout=self._settings.db_connect_timeout_s) as conn:
+            try:
+                outcome = await self._apply_in(conn, message, key)
+            except asyncpg.PostgresError as exc:
+                if getattr(exc, "sqlstate", None) in _DISCARD_SQLSTATES:
+                    conn.terminate()
+                raise
+        self.last_success = time.monotonic()
+        return outcome
+
+    async def _apply_in(self, conn: asyncpg.Connection, message: Message, key: str) -> Outcome:
+        try:
+            async with conn.transaction():
+                # Claiming the key first also serialises two replicas that got the same key: the second
+                # waits on the unique index until the first commits, then sees the conflict.
+                claimed = await conn.fetchval(_CLAIM_KEY, key, message.body_sha256, message.queue_name, message.message_id)
+                if not claimed:
+                    existing = await conn.fetchval(_KEY_BODY_HASH, key)
+                    if existing is not None and bytes(existing) != message.body_sha256:
+                        raise IdempotencyKeyReused(
+                            f"idempotency key {key!r} was committed before with a different body"
+                        )
+                    return Outcome.DUPLICATE
+                await self._handler(conn, message)
+        except AlreadyApplied:
+            return Outcome.DUPLICATE
+        return Outcome.COMMITTED
+
+    async def ping(self, timeout_s: float = 2.0) -> bool:
+        """True when the database answers a trivial query within the timeout."""
+        try:
+            async with self.pool.acquire(timeout=timeout_s) as conn:
+                await conn.fetchval("SELECT 1", timeout=timeout_s)
+        except Exception:  # noqa: BLE001 - any failure means "not ready"
+            return False
+        return True
+
+    async def prune(self, retention_s: float, batch_size: int, pause_s: float = 0.05) -> int | None:
+        """Delete expired idempotency records in small batches; None if another replica is pruning."""
+        async with self.pool.acquire() as conn:
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", PRUNE_LOCK_ID):
+                return None
+            try:
+                total = 0
+                while True:
+                    status = await conn.execute(_PRUNE_BATCH, float(retention_s), batch_size)
+                    deleted = int(status.rsplit(" ", 1)[-1])
+                    total += deleted
+                    if deleted < batch_size:
+                        return total
+                    await asyncio.sleep(pause_s)  # let other transactions in between batches
+            finally:
+                if not conn.is_closed():
+                    await conn.execute("SELECT pg_advisory_unlock($1)", PRUNE_LOCK_ID)
