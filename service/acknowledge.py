@@ -46,17 +46,23 @@ class Acknowledger:
         self._record(message, outcome, logging.DEBUG)
 
     async def retry(self, message: Message, behind: list[Message], visibility_s: int, error: Sqs2pgError) -> None:
-        """RETRIED: leave it in the queue for visibility_s, and the messages held behind it in its group too."""
-        await self._change_visibility([message, *behind], visibility_s)
+        """RETRIED: leave it in the queue for visibility_s; hand back the messages held behind it.
+
+        The messages behind it get visibility 0, not the backoff: SQS hands out nothing of a FIFO group while
+        one of its messages is in flight, so the retried head alone holds the group, and when it comes back
+        they come back after it, in order. (Giving them all the same backoff is not safer: moto's server, for
+        one, then returns the *last* of them first.) The head's change is sent first, in the same batch.
+        """
+        await self._change_visibility([(message, visibility_s), *((m, 0) for m in behind)])
         self._record(message, Outcome.RETRIED, logging.WARNING, error=error, visibility_s=visibility_s)
         for m in behind:
-            self._record(m, Outcome.RELEASED, logging.INFO, visibility_s=visibility_s, reason="behind a retried message")
+            self._record(m, Outcome.RELEASED, logging.INFO, visibility_s=0, reason="behind a retried message")
 
     async def release(self, messages: Iterable[Message], reason: str) -> None:
         """RELEASED: hand messages back unprocessed with visibility 0, so their groups are not blocked."""
         messages = list(messages)
         if messages:
-            await self._change_visibility(messages, 0)
+            await self._change_visibility([(m, 0) for m in messages])
         for m in messages:
             self._record(m, Outcome.RELEASED, logging.INFO, visibility_s=0, reason=reason)
 
@@ -73,25 +79,24 @@ class Acknowledger:
     async def extend(self, messages: list[Message], visibility_s: int) -> None:
         """Heartbeat: keep messages we still hold invisible to other consumers."""
         now = time.monotonic()
-        failed = await self._change_visibility(messages, visibility_s)
+        failed = await self._change_visibility([(m, visibility_s) for m in messages])
         for m in messages:
             if m not in failed:
                 m.visible_until = now + visibility_s
 
-    async def _change_visibility(self, messages: list[Message], seconds: int) -> set[Message]:
-        by_queue: dict[str, list[Message]] = defaultdict(list)
-        for m in messages:
-            by_queue[m.queue_url].append(m)
-        batches = [(url, batch) for url, ms in by_queue.items() for batch in chunks(ms)]
-        results = await asyncio.gather(
-            *(self._sqs.change_visibility(url, batch, seconds) for url, batch in batches), return_exceptions=True
-        )
+    async def _change_visibility(self, entries: list[tuple[Message, int]]) -> set[Message]:
+        """ChangeMessageVisibilityBatch for (message, seconds) pairs, order kept; returns the ones that failed."""
+        by_queue: dict[str, list[tuple[Message, int]]] = defaultdict(list)
+        for entry in entries:
+            by_queue[entry[0].queue_url].append(entry)
+        batches = [(url, batch) for url, es in by_queue.items() for batch in chunks(es)]
+        results = await asyncio.gather(*(self._sqs.change_visibility(url, batch) for url, batch in batches), return_exceptions=True)
         failed: set[Message] = set()
         for (_, batch), result in zip(batches, results):
             if isinstance(result, BaseException):
                 if not isinstance(result, Exception):
                     raise result
-                batch_failed, reason = list(batch), str(result)
+                batch_failed, reason = [m for m, _ in batch], str(result)
             else:
                 batch_failed, reason = [m for m, _ in result], "; ".join(r for _, r in result)
             if batch_failed:
@@ -100,7 +105,7 @@ class Acknowledger:
                 # recognised as a duplicate.
                 logs.event(
                     logging.WARNING, "visibility change failed", "change_visibility",
-                    seconds=seconds, failed=len(batch_failed), error=reason[:300],
+                    failed=len(batch_failed), error=reason[:300],
                 )
         return failed
 
@@ -115,15 +120,22 @@ class Acknowledger:
                     await asyncio.wait_for(self._full.wait(), self._flush_interval_s)
                 except asyncio.TimeoutError:
                     pass
-            task = asyncio.create_task(self.flush(), name="acknowledge.flush")
+            # Take the batch now, before anything else can add to it, and send it without blocking the loop.
+            task = asyncio.create_task(self._send(self._take()), name="acknowledge.flush")
             self._flushes.add(task)
             task.add_done_callback(self._flushes.discard)
 
     async def flush(self) -> None:
         """Send every pending delete now."""
+        await self._send(self._take())
+
+    def _take(self) -> dict[str, list[Message]]:
         self._something.clear()
         self._full.clear()
         pending, self._pending = self._pending, defaultdict(list)
+        return pending
+
+    async def _send(self, pending: dict[str, list[Message]]) -> None:
         await asyncio.gather(*(self._delete(url, batch) for url, ms in pending.items() for batch in chunks(ms)))
 
     async def close(self) -> None:

@@ -7,7 +7,7 @@ import re
 import uuid
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, TypeVar
 
 import aioboto3
 from botocore.config import Config as BotoConfig
@@ -123,16 +123,16 @@ class Sqs:
 
     async def delete(self, url: str, messages: list[Message]) -> list[tuple[Message, str]]:
         """DeleteMessageBatch (up to 10); returns the messages whose entries failed, with the reason."""
-        return await self._batch(url, "delete_message_batch", messages, lambda m: {})
+        return await self._batch(url, "delete_message_batch", [(m, {}) for m in messages])
 
-    async def change_visibility(self, url: str, messages: list[Message], seconds: int) -> list[tuple[Message, str]]:
-        """ChangeMessageVisibilityBatch (up to 10); returns the failed entries."""
-        return await self._batch(url, "change_message_visibility_batch", messages, lambda m: {"VisibilityTimeout": seconds})
+    async def change_visibility(self, url: str, entries: list[tuple[Message, int]]) -> list[tuple[Message, str]]:
+        """ChangeMessageVisibilityBatch for up to 10 (message, seconds); returns the failed entries."""
+        return await self._batch(url, "change_message_visibility_batch", [(m, {"VisibilityTimeout": s}) for m, s in entries])
 
-    async def _batch(self, url: str, operation: str, messages: list[Message], extra: Any) -> list[tuple[Message, str]]:
+    async def _batch(self, url: str, operation: str, items: list[tuple[Message, dict[str, Any]]]) -> list[tuple[Message, str]]:
         name = queue_name(url)
-        by_id = {str(i): m for i, m in enumerate(messages)}
-        entries = [{"Id": i, "ReceiptHandle": m.receipt_handle, **extra(m)} for i, m in by_id.items()]
+        by_id = {str(i): m for i, (m, _) in enumerate(items)}
+        entries = [{"Id": str(i), "ReceiptHandle": m.receipt_handle, **extra} for i, (m, extra) in enumerate(items)]
         response = await self._call(name, operation, QueueUrl=url, Entries=entries)
         failed = []
         for entry in response.get("Failed", []):
@@ -173,8 +173,11 @@ def _string(value: str) -> dict[str, str]:
     return {"DataType": "String", "StringValue": _INVALID_CHARS.sub("?", value) or "?"}
 
 
-def chunks(items: Iterable[Message], size: int = 10) -> Iterable[list[Message]]:
-    batch: list[Message] = []
+T = TypeVar("T")
+
+
+def chunks(items: Iterable[T], size: int = 10) -> Iterable[list[T]]:
+    batch: list[T] = []
     for item in items:
         batch.append(item)
         if len(batch) == size:

@@ -1,0 +1,267 @@
+"""Shared fixtures: real PostgreSQL and a real SQS-compatible server, fresh database and queues per test.
+
+Where the servers come from (the README says the same):
+- PostgreSQL: ``TEST_DATABASE_URL`` if set (an admin URL; each test gets its own database created from a
+  migrated template); else, when a Docker engine answers, a testcontainers PostgreSQL; else the local server
+  at postgresql://postgres@127.0.0.1:5432/postgres.
+- SQS: ``TEST_SQS_ENDPOINT_URL`` if set; else moto's server, started here on a free loopback port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Iterator
+
+import aioboto3
+import asyncpg
+import pytest
+
+from service import config, migrate
+from service.app import App
+from service.config import Settings
+
+LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+REGION = "us-east-1"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _docker_engine_available() -> bool:
+    if not shutil.which("docker"):
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    if url := os.environ.get("TEST_DATABASE_URL"):
+        yield url
+    elif _docker_engine_available():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:16-alpine", driver=None) as pg:
+            yield pg.get_connection_url()
+    else:
+        yield LOCAL_POSTGRES
+
+
+@pytest.fixture(scope="session")
+def sqs_endpoint() -> Iterator[str]:
+    """An SQS-compatible server over HTTP; AWS_* variables point the SDK at it for this test session."""
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_REGION=REGION, AWS_DEFAULT_REGION=REGION
+    )
+    if url := os.environ.get("TEST_SQS_ENDPOINT_URL"):
+        os.environ["AWS_ENDPOINT_URL_SQS"] = url
+        yield url
+        return
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("moto server did not start") from None
+            time.sleep(0.1)
+    os.environ["AWS_ENDPOINT_URL_SQS"] = url
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def _with_database(url: str, dbname: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + dbname))
+
+
+@pytest.fixture(scope="session")
+async def template_database(postgres_admin_url: str) -> AsyncIterator[str]:
+    """A database migrated to head once per session; each test clones it."""
+    name = f"sqs2pg_tmpl_{os.getpid()}"
+    admin = await asyncpg.connect(postgres_admin_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        settings = make_settings(_with_database(postgres_admin_url, name), ["http://x/1/q.fifo"])
+        await asyncio.to_thread(migrate.upgrade, settings)
+        yield name
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def database_url(postgres_admin_url: str, template_database: str) -> AsyncIterator[str]:
+    """A fresh, migrated database of this test's own."""
+    name = f"sqs2pg_t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(postgres_admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+        yield _with_database(postgres_admin_url, name)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(database_url)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture(scope="session")
+async def sqs_client(sqs_endpoint: str) -> AsyncIterator[Any]:
+    async with aioboto3.Session().client("sqs", region_name=REGION, endpoint_url=sqs_endpoint) as client:
+        yield client
+
+
+@dataclass
+class Queues:
+    """A FIFO queue and its FIFO dead-letter queue, made for one test."""
+
+    client: Any
+    url: str
+    dlq_url: str
+
+    async def send(self, body: str | dict[str, Any], group: str, dedup: str, attributes: dict[str, Any] | None = None) -> None:
+        await self.client.send_message(
+            QueueUrl=self.url,
+            MessageBody=body if isinstance(body, str) else json.dumps(body),
+            MessageGroupId=group,
+            MessageDeduplicationId=dedup,
+            MessageAttributes=attributes or {},
+        )
+
+    async def send_batch(self, entries: list[tuple[dict[str, Any], str, str]]) -> None:
+        """Send (body, group, dedup id) tuples, 10 per SendMessageBatch, in the given order."""
+        for i in range(0, len(entries), 10):
+            chunk = entries[i : i + 10]
+            result = await self.client.send_message_batch(
+                QueueUrl=self.url,
+                Entries=[
+                    {"Id": str(j), "MessageBody": json.dumps(b), "MessageGroupId": g, "MessageDeduplicationId": d}
+                    for j, (b, g, d) in enumerate(chunk)
+                ],
+            )
+            assert not result.get("Failed"), result["Failed"]
+
+    async def receive_all(self, url: str, wait_s: int = 1) -> list[dict[str, Any]]:
+        """Drain a queue (deleting what it reads): every message with its attributes."""
+        out: list[dict[str, Any]] = []
+        while True:
+            r = await self.client.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_s,
+                MessageAttributeNames=["All"], MessageSystemAttributeNames=["All"],
+            )
+            msgs = r.get("Messages", [])
+            if not msgs:
+                return out
+            out.extend(msgs)
+            await self.client.delete_message_batch(
+                QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(msgs)]
+            )
+
+    async def depth(self, url: str | None = None) -> int:
+        """Visible plus in-flight messages."""
+        attrs = (await self.client.get_queue_attributes(
+            QueueUrl=url or self.url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        ))["Attributes"]
+        return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+
+@pytest.fixture
+async def queues(sqs_client: Any) -> Queues:
+    suffix = uuid.uuid4().hex[:10]
+    dlq = await sqs_client.create_queue(QueueName=f"dlq-{suffix}.fifo", Attributes={"FifoQueue": "true"})
+    arn = (await sqs_client.get_queue_attributes(QueueUrl=dlq["QueueUrl"], AttributeNames=["QueueArn"]))["Attributes"]["QueueArn"]
+    q = await sqs_client.create_queue(
+        QueueName=f"q-{suffix}.fifo",
+        Attributes={
+            "FifoQueue": "true",
+            "VisibilityTimeout": "30",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": 10}),
+        },
+    )
+    return Queues(sqs_client, q["QueueUrl"], dlq["QueueUrl"])
+
+
+# Fast settings for tests: short long polls, short backoffs, a short grace period.
+TEST_KNOBS = {
+    "SQS2PG_RECEIVE_WAIT_S": "1",
+    "SQS2PG_RETRY_BASE_S": "1",
+    "SQS2PG_RETRY_MAX_S": "2",
+    "SQS2PG_SHUTDOWN_GRACE_S": "5",
+    "SQS2PG_MAX_CONCURRENT_GROUPS": "8",
+    "SQS2PG_PRUNE_INTERVAL_S": "3600",
+}
+
+
+def make_settings(database_url: str, queue_urls: list[str], **knobs: str) -> Settings:
+    env = {
+        "DATABASE_URL": database_url,
+        "SQS_QUEUE_URLS": ",".join(queue_urls),
+        "AWS_REGION": REGION,
+        "HTTP_PORT": "0",
+        **TEST_KNOBS,
+        **{("SQS2PG_" + k.upper() if k.islower() else k): v for k, v in knobs.items()},
+    }
+    return config.load(env)
+
+
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[App]:
+    """Run an App in this event loop; stop it cleanly (and check it stopped cleanly) on exit."""
+    app = App(settings)
+    task = asyncio.create_task(app.run(), name="app under test")
+    started = asyncio.create_task(app.started())
+    await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED, timeout=30)
+    if task.done():
+        started.cancel()
+        task.result()  # raises what made it fail to start
+    assert started.done(), "app did not start within 30 s"
+    try:
+        yield app
+    finally:
+        app.stop()
+        await asyncio.wait_for(task, settings.shutdown_grace_s + 15)
+
+
+async def wait_until(predicate: Any, timeout_s: float = 30, interval_s: float = 0.1) -> None:
+    """Poll an async predicate until true; fail the test at the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        await asyncio.sleep(interval_s)
+
+
+def metric(app: App, name: str, **labels: str) -> float:
+    value = app.metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value

@@ -1,0 +1,28 @@
+"""Handlers used by the integration tests. Each fault is a real one, raised by the real PostgreSQL server."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from service import Message
+from service.handler import insert_event
+
+
+async def drop_connection_on_first_try(conn: asyncpg.Connection, message: Message) -> None:
+    """A message whose body says {"fail_once": true} loses its database connection on its first delivery.
+
+    The server terminates our own backend mid-transaction: the client sees exactly what it sees when
+    Aurora fails over (57P01 / connection reset), and nothing of the transaction is committed.
+    """
+    body = message.json
+    if isinstance(body, dict) and body.get("fail_once") and message.receive_count == 1:
+        await conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+    await insert_event(conn, message)
+
+
+async def slow(conn: asyncpg.Connection, message: Message) -> None:
+    """Holds the transaction open on the server for {"sleep_s": N} seconds before applying the message."""
+    body = message.json
+    if isinstance(body, dict) and body.get("sleep_s"):
+        await conn.execute("SELECT pg_sleep($1)", float(body["sleep_s"]))
+    await insert_event(conn, message)
