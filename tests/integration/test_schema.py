@@ -1,0 +1,72 @@
+"""Migrations and idempotency-record pruning against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+import pytest
+
+from service import migrate
+from service.handler import insert_event
+from service.store import PRUNE_LOCK_ID, Store
+
+from ..conftest import _with_database, make_settings
+
+pytestmark = pytest.mark.integration
+
+TABLES = "SELECT array_agg(tablename::text ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'"
+
+
+async def test_upgrade_from_empty_to_head_then_downgrade_and_upgrade_again(postgres_admin_url: str) -> None:
+    name = f"sqs2pg_m_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(postgres_admin_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = _with_database(postgres_admin_url, name)
+        settings = make_settings(url, ["http://x/1/q.fifo"])
+        conn = await asyncpg.connect(url)
+        try:
+            assert await migrate.current_revision(conn) is None
+            await asyncio.to_thread(migrate.upgrade, settings)
+            assert await migrate.current_revision(conn) == migrate.head_revision(settings)
+            assert await conn.fetchval(TABLES) == ["alembic_version", "events", "sqs2pg_idempotency"]
+            columns = await conn.fetch(
+                "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'events'"
+            )
+            assert {c["column_name"]: c["data_type"] for c in columns}.items() >= {
+                "id": "bigint", "idempotency_key": "text", "queue_name": "text", "message_group_id": "text",
+                "message_id": "text", "body": "jsonb", "committed_at": "timestamp with time zone",
+            }.items()
+            await asyncio.to_thread(migrate.downgrade, settings, "base")
+            assert await conn.fetchval(TABLES) == ["alembic_version"]
+            await asyncio.to_thread(migrate.upgrade, settings)
+            assert await migrate.current_revision(conn) == migrate.head_revision(settings)
+        finally:
+            await conn.close()
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_prune_deletes_only_expired_records_in_batches_one_replica_at_a_time(database_url, db) -> None:
+    await db.execute(
+        "INSERT INTO sqs2pg_idempotency (idempotency_key, body_sha256, queue_name, message_id, committed_at)"
+        " SELECT 'old-' || i, '\\x00'::bytea, 'q', 'm', now() - interval '8 days' FROM generate_series(1, 250) i"
+        " UNION ALL SELECT 'new-' || i, '\\x00', 'q', 'm', now() - interval '6 days' FROM generate_series(1, 20) i"
+    )
+    store = Store(make_settings(database_url, ["http://x/1/q.fifo"]), insert_event)
+    await store.open()
+    try:
+        # Another replica holds the pruning lock: this one skips.
+        other = await asyncpg.connect(database_url)
+        await other.execute("SELECT pg_advisory_lock($1)", PRUNE_LOCK_ID)
+        assert await store.prune(7 * 86400, 100) is None
+        await other.close()
+        assert await store.prune(7 * 86400, 100, pause_s=0) == 250
+    finally:
+        await store.close()
+    remaining = await db.fetchval("SELECT count(*) FROM sqs2pg_idempotency WHERE idempotency_key LIKE 'old-%'")
+    assert remaining == 0
+    assert await db.fetchval("SELECT count(*) FROM sqs2pg_idempotency") == 20

@@ -1,0 +1,78 @@
+"""SIGTERM with messages in flight: exit 0 within the grace period, lose nothing, block no group."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ..conftest import Queues, make_settings, running, wait_until
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+GRACE_S = 5
+
+
+async def test_sigterm_exits_zero_within_grace_and_loses_nothing(database_url, db, queues: Queues) -> None:
+    groups, per_group = 4, 10
+    await queues.send_batch(
+        [({"seq": s, "sleep_s": 0.3}, f"g{g}", f"g{g}-{s}") for s in range(per_group) for g in range(groups)]
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "DATABASE_URL": database_url,
+        "SQS_QUEUE_URLS": queues.url,
+        "HTTP_PORT": "0",
+        "HANDLER": "tests.handlers:slow",
+        "SQS2PG_SHUTDOWN_GRACE_S": str(GRACE_S),
+        "SQS2PG_RECEIVE_WAIT_S": "20",  # the real default: stopping must cut the long poll short
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "service", "run", cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await wait_until(lambda: _count_at_least(db, groups), timeout_s=30)
+        sent_at = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = await asyncio.wait_for(proc.communicate(), GRACE_S + 10)
+        elapsed = time.monotonic() - sent_at
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr.decode()[-2000:]
+    assert elapsed < GRACE_S + 2, f"took {elapsed:.1f} s to stop"
+
+    lines = [json.loads(line) for line in stdout.decode().splitlines()]
+    settled = [line for line in lines if line.get("action") == "settle"]
+    assert {line["outcome"] for line in settled} <= {"committed", "released"}
+    assert any(line["outcome"] == "released" for line in settled), "nothing was handed back"
+    assert not any("sleep_s" in json.dumps(line) for line in lines), "a message body reached the log"
+
+    # Nothing was left in flight: every message not committed is visible again at once.
+    attrs = (await queues.client.get_queue_attributes(
+        QueueUrl=queues.url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+    ))["Attributes"]
+    assert attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
+
+    # A second life finishes the work: every message exactly once, in order per group.
+    settings = make_settings(database_url, [queues.url], HANDLER="tests.handlers:slow", max_concurrent_groups="4")
+    async with running(settings):
+        await wait_until(lambda: _count_at_least(db, groups * per_group), timeout_s=30)
+    rows = await db.fetch("SELECT message_group_id AS g, (body->>'seq')::int AS s FROM events ORDER BY id")
+    by_group: dict[str, list[int]] = {}
+    for r in rows:
+        by_group.setdefault(r["g"], []).append(r["s"])
+    assert by_group == {f"g{g}": list(range(per_group)) for g in range(groups)}
+    assert await queues.depth() == 0
+
+
+async def _count_at_least(db, n: int) -> bool:  # type: ignore[no-untyped-def]
+    return int(await db.fetchval("SELECT count(*) FROM events")) >= n

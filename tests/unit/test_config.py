@@ -1,0 +1,58 @@
+import pytest
+
+from service.config import ConfigError, Settings, load, redact_url
+
+BASE = {
+    "DATABASE_URL": "postgresql://app:s3cret@db:5432/app",
+    "SQS_QUEUE_URLS": "https://sqs.eu-west-1.amazonaws.com/123456789012/orders.fifo",
+}
+
+
+def test_defaults_and_region_from_queue_url() -> None:
+    s = load(BASE)
+    assert s.region == "eu-west-1"
+    assert (s.http_port, s.receive_wait_s, s.shutdown_grace_s, s.idempotency_retention_days) == (8080, 20, 20.0, 7.0)
+    assert s.handler == "service.handler:insert_event"
+    assert s.pool_size == s.max_concurrent_groups + 2
+
+
+def test_knobs_are_parsed_with_units_and_settings_are_frozen() -> None:
+    s = load({**BASE, "SQS2PG_RECEIVE_WAIT_S": "5", "SQS2PG_RETRY_BASE_S": "0.5", "HTTP_PORT": "9000"})
+    assert (s.receive_wait_s, s.retry_base_s, s.http_port) == (5, 0.5, 9000)
+    with pytest.raises(AttributeError):
+        s.http_port = 1  # type: ignore[misc]
+    assert isinstance(s, Settings)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"DATABASE_URL": ""}, "DATABASE_URL is required"),
+        ({"DATABASE_URL": "mysql://x/y"}, "must start with postgresql://"),
+        ({"SQS_QUEUE_URLS": "https://sqs.eu-west-1.amazonaws.com/1/orders"}, "not the URL of a FIFO queue"),
+        ({"SQS2PG_RECEIVE_WAIT_S": "30"}, "SQS2PG_RECEIVE_WAIT_S='30' is out of range"),
+        ({"SQS2PG_RECEIVE_WAIT_S": "soon"}, "is not a valid int"),
+        ({"SQS2PG_RECIEVE_WAIT_S": "5"}, "unknown setting(s): SQS2PG_RECIEVE_WAIT_S"),
+        ({"HANDLER": "not a path"}, "must look like package.module:function"),
+        ({"HTTP_PORT": "70000"}, "HTTP_PORT='70000' is out of range"),
+        ({"SQS2PG_LOG_LEVEL": "chatty"}, "is not DEBUG, INFO, WARNING or ERROR"),
+        ({"SQS2PG_RETRY_BASE_S": "10", "SQS2PG_RETRY_MAX_S": "5"}, "below SQS2PG_RETRY_BASE_S"),
+    ],
+)
+def test_malformed_values_are_rejected_with_a_clear_message(env: dict[str, str], expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load({**BASE, **env})
+    assert expected in str(info.value)
+
+
+def test_region_is_required_when_it_cannot_be_inferred() -> None:
+    with pytest.raises(ConfigError, match="AWS_REGION is required"):
+        load({**BASE, "SQS_QUEUE_URLS": "http://localhost:4566/000000000000/q.fifo"})
+    assert load({**BASE, "SQS_QUEUE_URLS": "http://localhost:4566/0/q.fifo", "AWS_REGION": "us-east-1"}).region == "us-east-1"
+
+
+def test_passwords_never_reach_messages() -> None:
+    assert redact_url("postgresql://app:s3cret@db:5432/app") == "postgresql://app:***@db:5432/app"
+    with pytest.raises(ConfigError) as info:
+        load({**BASE, "DATABASE_URL": "mysql://app:s3cret@db/app"})
+    assert "s3cret" not in str(info.value)

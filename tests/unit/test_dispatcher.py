@@ -1,0 +1,117 @@
+"""The group dispatcher's ordering and release decisions, with no server."""
+
+import asyncio
+import itertools
+
+from service.dispatcher import Dispatcher
+from service.message import Message
+
+_ids = itertools.count()
+
+
+def msg(group: str, seq: int, queue: str = "q.fifo") -> Message:
+    n = next(_ids)
+    return Message(
+        queue_url=f"http://sqs/1/{queue}", queue_name=queue, message_id=f"m{n}", receipt_handle=f"r{n}",
+        body=f'{{"seq": {seq}}}', group_id=group, deduplication_id=f"d{n}", receive_count=1,
+        sent_timestamp_ms=None, attributes={},
+    )
+
+
+async def test_one_group_is_handed_out_one_message_at_a_time_in_order() -> None:
+    d = Dispatcher(capacity=100)
+    for s in range(3):
+        d.add(msg("a", s))
+    first = await d.next()
+    assert first is not None and first.body == '{"seq": 0}'
+    # While "a" is busy nobody else gets a message of it.
+    assert await _next_or_none(d) is None
+    d.done(first)
+    second = await d.next()
+    assert second is not None and second.body == '{"seq": 1}'
+
+
+async def test_groups_run_side_by_side_and_same_group_in_other_queue_is_separate() -> None:
+    d = Dispatcher(capacity=100)
+    d.add(msg("a", 0))
+    d.add(msg("b", 0))
+    d.add(msg("a", 0, queue="other.fifo"))
+    got = [await d.next() for _ in range(3)]
+    assert {(m.queue_name, m.group_id) for m in got if m} == {("q.fifo", "a"), ("q.fifo", "b"), ("other.fifo", "a")}
+
+
+async def test_many_workers_keep_per_group_order() -> None:
+    d = Dispatcher(capacity=1000)
+    for s in range(50):
+        for g in "abcdefgh":
+            d.add(msg(g, s))
+    seen: dict[str, list[int]] = {}
+    active: set[str] = set()
+
+    async def worker() -> None:
+        while (m := await d.next()) is not None:
+            assert m.group_id not in active, "two workers in one group"
+            active.add(m.group_id)
+            await asyncio.sleep(0)
+            seen.setdefault(m.group_id, []).append(int(m.body.split(":")[1].rstrip("}")))
+            active.discard(m.group_id)
+            d.done(m)
+            if d.held == 0:
+                d.close()
+
+    await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(5))), 5)
+    assert seen == {g: list(range(50)) for g in "abcdefgh"}
+
+
+async def test_take_rest_removes_the_followers_of_a_failed_message() -> None:
+    d = Dispatcher(capacity=100)
+    a = [msg("a", s) for s in range(4)]
+    for m in a:
+        d.add(m)
+    d.add(msg("b", 0))
+    head = await d.next()
+    assert head is a[0]
+    assert d.take_rest(head) == a[1:]
+    d.done(head)
+    assert d.held == 1
+    nxt = await d.next()
+    assert nxt is not None and nxt.group_id == "b"
+
+
+async def test_back_pressure_waits_for_room() -> None:
+    d = Dispatcher(capacity=10)
+    for s in range(8):
+        d.add(msg("a", s))
+    waiter = asyncio.create_task(d.wait_for_room(5))
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    for _ in range(3):
+        m = await d.next()
+        assert m is not None
+        d.done(m)
+    await asyncio.wait_for(waiter, 1)
+
+
+async def test_close_returns_unstarted_messages_and_wakes_idle_workers() -> None:
+    d = Dispatcher(capacity=100)
+    idle = asyncio.create_task(d.next())
+    await asyncio.sleep(0)
+    for s in range(3):
+        d.add(msg("a", s))
+    busy = await idle
+    assert busy is not None
+    waiting = asyncio.create_task(d.next())
+    await asyncio.sleep(0)
+    unstarted = d.close()
+    assert [m.body for m in unstarted] == ['{"seq": 1}', '{"seq": 2}']
+    assert await asyncio.wait_for(waiting, 1) is None
+    assert list(d.held_messages()) == [busy]
+    d.done(busy)
+    assert d.held == 0
+
+
+async def _next_or_none(d: Dispatcher) -> Message | None:
+    try:
+        return await asyncio.wait_for(d.next(), 0.05)
+    except asyncio.TimeoutError:
+        return None
