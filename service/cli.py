@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
+import logging
 import sys
+from typing import Any, Coroutine
 
 import asyncpg
+import uvloop
 
 from . import config, logs, migrate
 from .config import ConfigError, Settings
@@ -83,7 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup(settings.log_level)
 
     if args.command == "migrate":
-        migrate.upgrade(settings)
+        try:
+            migrate.upgrade(settings)
+        except Exception as exc:  # noqa: BLE001 - one clear line, not a traceback
+            print(f"sqs2pg migrate: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
         print(f"database at {migrate.head_revision(settings)}")
         return 0
     if args.command == "check":
@@ -91,13 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _runner(_run(settings))
     except (QueueError, ValueError) as exc:
-        logs.event(40, "cannot start", "start", error=str(exc))
+        logs.event(logging.ERROR, "cannot start", "start", error=str(exc))
         return EXIT_CONFIG
 
 
-def _runner(coro):  # type: ignore[no-untyped-def]
-    import uvloop
-
+def _runner(coro: Coroutine[Any, Any, int]) -> int:
     return uvloop.run(coro)
 
 
