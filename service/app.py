@@ -101,18 +101,22 @@ class App:
     ) -> None:
         """The shutdown order. Everything that stops, stops here, in this order."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.shutdown_grace_s
-        logs.event(logging.INFO, "stopping", "stop", grace_s=self.settings.shutdown_grace_s, held=self.dispatcher.held)
-        # 1. Stop receiving. Pollers return; a long poll in progress is cut short and whatever it may have
-        #    taken is recovered and handed back.
+        s = self.settings
+        stopped_at = loop.time()
+        deadline = stopped_at + s.shutdown_grace_s
+        logs.event(logging.INFO, "stopping", "stop", grace_s=s.shutdown_grace_s, held=self.dispatcher.held)
+        # 1. Stop receiving. A long poll in progress is left to return (it may already have taken messages,
+        #    and SQS cannot take a receive back); what it brings is handed back at once.
         # 2. Hand back every received-but-unstarted message with visibility 0, so other consumers can take
         #    those groups at once (a group's order holds: SQS keeps it locked while its head is in flight).
         await acker.release(self.dispatcher.close(), "shutdown")
         # 3. Let each worker finish the message it holds. At the deadline its handling is abandoned, rolled
         #    back and released (a commit that raced the deadline is recognised as a duplicate later).
         consumer.set_deadline(deadline)
-        _, late = await asyncio.wait([*pollers, *workers], timeout=max(0.0, deadline - loop.time()) + 5)
-        for task in late:  # stuck in an SQS call past every timeout: give up on it
+        _, late = await asyncio.wait(workers, timeout=s.shutdown_grace_s + 5)
+        # A long poll begun before the stop returns within receive_wait_s (+ 5 s for the network and the release).
+        _, late_polls = await asyncio.wait(pollers, timeout=max(0.0, stopped_at + s.receive_wait_s + 5 - loop.time()))
+        for task in late | late_polls:  # stuck in a call past every timeout: give up on it
             task.cancel()
         # 4. Stop the heartbeat and housekeeping, then flush the deletes of everything that committed.
         for task in background:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from typing import Any, Awaitable
 
 from . import logs
@@ -44,11 +43,11 @@ class Poller:
         while not self._stopping.is_set():
             if not await self._unless_stopping(self._dispatcher.wait_for_room(self._settings.receive_batch_size)):
                 break
-            attempt_id = uuid.uuid4().hex
-            receive = asyncio.ensure_future(self._sqs.receive(self.url, attempt_id))
-            if not await self._unless_stopping(receive):
-                await self._recover(attempt_id)
-                break
+            # A long poll is never cut short: the server may already have handed out messages (a receive
+            # cannot be taken back), and we must see them to hand them back. It returns within
+            # receive_wait_s; whatever it brings after the stop is released at once.
+            receive = asyncio.ensure_future(self._sqs.receive(self.url))
+            await asyncio.wait({receive})
             try:
                 raw = receive.result()
             except Sqs2pgError as exc:
@@ -74,15 +73,6 @@ class Poller:
             return
         for m in messages:
             self._dispatcher.add(m)
-
-    async def _recover(self, attempt_id: str) -> None:
-        """Stopping cut a long poll short. It may have taken messages we never saw: on SQS, the same attempt
-        id returns them again, so ask once without waiting and hand back whatever comes."""
-        try:
-            raw = await asyncio.wait_for(self._sqs.receive(self.url, attempt_id, wait_s=0), 5)
-        except (Sqs2pgError, asyncio.TimeoutError):
-            return
-        await self._accept(raw)
 
     async def _unless_stopping(self, aw: Awaitable[Any]) -> bool:
         """Await ``aw`` unless stopping comes first (then cancel it). True when ``aw`` finished."""

