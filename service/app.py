@@ -11,6 +11,7 @@ from typing import Iterator
 
 from . import http, logs
 from .acknowledge import Acknowledger
+from .breaker import Breaker
 from .config import Settings
 from .consumer import Consumer
 from .dispatcher import Dispatcher
@@ -34,6 +35,7 @@ class App:
         self.store = Store(settings, handler or load_handler(settings.handler))
         self.sqs = Sqs(settings, self.metrics)
         self.dispatcher = Dispatcher(settings.max_in_memory_messages)
+        self.breaker = Breaker(settings.breaker_threshold, self.store.ping, self.metrics)
         self.probes = http.Probes()
         self.http_port: int | None = None
         self.pollers: list[Poller] = []
@@ -57,13 +59,17 @@ class App:
             await self.sqs.open()
             queues = {url: await self.sqs.describe(url) for url in s.queue_urls}
             acker = Acknowledger(self.sqs, self.metrics, queues, s.ack_flush_interval_ms / 1000)
-            consumer = Consumer(s, self.store, self.dispatcher, acker, self.metrics)
+            consumer = Consumer(s, self.store, self.dispatcher, acker, self.metrics, self.breaker)
             self.pollers = [
-                Poller(url, s, self.sqs, self.dispatcher, acker, self.metrics, self._stopping)
+                Poller(url, s, self.sqs, self.dispatcher, acker, self.metrics, self.breaker, self._stopping)
                 for url in s.queue_urls
                 for _ in range(s.pollers_per_queue)
             ]
-            self.probes.checks = {"database": self._database_ready, "pollers": self._pollers_ready}
+            self.probes.checks = {
+                "database": self._database_ready,
+                "circuit_closed": self._circuit_closed,
+                "pollers": self._pollers_ready,
+            }
             runner, self.http_port = await http.start(self.metrics, self.probes, s.http_host, s.http_port)
             async with asyncio.TaskGroup() as tg:
                 # If any of these dies, the TaskGroup cancels the rest and the process exits non-zero.
@@ -71,6 +77,7 @@ class App:
                     tg.create_task(acker.run(), name="acknowledge"),
                     tg.create_task(heartbeat(self.dispatcher, acker, s.visibility_timeout_s, s.heartbeat_fraction), name="heartbeat"),
                     tg.create_task(self._tick(), name="loop-tick"),
+                    tg.create_task(self.breaker.run(), name="breaker"),
                 ]
                 if s.idempotency_retention_days > 0:
                     background.append(tg.create_task(
@@ -135,6 +142,9 @@ class App:
         if time.monotonic() - self.store.last_success < READY_DB_FRESH_S:
             return True
         return await self.store.ping()
+
+    async def _circuit_closed(self) -> bool:
+        return not self.breaker.is_open
 
     async def _pollers_ready(self) -> bool:
         return bool(self.pollers) and all(p.healthy for p in self.pollers) and not self._stopping.is_set()

@@ -44,6 +44,7 @@ class Settings:
     db_pool_size: int = _knob(0, "PostgreSQL connections; 0 means max_concurrent_groups + 2", 0, 1000)
     db_connect_timeout_s: float = _knob(5.0, "time allowed to open a PostgreSQL connection", 0.5, 120)
     db_statement_timeout_s: float = _knob(15.0, "time allowed for one statement (client side and server side)", 0.5, 3600)
+    breaker_threshold: int = _knob(3, "consecutive database-unavailable failures that pause receiving", 1, 1000)
     retry_base_s: float = _knob(2.0, "first retry delay after a transient failure; doubles per receive", 0.0, 43200)
     retry_max_s: float = _knob(300.0, "cap on the retry delay", 1.0, 43200)
     shutdown_grace_s: float = _knob(20.0, "time in-flight work gets to finish after SIGTERM", 0.0, 110)

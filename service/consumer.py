@@ -8,6 +8,8 @@ import time
 import asyncpg
 
 from .acknowledge import Acknowledger
+from .aio import unless
+from .breaker import Breaker
 from .config import Settings
 from .dispatcher import Dispatcher
 from .errors import Sqs2pgError, classify
@@ -22,19 +24,28 @@ _DB_FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.
 
 class Consumer:
     def __init__(
-        self, settings: Settings, store: Store, dispatcher: Dispatcher, acker: Acknowledger, metrics: Metrics
+        self,
+        settings: Settings,
+        store: Store,
+        dispatcher: Dispatcher,
+        acker: Acknowledger,
+        metrics: Metrics,
+        breaker: Breaker,
     ) -> None:
         self._settings = settings
         self._store = store
         self._dispatcher = dispatcher
         self._acker = acker
         self._metrics = metrics
+        self._breaker = breaker
+        self._stopping = asyncio.Event()
         self._deadline: float | None = None
         self._timeouts: set[asyncio.Timeout] = set()
 
     def set_deadline(self, deadline: float) -> None:
         """Shutdown: handling still running at ``deadline`` (loop time) is abandoned and released."""
         self._deadline = deadline
+        self._stopping.set()
         for timeout in self._timeouts:
             timeout.reschedule(deadline)
 
@@ -47,6 +58,11 @@ class Consumer:
                 self._dispatcher.done(message)
 
     async def _handle(self, message: Message) -> None:
+        # The database is unreachable: hold the message (the heartbeat keeps it invisible) rather than fail
+        # it and spend one of its receives; at shutdown, hand it back untouched.
+        if not await unless(self._breaker.wait_closed(), self._stopping):
+            await self._acker.release([message, *self._dispatcher.take_rest(message)], "shutdown")
+            return
         started = time.perf_counter()
         abandoned = False
         try:
@@ -57,11 +73,13 @@ class Consumer:
                 finally:
                     self._timeouts.discard(timeout)
             decision = Decision(outcome)
+            self._breaker.success()
         except Exception as exc:  # noqa: BLE001 - classified right here, never swallowed
             abandoned = self._deadline is not None and timeout.expired()
             error = classify(exc)
             if isinstance(exc, _DB_FAILURES) and not abandoned:
                 self._metrics.db_errors.labels(message.queue_name, error.kind).inc()
+                self._breaker.failure(error.kind)
             decision = decide(error, message.receive_count, self._settings.retry_base_s, self._settings.retry_max_s)
         await self._settle(message, decision, time.perf_counter() - started, abandoned)
 

@@ -42,6 +42,9 @@ class Metrics:
         )
         self.db_errors = Counter("sqs2pg_db_errors", "Failed database transactions, by kind", ["queue", "kind"], registry=r)
         self.pollers_up = Gauge("sqs2pg_pollers_up", "Pollers whose last receive succeeded", ["queue"], registry=r)
+        self.breaker_open = Gauge(
+            "sqs2pg_circuit_open", "1 while the database is unreachable and receiving is paused", registry=r
+        )
         self.pruned = Counter("sqs2pg_idempotency_pruned", "Expired idempotency records deleted", registry=r)
         for q in queue_names:
             for outcome in Outcome:

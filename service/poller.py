@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Awaitable
+from typing import Any
 
 from . import logs
 from .acknowledge import Acknowledger
+from .aio import unless
+from .breaker import Breaker
 from .config import Settings
 from .dispatcher import Dispatcher
 from .errors import Sqs2pgError
@@ -26,6 +28,7 @@ class Poller:
         dispatcher: Dispatcher,
         acker: Acknowledger,
         metrics: Metrics,
+        breaker: Breaker,
         stopping: asyncio.Event,
     ) -> None:
         self.url = url
@@ -35,13 +38,17 @@ class Poller:
         self._dispatcher = dispatcher
         self._acker = acker
         self._metrics = metrics
+        self._breaker = breaker
         self._stopping = stopping
         self.healthy = False  # the last receive succeeded
 
     async def run(self) -> None:
         failures = 0
         while not self._stopping.is_set():
-            if not await self._unless_stopping(self._dispatcher.wait_for_room(self._settings.receive_batch_size)):
+            if not await unless(self._dispatcher.wait_for_room(self._settings.receive_batch_size), self._stopping):
+                break
+            # While the database is unreachable, receiving would only burn the messages' receive counts.
+            if not await unless(self._breaker.wait_closed(), self._stopping):
                 break
             # A long poll is never cut short: the server may already have handed out messages (a receive
             # cannot be taken back), and we must see them to hand them back. It returns within
@@ -55,7 +62,7 @@ class Poller:
                 self._set_healthy(False)
                 delay = backoff_s(failures, 1.0, 30.0)
                 logs.event(logging.WARNING, "receive failed", "receive", queue=self.name, error_kind=exc.kind, error=str(exc)[:300], retry_in_s=delay)
-                await self._unless_stopping(asyncio.sleep(delay))
+                await unless(asyncio.sleep(delay), self._stopping)
                 continue
             failures = 0
             self._set_healthy(True)
@@ -73,30 +80,6 @@ class Poller:
             return
         for m in messages:
             self._dispatcher.add(m)
-
-    async def _unless_stopping(self, aw: Awaitable[Any]) -> bool:
-        """Await ``aw`` unless stopping comes first (then cancel it). True when ``aw`` finished."""
-        task = asyncio.ensure_future(aw)
-        stop = asyncio.ensure_future(self._stopping.wait())
-        try:
-            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            task.cancel()
-            raise
-        finally:
-            stop.cancel()
-        if task.done():
-            return True
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise  # we are being cancelled ourselves: never swallow that
-        except Exception:  # noqa: BLE001 - a call we abandoned on purpose
-            pass
-        return False
 
     def _set_healthy(self, value: bool) -> None:
         if value != self.healthy:

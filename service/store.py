@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 
 from .config import Settings
-from .errors import AlreadyApplied, IdempotencyKeyReused
+from .errors import AlreadyApplied, IdempotencyKeyReused, RetryableError, classify
 from .handler import Handler
 from .message import Message
 from .retry import Outcome
@@ -91,15 +91,28 @@ class Store:
     async def apply(self, message: Message) -> Outcome:
         """Apply one message in one transaction with its idempotency record: COMMITTED or DUPLICATE."""
         key = message.idempotency_key  # InvalidMessage when the key is missing or malformed
-        async with self.pool.acquire(timeout=self._settings.db_connect_timeout_s) as conn:
-            try:
-                outcome = await self._apply_in(conn, message, key)
-            except asyncpg.PostgresError as exc:
-                if getattr(exc, "sqlstate", None) in _DISCARD_SQLSTATES:
-                    conn.terminate()
-                raise
+        conn = await self._acquire()
+        try:
+            outcome = await self._apply_in(conn, message, key)
+        except asyncpg.PostgresError as exc:
+            if getattr(exc, "sqlstate", None) in _DISCARD_SQLSTATES:
+                conn.terminate()
+            raise
+        finally:
+            await self.pool.release(conn)
         self.last_success = time.monotonic()
         return outcome
+
+    async def _acquire(self) -> asyncpg.Connection:
+        """A pooled connection. Failing to get one is never the message's fault: whatever the server said
+        (even "database is not accepting connections", 55000, during a failover), it is retryable."""
+        try:
+            return await self.pool.acquire(timeout=self._settings.db_connect_timeout_s)
+        except Exception as exc:
+            error = classify(exc)
+            if isinstance(error, RetryableError):
+                raise error from exc
+            raise RetryableError(f"cannot connect: {error}", kind="connection") from exc
 
     async def _apply_in(self, conn: asyncpg.Connection, message: Message, key: str) -> Outcome:
         try:

@@ -1,0 +1,72 @@
+"""A database outage under load: receiving pauses, nothing is dead-lettered, receives are not burned."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import urlsplit
+
+import asyncpg
+import pytest
+
+from ..conftest import Queues, make_settings, metric, running, wait_until
+
+pytestmark = pytest.mark.integration
+OUTAGE_S = 6
+
+
+async def test_database_outage_pauses_instead_of_dead_lettering(postgres_admin_url, database_url, queues: Queues) -> None:
+    groups, per_group = 5, 8
+    await queues.send_batch(
+        [({"seq": s, "sleep_s": 0.1}, f"g{g}", f"g{g}-{s}") for s in range(per_group) for g in range(groups)]
+    )
+    dbname = urlsplit(database_url).path.lstrip("/")
+    settings = make_settings(
+        database_url, [queues.url], HANDLER="tests.handlers:slow", retry_base_s="1", db_connect_timeout_s="1"
+    )
+    admin = await asyncpg.connect(postgres_admin_url)
+    try:
+        async with running(settings) as app:
+            q = queues.url.rsplit("/", 1)[-1]
+            await wait_until(lambda: _committed_at_least(app, q, 3))
+            # The outage: the server refuses new connections to the database and drops the existing ones,
+            # as a failing-over writer does.
+            await admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS false')
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                dbname,
+            )
+            await wait_until(lambda: _gauge_is(app, "sqs2pg_circuit_open", 1), timeout_s=10)
+            received_during = metric(app, "sqs2pg_received_messages_total", queue=q)
+            await asyncio.sleep(OUTAGE_S)
+            # Paused: nothing more was received while the database was away.
+            assert metric(app, "sqs2pg_received_messages_total", queue=q) == received_during
+            await admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
+            await wait_until(lambda: _committed_at_least(app, q, groups * per_group), timeout_s=60)
+            assert metric(app, "sqs2pg_circuit_open") == 0
+            assert metric(app, "sqs2pg_messages_total", queue=q, outcome="dead_lettered") == 0
+            # At most the messages being handled when it broke were retried (one extra receive each).
+            retried = metric(app, "sqs2pg_messages_total", queue=q, outcome="retried")
+            assert retried <= settings.max_concurrent_groups
+            extra = metric(app, "sqs2pg_received_messages_total", queue=q) - groups * per_group
+            assert extra <= retried + metric(app, "sqs2pg_messages_total", queue=q, outcome="released")
+    finally:
+        await admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
+        await admin.close()
+    db = await asyncpg.connect(database_url)
+    try:
+        rows = await db.fetch("SELECT message_group_id AS g, (body->>'seq')::int AS s FROM events ORDER BY id")
+    finally:
+        await db.close()
+    by_group: dict[str, list[int]] = {}
+    for r in rows:
+        by_group.setdefault(r["g"], []).append(r["s"])
+    assert by_group == {f"g{g}": list(range(per_group)) for g in range(groups)}
+    assert await queues.depth(queues.dlq_url) == 0
+
+
+async def _committed_at_least(app, q: str, n: int) -> bool:  # type: ignore[no-untyped-def]
+    return metric(app, "sqs2pg_messages_total", queue=q, outcome="committed") >= n
+
+
+async def _gauge_is(app, name: str, value: float) -> bool:  # type: ignore[no-untyped-def]
+    return metric(app, name) == value
