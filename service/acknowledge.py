@@ -13,7 +13,7 @@ from collections import defaultdict
 from typing import Iterable
 
 from . import logs
-from .errors import Sqs2pgError
+from .errors import PermanentError, Sqs2pgError
 from .message import Message
 from .metrics import Metrics
 from .retry import Outcome
@@ -68,7 +68,13 @@ class Acknowledger:
 
     async def dead_letter(self, message: Message, error: Sqs2pgError) -> None:
         """DEAD_LETTERED: copy it to the queue's DLQ with the reason, then delete it. Raises if the copy fails."""
-        await self._sqs.send_to_dlq(self._queues[message.queue_url].dlq_url, message, error)
+        dlq_url = self._queues[message.queue_url].dlq_url
+        try:
+            await self._sqs.send_to_dlq(dlq_url, message, error)
+        except PermanentError:
+            # Rejected as sent (a body near the size limit plus our attributes, an odd original attribute):
+            # the body, group and key must get there, the rest may not.
+            await self._sqs.send_to_dlq(dlq_url, message, error, minimal=True)
         # A crash between the send and the delete redelivers it; the DLQ drops the second copy (same dedup id).
         self._pending[message.queue_url].append(message)
         self._something.set()

@@ -10,7 +10,7 @@ from typing import Any, Coroutine
 import asyncpg
 import uvloop
 
-from . import config, logs, migrate
+from . import config, dlq, logs, migrate
 from .config import ConfigError, Settings
 from .handler import load_handler
 from .metrics import Metrics
@@ -69,16 +69,65 @@ async def _check(settings: Settings) -> int:
     return 1 if failures else 0
 
 
+async def _dlq(settings: Settings, args: argparse.Namespace) -> int:
+    sqs = Sqs(settings, Metrics())
+    await sqs.open()
+    try:
+        urls = [u for u in settings.queue_urls if getattr(args, "queue", None) in (None, u, u.rsplit("/", 1)[-1])]
+        if not urls:
+            print(f"sqs2pg dlq: {args.queue!r} is not one of SQS_QUEUE_URLS", file=sys.stderr)
+            return EXIT_CONFIG
+        queues = [await sqs.describe(u) for u in urls]
+        if args.dlq_command == "stats":
+            for row in await dlq.stats(sqs, queues):
+                print(f"{row['queue']}: dead-letter queue {row['dlq']}: {row['visible']} waiting, {row['in_flight']} in flight")
+            return 0
+        if args.limit < 1:
+            print("sqs2pg dlq: --limit must be at least 1", file=sys.stderr)
+            return EXIT_CONFIG
+        failures = 0
+        for q in queues:
+            if args.dlq_command == "peek":
+                seen = await dlq.peek(sqs, q, args.limit)
+                print(f"{q.name}: {len(seen.messages)} message(s) looked at (limit {args.limit})")
+                print("  by reason: " + ", ".join(f"{k}={v}" for k, v in seen.by_reason().most_common()))
+                print("  by group:  " + ", ".join(f"{k}={v}" for k, v in seen.by_group().most_common()))
+                for m in seen.messages:
+                    print(
+                        f"  group={m.group_id} id={m.message_id} reason={m.attribute('sqs2pg_error_kind') or 'moved_by_sqs'}"
+                        f" receives={m.attribute('sqs2pg_receive_count') or '?'} bytes={len(m.body.encode())}"
+                        f" error={(m.attribute('sqs2pg_error') or '')[:200]!r}"
+                    )
+            else:
+                result = await dlq.redrive(sqs, q, args.limit, args.dry_run, report=lambda line: print("  " + line))
+                verb = f"{result.would_move} would move" if args.dry_run else f"{result.moved} moved"
+                print(f"{q.name}: {verb}, {len(result.failed)} failed")
+                failures += len(result.failed)
+        return 1 if failures else 0
+    finally:
+        await sqs.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sqs2pg", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="consume the queues until SIGTERM/SIGINT")
     sub.add_parser("migrate", help="apply the database migrations up to head")
     sub.add_parser("check", help="check configuration, database, migrations and queues")
+    dlq_parser = sub.add_parser("dlq", help="dead-letter queue tooling (needs only SQS_QUEUE_URLS and AWS settings)")
+    dlq_sub = dlq_parser.add_subparsers(dest="dlq_command", required=True)
+    dlq_sub.add_parser("stats", help="message counts in each queue's dead-letter queue")
+    for name, text in (("peek", "show reasons, groups and counts of dead-lettered messages, without removing them"),
+                       ("redrive", "move dead-lettered messages back to their source queue, in order per group")):
+        p = dlq_sub.add_parser(name, help=text)
+        p.add_argument("--queue", help="only this source queue (name or URL); default: every configured queue")
+        p.add_argument("--limit", type=int, default=10 if name == "peek" else 100, help="at most this many messages")
+        if name == "redrive":
+            p.add_argument("--dry-run", action="store_true", help="say what would move, move nothing")
     args = parser.parse_args(argv)
 
     try:
-        settings = config.load()
+        settings = config.load(require_database=args.command != "dlq")
     except ConfigError as exc:
         print(f"sqs2pg: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -94,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "check":
         return _runner(_check(settings))
+    if args.command == "dlq":
+        return _runner(_dlq(settings, args))
     try:
         return _runner(_run(settings))
     except (QueueError, ValueError) as exc:

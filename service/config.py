@@ -90,16 +90,18 @@ def _region_from(queue_urls: tuple[str, ...]) -> str | None:
     return None
 
 
-def load(env: Mapping[str, str] | None = None) -> Settings:
-    """Parse the environment into Settings, or raise ConfigError naming every problem found."""
+def load(env: Mapping[str, str] | None = None, require_database: bool = True) -> Settings:
+    """Parse the environment into Settings, or raise ConfigError naming every problem found.
+
+    ``require_database=False`` is for commands that only talk to SQS (the dead-letter tooling)."""
     env = os.environ if env is None else env
     problems: list[str] = []
     values: dict[str, Any] = {}
 
     db = env.get("DATABASE_URL", "").strip()
-    if not db:
+    if not db and require_database:
         problems.append("DATABASE_URL is required (postgresql://user@host:5432/dbname)")
-    elif urlsplit(db).scheme not in ("postgresql", "postgres"):
+    elif db and urlsplit(db).scheme not in ("postgresql", "postgres"):
         problems.append(f"DATABASE_URL must start with postgresql:// (got {redact_url(db)!r})")
     values["database_url"] = db
 

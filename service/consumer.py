@@ -12,14 +12,14 @@ from .aio import unless
 from .breaker import Breaker
 from .config import Settings
 from .dispatcher import Dispatcher
-from .errors import Sqs2pgError, classify
+from .errors import DatabaseUnavailable, Sqs2pgError, classify
 from .message import Message
 from .metrics import Metrics
 from .retry import Decision, Outcome, backoff_s, decide
 from .store import Store
 
 # Failures of the database itself (as opposed to the handler rejecting a body) counted in sqs2pg_db_errors.
-_DB_FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
+_DB_FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError, DatabaseUnavailable)
 
 
 class Consumer:

@@ -36,6 +36,12 @@ class RetryableError(Sqs2pgError):
     kind = "transient"
 
 
+class DatabaseUnavailable(RetryableError):
+    """The database could not be reached at all."""
+
+    kind = "connection"
+
+
 class PermanentError(Sqs2pgError):
     """A permanent failure: the message goes to the dead-letter queue."""
 
@@ -68,7 +74,7 @@ _RETRYABLE_SQLSTATES: dict[str, str] = {
     "40001": "serialization",
     "40P01": "deadlock",
     "55P03": "lock_timeout",
-    "57014": "timeout",  # query canceled, e.g. statement_timeout
+    "57014": "statement_timeout",  # query canceled: one slow statement, not an unreachable server
     "53": "resources",  # insufficient resources: too many connections, disk full, out of memory
     "58": "system",  # system error (I/O)
     "XX": "internal",

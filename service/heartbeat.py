@@ -22,4 +22,8 @@ async def heartbeat(dispatcher: Dispatcher, acker: Acknowledger, visibility_time
         now = time.monotonic()
         due = [m for m in dispatcher.held_messages() if m.visible_until - now <= margin]
         if due:
-            await acker.extend(due, visibility_timeout_s)
+            # Bounded: a hung call must not hold up the next round while the margin runs out.
+            try:
+                await asyncio.wait_for(acker.extend(due, visibility_timeout_s), margin / 2)
+            except asyncio.TimeoutError:
+                pass  # the next round tries again; a message that lapses comes back and is a duplicate

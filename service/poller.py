@@ -53,8 +53,14 @@ class Poller:
             # A long poll is never cut short: the server may already have handed out messages (a receive
             # cannot be taken back), and we must see them to hand them back. It returns within
             # receive_wait_s; whatever it brings after the stop is released at once.
+            if self._stopping.is_set():
+                break
             receive = asyncio.ensure_future(self._sqs.receive(self.url))
-            await asyncio.wait({receive})
+            try:
+                await asyncio.wait({receive})
+            except asyncio.CancelledError:
+                receive.cancel()  # only past every shutdown timeout: do not leave it running unowned
+                raise
             try:
                 raw = receive.result()
             except Sqs2pgError as exc:
@@ -72,7 +78,14 @@ class Poller:
     async def _accept(self, raw: list[dict[str, Any]]) -> None:
         if not raw:
             return
-        messages = [Message.from_sqs(self.url, r, self._settings.visibility_timeout_s) for r in raw]
+        messages = []
+        for r in raw:
+            try:
+                messages.append(Message.from_sqs(self.url, r, self._settings.visibility_timeout_s))
+            except (KeyError, ValueError, TypeError) as exc:
+                # A malformed response entry (no id or receipt handle): nothing to act on. SQS makes it
+                # visible again after its visibility timeout, and its redrive policy bounds the repeats.
+                logs.event(logging.ERROR, "malformed message from SQS skipped", "receive", queue=self.name, error=repr(exc)[:300])
         self._metrics.received.labels(self.name).inc(len(messages))
         self._metrics.in_flight.labels(self.name).inc(len(messages))
         if self._stopping.is_set() or self._dispatcher.closed:

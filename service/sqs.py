@@ -105,7 +105,9 @@ class Sqs:
             visibility_timeout_s=int(attrs.get("VisibilityTimeout", 30)),
         )
 
-    async def receive(self, url: str) -> list[dict[str, Any]]:
+    async def receive(
+        self, url: str, wait_s: int | None = None, visibility_s: int | None = None, max_messages: int | None = None
+    ) -> list[dict[str, Any]]:
         """One long poll. The SDK's own retries reuse the attempt id, so on SQS a retried receive returns the
         same messages instead of leaving the first ones in flight unseen."""
         s = self._settings
@@ -113,14 +115,20 @@ class Sqs:
             queue_name(url),
             "receive_message",
             QueueUrl=url,
-            MaxNumberOfMessages=s.receive_batch_size,
-            WaitTimeSeconds=s.receive_wait_s,
-            VisibilityTimeout=s.visibility_timeout_s,
+            MaxNumberOfMessages=max_messages or s.receive_batch_size,
+            WaitTimeSeconds=s.receive_wait_s if wait_s is None else wait_s,
+            VisibilityTimeout=s.visibility_timeout_s if visibility_s is None else visibility_s,
             MessageSystemAttributeNames=["All"],
             MessageAttributeNames=["All"],
             ReceiveRequestAttemptId=uuid.uuid4().hex,
         )
         return response.get("Messages", [])  # type: ignore[no-any-return]
+
+    async def counts(self, url: str) -> dict[str, int]:
+        """Approximate numbers of visible, in-flight and delayed messages."""
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"]
+        attrs = (await self._call(queue_name(url), "get_queue_attributes", QueueUrl=url, AttributeNames=names))["Attributes"]
+        return {"visible": int(attrs.get(names[0], 0)), "in_flight": int(attrs.get(names[1], 0)), "delayed": int(attrs.get(names[2], 0))}
 
     async def delete(self, url: str, messages: list[Message]) -> list[tuple[Message, str]]:
         """DeleteMessageBatch (up to 10); returns the messages whose entries failed, with the reason."""
@@ -142,11 +150,13 @@ class Sqs:
             failed.append((by_id[entry["Id"]], f"{entry.get('Code')}: {entry.get('Message', '')}"))
         return failed
 
-    async def send_to_dlq(self, dlq_url: str, message: Message, error: Sqs2pgError) -> None:
-        """Send a copy of the message to the dead-letter queue, same group and key, with the reason attached."""
+    async def send_to_dlq(self, dlq_url: str, message: Message, error: Sqs2pgError, minimal: bool = False) -> None:
+        """Send a copy of the message to the dead-letter queue, same group and key, with the reason attached.
+
+        ``minimal``: only our attributes, the error text cut short, none of the original attributes."""
         ours: dict[str, dict[str, str]] = {
             "sqs2pg_error_kind": _string(error.kind),
-            "sqs2pg_error": _string(str(error)[:1024] or error.kind),
+            "sqs2pg_error": _string(str(error)[: 100 if minimal else 1024] or error.kind),
             "sqs2pg_receive_count": {"DataType": "Number", "StringValue": str(message.receive_count)},
             "sqs2pg_source_queue": _string(message.queue_name),
         }
@@ -154,19 +164,28 @@ class Sqs:
             ours[IDEMPOTENCY_ATTRIBUTE] = _string(message.idempotency_key)
         except PermanentError:
             pass  # the key itself is what is wrong; the original attribute, if any, is kept below
-        kept = {k: v for k, v in message.attributes.items() if k not in ours}
-        # SQS allows 10 attributes: ours first, then the original ones in name order while room is left.
-        for k in sorted(kept)[: max(0, MAX_ATTRIBUTES - len(ours))]:
-            ours[k] = {f: kept[k][f] for f in ("DataType", "StringValue", "BinaryValue") if f in kept[k]}
+        await self.send(dlq_url, message, ours, dedup_id=message.message_id, keep_original=not minimal)
+
+    async def send(
+        self, url: str, message: Message, attributes: dict[str, Any], dedup_id: str, keep_original: bool = True
+    ) -> None:
+        """Send a copy of ``message`` (body, group) to ``url`` with ``attributes`` first, then as many of the
+        original attributes as the limit of 10 leaves room for."""
+        merged = dict(attributes)
+        kept = {k: v for k, v in message.attributes.items() if k not in merged and not k.startswith("sqs2pg_")}
+        if not keep_original:
+            kept = {}
+        for k in sorted(kept)[: max(0, MAX_ATTRIBUTES - len(merged))]:
+            merged[k] = {f: kept[k][f] for f in ("DataType", "StringValue", "BinaryValue") if f in kept[k]}
         await self._call(
-            message.queue_name,
+            queue_name(url),
             "send_message",
-            QueueUrl=dlq_url,
+            QueueUrl=url,
             MessageBody=message.body,
             MessageGroupId=message.group_id or "sqs2pg-no-group",
-            # a retried move (after a crash between send and delete) is dropped by SQS as a duplicate
-            MessageDeduplicationId=message.message_id,
-            MessageAttributes=ours,
+            # the same copy sent twice (a crash between send and delete) is dropped by SQS as a duplicate
+            MessageDeduplicationId=dedup_id,
+            MessageAttributes=merged,
         )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 
 from .config import Settings
-from .errors import AlreadyApplied, IdempotencyKeyReused, RetryableError, classify
+from .errors import AlreadyApplied, DatabaseUnavailable, IdempotencyKeyReused, PermanentError, classify
 from .handler import Handler
 from .message import Message
 from .retry import Outcome
@@ -105,31 +105,41 @@ class Store:
 
     async def _acquire(self) -> asyncpg.Connection:
         """A pooled connection. Failing to get one is never the message's fault: whatever the server said
-        (even "database is not accepting connections", 55000, during a failover), it is retryable."""
+        (even "database is not accepting connections", 55000, during a failover), it is DatabaseUnavailable."""
         try:
             return await self.pool.acquire(timeout=self._settings.db_connect_timeout_s)
         except Exception as exc:
             error = classify(exc)
-            if isinstance(error, RetryableError):
-                raise error from exc
-            raise RetryableError(f"cannot connect: {error}", kind="connection") from exc
+            raise DatabaseUnavailable(f"cannot connect: {error}", kind="connection") from exc
 
     async def _apply_in(self, conn: asyncpg.Connection, message: Message, key: str) -> Outcome:
+        # BEGIN and COMMIT by hand, because the COMMIT's status must be read: a handler that catches a
+        # database error leaves the transaction aborted, and PostgreSQL answers that COMMIT with ROLLBACK.
+        await conn.execute("BEGIN")
         try:
-            async with conn.transaction():
-                # Claiming the key first also serialises two replicas that got the same key: the second
-                # waits on the unique index until the first commits, then sees the conflict.
-                claimed = await conn.fetchval(_CLAIM_KEY, key, message.body_sha256, message.queue_name, message.message_id)
-                if not claimed:
-                    existing = await conn.fetchval(_KEY_BODY_HASH, key)
-                    if existing is not None and bytes(existing) != message.body_sha256:
-                        raise IdempotencyKeyReused(
-                            f"idempotency key {key!r} was committed before with a different body"
-                        )
-                    return Outcome.DUPLICATE
+            # Claiming the key first also serialises two replicas that got the same key: the second waits on
+            # the unique index until the first commits, then sees the conflict.
+            claimed = await conn.fetchval(_CLAIM_KEY, key, message.body_sha256, message.queue_name, message.message_id)
+            if not claimed:
+                existing = await conn.fetchval(_KEY_BODY_HASH, key)
+                if existing is not None and bytes(existing) != message.body_sha256:
+                    raise IdempotencyKeyReused(f"idempotency key {key!r} was committed before with a different body")
+                await conn.execute("ROLLBACK")
+                return Outcome.DUPLICATE
+            try:
                 await self._handler(conn, message)
-        except AlreadyApplied:
-            return Outcome.DUPLICATE
+            except AlreadyApplied:
+                await conn.execute("ROLLBACK")
+                return Outcome.DUPLICATE
+        except BaseException:
+            await _rollback(conn)
+            raise
+        status = await conn.execute("COMMIT")
+        if status != "COMMIT":
+            raise PermanentError(
+                f"the transaction was rolled back ({status}): the handler caught a database error and went on",
+                kind="handler",
+            )
         return Outcome.COMMITTED
 
     async def ping(self, timeout_s: float = 2.0) -> bool:
@@ -158,3 +168,16 @@ class Store:
             finally:
                 if not conn.is_closed():
                     await conn.execute("SELECT pg_advisory_unlock($1)", PRUNE_LOCK_ID)
+
+
+async def _rollback(conn: asyncpg.Connection) -> None:
+    """Roll back after a failure, keeping the original error; a connection that cannot is thrown away."""
+    if conn.is_closed():
+        return
+    try:
+        await conn.execute("ROLLBACK")
+    except asyncio.CancelledError:
+        conn.terminate()
+        raise
+    except Exception:  # noqa: BLE001 - the server rolls back a dropped connection by itself
+        conn.terminate()

@@ -26,3 +26,24 @@ async def slow(conn: asyncpg.Connection, message: Message) -> None:
     if isinstance(body, dict) and body.get("sleep_s"):
         await conn.execute("SELECT pg_sleep($1)", float(body["sleep_s"]))
     await insert_event(conn, message)
+
+
+async def accept_anything(conn: asyncpg.Connection, message: Message) -> None:
+    """The 'fixed' consumer of the DLQ test: stores a body that is not a JSON object as {"raw": body}."""
+    if not (message.is_json and isinstance(message.json, dict)):
+        await conn.execute(
+            "INSERT INTO events (idempotency_key, queue_name, message_group_id, message_id, body)"
+            " VALUES ($1, $2, $3, $4, jsonb_build_object('raw', $5::text))",
+            message.idempotency_key, message.queue_name, message.group_id, message.message_id, message.body,
+        )
+        return
+    await insert_event(conn, message)
+
+
+async def swallow_database_error(conn: asyncpg.Connection, message: Message) -> None:
+    """A buggy handler: catches a database error and carries on, leaving the transaction aborted."""
+    await insert_event(conn, message)
+    try:
+        await conn.execute("SELECT 1/0")
+    except asyncpg.DataError:
+        pass

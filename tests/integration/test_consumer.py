@@ -171,6 +171,18 @@ async def test_heartbeat_keeps_a_slow_message_invisible(database_url, db, queues
     assert await _count(db) == 1
 
 
+async def test_handler_that_swallows_a_database_error_is_not_reported_committed(database_url, db, queues: Queues) -> None:
+    """PostgreSQL answers COMMIT with ROLLBACK after a swallowed error: the message must not be deleted as done."""
+    await queues.send({"seq": 0}, "g", "g-0")
+    settings = make_settings(database_url, [queues.url], HANDLER="tests.handlers:swallow_database_error")
+    async with running(settings) as app:
+        await wait_until(lambda: _settled(app, queues, 1))
+        assert metric(app, "sqs2pg_messages_total", queue=_name(queues), outcome="committed") == 0
+    assert await _count(db) == 0
+    dead = await queues.receive_all(queues.dlq_url)
+    assert [m["MessageAttributes"]["sqs2pg_error_kind"]["StringValue"] for m in dead] == ["handler"]
+
+
 def _get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as response:
         return response.read().decode()

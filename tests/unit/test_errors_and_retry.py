@@ -23,7 +23,7 @@ def _client_error(code: str, status: int = 400) -> botocore.exceptions.ClientErr
         (asyncpg.exceptions.ConnectionFailureError("x"), "connection"),
         (asyncpg.exceptions.SerializationError("x"), "serialization"),
         (asyncpg.exceptions.DeadlockDetectedError("x"), "deadlock"),
-        (asyncpg.exceptions.QueryCanceledError("statement timeout"), "timeout"),
+        (asyncpg.exceptions.QueryCanceledError("statement timeout"), "statement_timeout"),
         (asyncpg.exceptions.TooManyConnectionsError("x"), "resources"),
         (asyncpg.exceptions.UndefinedTableError("no events"), "schema"),
         (asyncpg.exceptions.ConnectionDoesNotExistError("closed"), "connection"),

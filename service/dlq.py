@@ -1,0 +1,125 @@
+"""Dead-letter tooling: stats, peek and redrive, for the DLQ of each configured queue.
+
+Peek holds what it receives invisible until it is done (a FIFO queue would otherwise hand the same head
+messages back on every receive) and never takes more than asked. Redrive sends a copy back to the
+source queue *before* deleting from the DLQ, one message at a time in group order, so a kill at any moment
+loses nothing: at worst a message is in both queues, the copy's deduplication id (the DLQ message id) makes
+SQS drop a second send within 5 minutes, and sqs2pg's idempotency key recognises it after that.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .errors import PermanentError, Sqs2pgError
+from .message import IDEMPOTENCY_ATTRIBUTE, Message
+from .sqs import QueueInfo, Sqs
+
+HOLD_S = 120  # how long peek/redrive keep received DLQ messages invisible while they work
+
+
+@dataclass
+class Peeked:
+    messages: list[Message] = field(default_factory=list)
+
+    def by_reason(self) -> Counter[str]:
+        return Counter(m.attribute("sqs2pg_error_kind") or "moved_by_sqs" for m in self.messages)
+
+    def by_group(self) -> Counter[str]:
+        return Counter(m.group_id for m in self.messages)
+
+
+@dataclass
+class RedriveResult:
+    moved: int = 0
+    would_move: int = 0
+    failed: list[str] = field(default_factory=list)
+
+
+async def stats(sqs: Sqs, queues: list[QueueInfo]) -> list[dict[str, Any]]:
+    return [{"queue": q.name, "dlq": q.dlq_url, **await sqs.counts(q.dlq_url)} for q in queues]
+
+
+async def _take(sqs: Sqs, dlq_url: str, limit: int, rounds: int = 1000) -> list[Message]:
+    """Receive up to ``limit`` DLQ messages, in order, holding them invisible."""
+    taken: list[Message] = []
+    while len(taken) < limit and rounds > 0:
+        rounds -= 1
+        raw = await sqs.receive(dlq_url, wait_s=1, visibility_s=HOLD_S, max_messages=min(10, limit - len(taken)))
+        if not raw:
+            break
+        taken.extend(Message.from_sqs(dlq_url, r, HOLD_S) for r in raw)
+    return taken
+
+
+async def _give_back(sqs: Sqs, dlq_url: str, messages: list[Message]) -> None:
+    for i in range(0, len(messages), 10):
+        await sqs.change_visibility(dlq_url, [(m, 0) for m in messages[i : i + 10]])
+
+
+async def peek(sqs: Sqs, queue: QueueInfo, limit: int) -> Peeked:
+    """Look at up to ``limit`` dead-lettered messages and put them back untouched.
+
+    On a FIFO queue that is what the queue hands out without deleting: the first messages of each group
+    (one per group on servers that keep one in flight per group). ``stats`` gives the full counts."""
+    messages = await _take(sqs, queue.dlq_url, limit)
+    try:
+        return Peeked(messages)
+    finally:
+        await _give_back(sqs, queue.dlq_url, messages)
+
+
+async def redrive(
+    sqs: Sqs, queue: QueueInfo, limit: int, dry_run: bool, report: Callable[[str], None] = print
+) -> RedriveResult:
+    """Move up to ``limit`` messages from the DLQ back to the source queue, keeping group and idempotency key.
+
+    It streams: receive, then send and delete each message in order. A FIFO queue hands out a group's next
+    message only once the earlier ones are gone, so this is also the only way through a long group. On the
+    first failure it stops and gives back what it holds (visible at once); the rest stays for a rerun.
+    A dry run shows what the queue hands out without deleting: every group's first messages, not all.
+    """
+    result = RedriveResult()
+    if dry_run:
+        seen = await peek(sqs, queue, limit)
+        for m in seen.messages:
+            report(f"would move  group={m.group_id} id={m.message_id} reason={_reason(m)}")
+        result.would_move = len(seen.messages)
+        return result
+    while result.moved < limit and not result.failed:
+        batch = await _take(sqs, queue.dlq_url, min(10, limit - result.moved), rounds=1)
+        if not batch:
+            break
+        moved: set[Message] = set()
+        try:
+            for m in batch:
+                try:
+                    await sqs.send(queue.url, m, _attributes_for_source(m), dedup_id=m.message_id)
+                except Sqs2pgError as exc:
+                    result.failed.append(f"{m.message_id}: {exc}")
+                    report(f"FAILED  group={m.group_id} id={m.message_id}: {exc}")
+                    break
+                moved.add(m)
+                failed = await sqs.delete(queue.dlq_url, [m])
+                if failed:
+                    # Sent but not deleted: a rerun sends it again, and that copy is recognised as a duplicate.
+                    report(f"moved, not deleted from the DLQ ({failed[0][1]})  group={m.group_id} id={m.message_id}")
+                result.moved += 1
+                report(f"moved  group={m.group_id} id={m.message_id} reason={_reason(m)}")
+        finally:
+            await _give_back(sqs, queue.dlq_url, [m for m in batch if m not in moved])
+    return result
+
+
+def _reason(m: Message) -> str:
+    return m.attribute("sqs2pg_error_kind") or "moved_by_sqs"
+
+
+def _attributes_for_source(m: Message) -> dict[str, Any]:
+    """The idempotency key travels as an attribute: the redriven copy gets a new deduplication id."""
+    try:
+        return {IDEMPOTENCY_ATTRIBUTE: {"DataType": "String", "StringValue": m.idempotency_key}}
+    except PermanentError:
+        return {}
