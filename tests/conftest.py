@@ -127,10 +127,21 @@ async def template_database(postgres_admin_url: str) -> AsyncIterator[str]:
         await admin.execute(f'CREATE DATABASE "{name}"')
         settings = make_settings(_with_database(postgres_admin_url, name), ["http://x/1/q.fifo"])
         await asyncio.to_thread(migrate.upgrade, settings)
+        await _create_test_tables(_with_database(postgres_admin_url, name))
         yield name
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+async def _create_test_tables(url: str) -> None:
+    from .handlers import APPLIED_TABLE
+
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(APPLIED_TABLE)
+    finally:
+        await conn.close()
 
 
 @pytest.fixture
@@ -304,6 +315,43 @@ async def group_sequences(db: asyncpg.Connection) -> dict[str, list[int]]:
     for r in rows:
         out.setdefault(r["g"], []).append(r["s"])
     return out
+
+
+def fault_workload(groups: int, per_group: int, sleep_s: float = 0.0) -> list[tuple[dict[str, Any], str, str]]:
+    """The fault suite's messages: sequence numbers per group, interleaved across groups, unique keys."""
+    run = uuid.uuid4().hex[:6]
+    extra = {"sleep_s": sleep_s} if sleep_s else {}
+    return [({"seq": s, **extra}, f"g{g}", f"{run}-g{g}-{s}") for s in range(per_group) for g in range(groups)]
+
+
+async def exactly_once_report(db: asyncpg.Connection, sent: list[tuple[dict[str, Any], str, str]], scenario: str, **extra: Any) -> dict[str, Any]:
+    """Count what the fault suite promises, from table ``applied`` (which has no unique key):
+    duplicates applied, messages lost, order violations. Written to $FAULT_REPORT_FILE when set."""
+    rows = await db.fetch("SELECT idempotency_key AS k, message_group_id AS g, seq FROM applied ORDER BY id")
+    keys = [r["k"] for r in rows]
+    sent_keys = {d for _, _, d in sent}
+    by_group: dict[str, list[int]] = {}
+    for r in rows:
+        by_group.setdefault(r["g"], []).append(r["seq"])
+    violations = sum(1 for seqs in by_group.values() for a, b in zip(seqs, seqs[1:]) if b <= a)
+    report = {
+        "scenario": scenario,
+        "sqs": os.environ.get("AWS_ENDPOINT_URL_SQS", ""),
+        "sent": len(sent),
+        "committed": len(set(keys) & sent_keys),
+        "duplicates_applied": len(keys) - len(set(keys)),
+        "lost": len(sent_keys - set(keys)),
+        "order_violations": violations,
+        **extra,
+    }
+    if path := os.environ.get("FAULT_REPORT_FILE"):
+        with open(path, "a") as f:
+            f.write(json.dumps(report) + "\n")
+    return report
+
+
+def assert_no_loss_no_duplicates_in_order(report: dict[str, Any]) -> None:
+    assert (report["lost"], report["duplicates_applied"], report["order_violations"]) == (0, 0, 0), report
 
 
 def metric(app: App, name: str, **labels: str) -> float:

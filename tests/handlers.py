@@ -47,3 +47,27 @@ async def swallow_database_error(conn: asyncpg.Connection, message: Message) -> 
         await conn.execute("SELECT 1/0")
     except asyncpg.DataError:
         pass
+
+
+APPLIED_TABLE = """
+CREATE TABLE IF NOT EXISTS applied (
+    id bigserial PRIMARY KEY,
+    idempotency_key text NOT NULL,  -- deliberately not unique: a second apply must be visible, not refused
+    message_group_id text NOT NULL,
+    seq int NOT NULL,
+    sent_at timestamptz,
+    applied_at timestamptz NOT NULL DEFAULT clock_timestamp()
+)
+"""
+
+
+async def record_apply(conn: asyncpg.Connection, message: Message) -> None:
+    """The fault suite's handler: one row per apply, with no unique key, so duplicates would show."""
+    body = message.json
+    if body.get("sleep_s"):
+        await conn.execute("SELECT pg_sleep($1)", float(body["sleep_s"]))
+    await conn.execute(
+        "INSERT INTO applied (idempotency_key, message_group_id, seq, sent_at)"
+        " VALUES ($1, $2, $3, to_timestamp($4::bigint / 1000.0))",
+        message.idempotency_key, message.group_id, int(body["seq"]), message.sent_timestamp_ms,
+    )
