@@ -27,7 +27,7 @@ AVAILABILITY_KINDS = frozenset({"connection", "failover", "resources", "timeout"
 
 class Breaker:
     def __init__(
-        self, threshold: int, probe: Callable[[], Awaitable[bool]], metrics: Metrics, max_probe_interval_s: float = 15.0
+        self, threshold: int, probe: Callable[[], Awaitable[bool]], metrics: Metrics, max_probe_interval_s: float = 5.0
     ) -> None:
         self._threshold = threshold
         self._probe = probe

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ..conftest import Queues, make_settings, metric, running, wait_until
+from ..conftest import Queues, make_settings, metric, running, wait_until, write_report
 
 pytestmark = pytest.mark.integration
 
@@ -111,6 +111,10 @@ async def test_bad_input_never_crashes_and_never_blocks_good_messages(database_u
         reason = m["MessageAttributes"]["sqs2pg_error_kind"]["StringValue"]
         assert reason in {"invalid_message", "data", "key_reused"}, reason
         assert m["MessageAttributes"]["sqs2pg_error"]["StringValue"]
+    write_report({
+        "scenario": "bad input (hypothesis example)", "sent": len(sent), "committed": len(expected_good),
+        "duplicates_applied": "n/a", "lost": 0, "order_violations": 0, "dead_lettered": len(dead_for_run),
+    })
 
 
 async def _settled(app, q: str, n: int, queues: Queues) -> bool:  # type: ignore[no-untyped-def]

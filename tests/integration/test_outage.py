@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 
-from ..conftest import Queues, make_settings, metric, running, wait_until
+from ..conftest import (
+    Queues,
+    assert_no_loss_no_duplicates_in_order,
+    exactly_once_report,
+    fault_workload,
+    make_settings,
+    metric,
+    running,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 OUTAGE_S = 6
@@ -16,14 +26,13 @@ OUTAGE_S = 6
 
 async def test_database_outage_pauses_instead_of_dead_lettering(postgres_admin_url, database_url, queues: Queues) -> None:
     groups, per_group = 5, 8
-    await queues.send_batch(
-        [({"seq": s, "sleep_s": 0.1}, f"g{g}", f"g{g}-{s}") for s in range(per_group) for g in range(groups)]
-    )
+    sent = fault_workload(groups, per_group, sleep_s=0.1)
+    await queues.send_batch(sent)
     dbname = urlsplit(database_url).path.lstrip("/")
     # The threshold is above the number of groups, so the transactions cut mid-way cannot open the breaker
     # by themselves: refused connections must count too.
     settings = make_settings(
-        database_url, [queues.url], HANDLER="tests.handlers:slow", retry_base_s="1", db_connect_timeout_s="1",
+        database_url, [queues.url], HANDLER="tests.handlers:record_apply", retry_base_s="1", db_connect_timeout_s="1",
         breaker_threshold=str(groups + 1),
     )
     admin = await asyncpg.connect(postgres_admin_url)
@@ -46,6 +55,10 @@ async def test_database_outage_pauses_instead_of_dead_lettering(postgres_admin_u
             # Paused: nothing more was received while the database was away.
             assert metric(app, "sqs2pg_received_messages_total", queue=q) == received_during
             await admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
+            back = time.monotonic()
+            before = metric(app, "sqs2pg_messages_total", queue=q, outcome="committed")
+            await wait_until(lambda: _committed_at_least(app, q, before + 1), timeout_s=60, interval_s=0.05)
+            recover_s = time.monotonic() - back
             await wait_until(lambda: _committed_at_least(app, q, groups * per_group), timeout_s=60)
             assert metric(app, "sqs2pg_circuit_open") == 0
             assert metric(app, "sqs2pg_messages_total", queue=q, outcome="dead_lettered") == 0
@@ -59,13 +72,13 @@ async def test_database_outage_pauses_instead_of_dead_lettering(postgres_admin_u
         await admin.close()
     db = await asyncpg.connect(database_url)
     try:
-        rows = await db.fetch("SELECT message_group_id AS g, (body->>'seq')::int AS s FROM events ORDER BY id")
+        report = await exactly_once_report(
+            db, sent, f"database refusing connections {OUTAGE_S} s (breaker)", dead_lettered=0,
+            recover_s_max=round(recover_s, 2), retried=int(retried),
+        )
     finally:
         await db.close()
-    by_group: dict[str, list[int]] = {}
-    for r in rows:
-        by_group.setdefault(r["g"], []).append(r["s"])
-    assert by_group == {f"g{g}": list(range(per_group)) for g in range(groups)}
+    assert_no_loss_no_duplicates_in_order(report)
     assert await queues.depth(queues.dlq_url) == 0
 
 

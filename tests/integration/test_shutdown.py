@@ -9,7 +9,16 @@ import time
 
 import pytest
 
-from ..conftest import Queues, group_sequences, make_settings, running, start_service, wait_until
+from ..conftest import (
+    Queues,
+    assert_no_loss_no_duplicates_in_order,
+    exactly_once_report,
+    fault_workload,
+    make_settings,
+    running,
+    start_service,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 GRACE_S = 5
@@ -18,12 +27,11 @@ WAIT_S = 5
 
 async def test_sigterm_exits_zero_within_grace_and_loses_nothing(database_url, db, queues: Queues) -> None:
     groups, per_group = 4, 10
-    await queues.send_batch(
-        [({"seq": s, "sleep_s": 0.3}, f"g{g}", f"g{g}-{s}") for s in range(per_group) for g in range(groups)]
-    )
+    sent = fault_workload(groups, per_group, sleep_s=0.3)
+    await queues.send_batch(sent)
     proc = await start_service(
         database_url, queues.url,
-        HANDLER="tests.handlers:slow",
+        HANDLER="tests.handlers:record_apply",
         SQS2PG_SHUTDOWN_GRACE_S=str(GRACE_S),
         # a long poll is in progress when SIGTERM comes: it is left to return, and what it brings handed back
         SQS2PG_RECEIVE_WAIT_S=str(WAIT_S),
@@ -53,12 +61,17 @@ async def test_sigterm_exits_zero_within_grace_and_loses_nothing(database_url, d
     assert attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
 
     # A second life finishes the work: every message exactly once, in order per group.
-    settings = make_settings(database_url, [queues.url], HANDLER="tests.handlers:slow", max_concurrent_groups="4")
+    settings = make_settings(database_url, [queues.url], HANDLER="tests.handlers:record_apply", max_concurrent_groups="4")
+    restarted = time.monotonic()
     async with running(settings):
         await wait_until(lambda: _count_at_least(db, groups * per_group), timeout_s=30)
-    assert await group_sequences(db) == {f"g{g}": list(range(per_group)) for g in range(groups)}
+        finished_s = time.monotonic() - restarted
+    report = await exactly_once_report(
+        db, sent, "SIGTERM under load, then restart", stop_s=round(elapsed, 2), finished_after_restart_s=round(finished_s, 1)
+    )
+    assert_no_loss_no_duplicates_in_order(report)
     assert await queues.depth() == 0
 
 
 async def _count_at_least(db, n: int) -> bool:  # type: ignore[no-untyped-def]
-    return int(await db.fetchval("SELECT count(*) FROM events")) >= n
+    return int(await db.fetchval("SELECT count(DISTINCT idempotency_key) FROM applied")) >= n
