@@ -21,6 +21,7 @@ SCENARIOS = [
     "tests/integration/test_database_faults.py",
     "tests/integration/test_outage.py",
     "tests/integration/test_faults.py",
+    "tests/integration/test_sqs_faults.py",
     "tests/integration/test_shutdown.py",
     "tests/integration/test_bad_input.py",
 ]
