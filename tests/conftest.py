@@ -335,7 +335,8 @@ async def exactly_once_report(db: asyncpg.Connection, sent: list[tuple[dict[str,
     by_group: dict[str, list[int]] = {}
     for r in rows:
         by_group.setdefault(r["g"], []).append(r["seq"])
-    violations = sum(1 for seqs in by_group.values() for a, b in zip(seqs, seqs[1:]) if b <= a)
+    out_of_order = [(g, seqs) for g, seqs in by_group.items() if any(b <= a for a, b in zip(seqs, seqs[1:]))]
+    violations = sum(1 for _, seqs in out_of_order for a, b in zip(seqs, seqs[1:]) if b <= a)
     report = {
         "scenario": scenario,
         "sent": len(sent),
@@ -345,6 +346,8 @@ async def exactly_once_report(db: asyncpg.Connection, sent: list[tuple[dict[str,
         "order_violations": violations,
         **extra,
     }
+    if out_of_order:
+        report["out_of_order_groups"] = {g: seqs for g, seqs in out_of_order[:3]}
     write_report(report)
     return report
 
