@@ -58,30 +58,34 @@ class Consumer:
                 self._dispatcher.done(message)
 
     async def _handle(self, message: Message) -> None:
-        # The database is unreachable: hold the message (the heartbeat keeps it invisible) rather than fail
-        # it and spend one of its receives; at shutdown, hand it back untouched.
-        if not await unless(self._breaker.wait_closed(), self._stopping):
-            await self._acker.release([message, *self._dispatcher.take_rest(message)], "shutdown")
+        while True:
+            # The database is unreachable: hold the message (the heartbeat keeps it invisible) rather than
+            # fail it and spend one of its receives; at shutdown, hand it back untouched.
+            if not await unless(self._breaker.wait_closed(), self._stopping):
+                await self._acker.release([message, *self._dispatcher.take_rest(message)], "shutdown")
+                return
+            started = time.perf_counter()
+            abandoned = False
+            try:
+                async with asyncio.timeout_at(self._deadline) as timeout:
+                    self._timeouts.add(timeout)
+                    try:
+                        outcome = await self._store.apply(message)
+                    finally:
+                        self._timeouts.discard(timeout)
+                decision = Decision(outcome)
+                self._breaker.success()
+            except Exception as exc:  # noqa: BLE001 - classified right here, never swallowed
+                abandoned = self._deadline is not None and timeout.expired()
+                error = classify(exc)
+                if isinstance(exc, _DB_FAILURES) and not abandoned:
+                    self._metrics.db_errors.labels(message.queue_name, error.kind).inc()
+                    self._breaker.failure(error.kind)
+                    if self._breaker.is_open:
+                        continue  # keep it at the head of its group and try again once the database answers
+                decision = decide(error, message.receive_count, self._settings.retry_base_s, self._settings.retry_max_s)
+            await self._settle(message, decision, time.perf_counter() - started, abandoned)
             return
-        started = time.perf_counter()
-        abandoned = False
-        try:
-            async with asyncio.timeout_at(self._deadline) as timeout:
-                self._timeouts.add(timeout)
-                try:
-                    outcome = await self._store.apply(message)
-                finally:
-                    self._timeouts.discard(timeout)
-            decision = Decision(outcome)
-            self._breaker.success()
-        except Exception as exc:  # noqa: BLE001 - classified right here, never swallowed
-            abandoned = self._deadline is not None and timeout.expired()
-            error = classify(exc)
-            if isinstance(exc, _DB_FAILURES) and not abandoned:
-                self._metrics.db_errors.labels(message.queue_name, error.kind).inc()
-                self._breaker.failure(error.kind)
-            decision = decide(error, message.receive_count, self._settings.retry_base_s, self._settings.retry_max_s)
-        await self._settle(message, decision, time.perf_counter() - started, abandoned)
 
     async def _settle(self, message: Message, decision: Decision, handled_s: float, abandoned: bool) -> None:
         # No await separates a successful commit from queueing its delete, so cancellation cannot split them;
