@@ -35,11 +35,7 @@ class Acknowledger:
 
     def delete(self, message: Message, outcome: Outcome, handled_s: float) -> None:
         """COMMITTED or DUPLICATE: delete it, batched with others (the commit is already durable)."""
-        pending = self._pending[message.queue_url]
-        pending.append(message)
-        self._something.set()
-        if len(pending) >= 10:
-            self._full.set()
+        self._queue_delete(message)
         self._metrics.handle_seconds.labels(message.queue_name).observe(handled_s)
         if outcome is Outcome.COMMITTED and message.sent_timestamp_ms:
             self._metrics.age_seconds.labels(message.queue_name).observe(max(0.0, time.time() - message.sent_timestamp_ms / 1000))
@@ -76,8 +72,7 @@ class Acknowledger:
             # the body, group and key must get there, the rest may not.
             await self._sqs.send_to_dlq(dlq_url, message, error, minimal=True)
         # A crash between the send and the delete redelivers it; the DLQ drops the second copy (same dedup id).
-        self._pending[message.queue_url].append(message)
-        self._something.set()
+        self._queue_delete(message)
         self._record(message, Outcome.DEAD_LETTERED, logging.ERROR, error=error)
 
     # --- visibility -------------------------------------------------------------------------------------
@@ -116,6 +111,13 @@ class Acknowledger:
         return failed
 
     # --- deletes --------------------------------------------------------------------------------------
+
+    def _queue_delete(self, message: Message) -> None:
+        pending = self._pending[message.queue_url]
+        pending.append(message)
+        self._something.set()
+        if len(pending) >= 10:
+            self._full.set()
 
     async def run(self) -> None:
         """Flush pending deletes: at once when a batch of 10 is full, else after the flush interval."""

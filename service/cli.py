@@ -94,7 +94,7 @@ async def _dlq(settings: Settings, args: argparse.Namespace) -> int:
                 print("  by group:  " + ", ".join(f"{k}={v}" for k, v in seen.by_group().most_common()))
                 for m in seen.messages:
                     print(
-                        f"  group={m.group_id} id={m.message_id} reason={m.attribute('sqs2pg_error_kind') or 'moved_by_sqs'}"
+                        f"  group={m.group_id} id={m.message_id} reason={dlq.reason(m)}"
                         f" receives={m.attribute('sqs2pg_receive_count') or '?'} bytes={len(m.body.encode())}"
                         f" error={(m.attribute('sqs2pg_error') or '')[:200]!r}"
                     )

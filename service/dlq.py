@@ -25,7 +25,7 @@ class Peeked:
     messages: list[Message] = field(default_factory=list)
 
     def by_reason(self) -> Counter[str]:
-        return Counter(m.attribute("sqs2pg_error_kind") or "moved_by_sqs" for m in self.messages)
+        return Counter(reason(m) for m in self.messages)
 
     def by_group(self) -> Counter[str]:
         return Counter(m.group_id for m in self.messages)
@@ -85,7 +85,7 @@ async def redrive(
     if dry_run:
         seen = await peek(sqs, queue, limit)
         for m in seen.messages:
-            report(f"would move  group={m.group_id} id={m.message_id} reason={_reason(m)}")
+            report(f"would move  group={m.group_id} id={m.message_id} reason={reason(m)}")
         result.would_move = len(seen.messages)
         return result
     while result.moved < limit and not result.failed:
@@ -107,13 +107,14 @@ async def redrive(
                     # Sent but not deleted: a rerun sends it again, and that copy is recognised as a duplicate.
                     report(f"moved, not deleted from the DLQ ({failed[0][1]})  group={m.group_id} id={m.message_id}")
                 result.moved += 1
-                report(f"moved  group={m.group_id} id={m.message_id} reason={_reason(m)}")
+                report(f"moved  group={m.group_id} id={m.message_id} reason={reason(m)}")
         finally:
             await _give_back(sqs, queue.dlq_url, [m for m in batch if m not in moved])
     return result
 
 
-def _reason(m: Message) -> str:
+def reason(m: Message) -> str:
+    """Why a message is in the DLQ: the kind sqs2pg attached, or moved_by_sqs (SQS's own maxReceiveCount move)."""
     return m.attribute("sqs2pg_error_kind") or "moved_by_sqs"
 
 

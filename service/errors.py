@@ -137,9 +137,13 @@ def classify(exc: BaseException) -> Sqs2pgError:
 def classify_sqs(exc: botocore.exceptions.ClientError) -> Sqs2pgError:
     """Translate an SQS error response."""
     err = exc.response.get("Error", {})
-    code = str(err.get("Code", ""))
     status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-    text = f"{code}: {err.get('Message', '')}"
+    return sqs_error(str(err.get("Code", "")), str(err.get("Message", "")), status)
+
+
+def sqs_error(code: str, message: str, status: str = "") -> Sqs2pgError:
+    """Translate an SQS error code, of a whole call or of one failed batch entry."""
+    text = f"{code}: {message}"
     if code in _SQS_THROTTLING:
         return RetryableError(text, kind="sqs_throttled")
     if code in _SQS_UNAVAILABLE or status.startswith("5"):

@@ -13,7 +13,7 @@ import aioboto3
 from botocore.config import Config as BotoConfig
 
 from .config import Settings
-from .errors import PermanentError, Sqs2pgError, classify
+from .errors import PermanentError, Sqs2pgError, classify, sqs_error
 from .message import IDEMPOTENCY_ATTRIBUTE, Message
 from .metrics import Metrics
 
@@ -145,9 +145,9 @@ class Sqs:
         response = await self._call(name, operation, QueueUrl=url, Entries=entries)
         failed = []
         for entry in response.get("Failed", []):
-            kind = "sqs_" + str(entry.get("Code", "failed")).rsplit(".", 1)[-1]
-            self._metrics.sqs_errors.labels(name, operation, kind).inc()
-            failed.append((by_id[entry["Id"]], f"{entry.get('Code')}: {entry.get('Message', '')}"))
+            error = sqs_error(str(entry.get("Code", "failed")), str(entry.get("Message", "")))
+            self._metrics.sqs_errors.labels(name, operation, error.kind).inc()
+            failed.append((by_id[entry["Id"]], str(error)))
         return failed
 
     async def send_to_dlq(self, dlq_url: str, message: Message, error: Sqs2pgError, minimal: bool = False) -> None:
