@@ -310,6 +310,19 @@ async def start_service(database_url: str, queue_url: str, **env: str) -> asynci
     )
 
 
+async def applied_count(db: asyncpg.Connection) -> int:
+    """Distinct messages applied to the fault suite's table ``applied``."""
+    return int(await db.fetchval("SELECT count(DISTINCT idempotency_key) FROM applied"))
+
+
+async def applied_at_least(db: asyncpg.Connection, n: int) -> bool:
+    return await applied_count(db) >= n
+
+
+async def queue_empty(queues: "Queues") -> bool:
+    return await queues.depth() == 0
+
+
 async def group_sequences(db: asyncpg.Connection) -> dict[str, list[int]]:
     """Each group's sequence numbers (body "seq") in commit order."""
     rows = await db.fetch("SELECT message_group_id AS g, (body->>'seq')::int AS s FROM events ORDER BY id")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.request
-from collections import defaultdict
 
 import asyncpg
 import pytest
@@ -15,22 +14,13 @@ from service.retry import Outcome
 from service.store import Store
 from service.handler import insert_event
 
-from ..conftest import Queues, make_settings, metric, running, wait_until
+from ..conftest import Queues, group_sequences, make_settings, metric, running, wait_until
 
 pytestmark = pytest.mark.integration
 
 
 async def _count(db: asyncpg.Connection) -> int:
     return int(await db.fetchval("SELECT count(*) FROM events"))
-
-
-async def _sequences_by_group(db: asyncpg.Connection) -> dict[str, list[int]]:
-    """Each group's sequence numbers in commit (id) order."""
-    rows = await db.fetch("SELECT message_group_id, (body->>'seq')::int AS seq FROM events ORDER BY id")
-    out: dict[str, list[int]] = defaultdict(list)
-    for r in rows:
-        out[r["message_group_id"]].append(r["seq"])
-    return dict(out)
 
 
 async def test_same_key_twice_is_applied_once_and_other_body_is_dead_lettered(database_url, db, queues: Queues) -> None:
@@ -80,7 +70,7 @@ async def test_commit_whose_delete_was_lost_is_recognised_as_duplicate(database_
         await wait_until(lambda: _settled(app, queues, 2))
         assert metric(app, "sqs2pg_messages_total", queue=_name(queues), outcome="duplicate") == 1
         assert metric(app, "sqs2pg_messages_total", queue=_name(queues), outcome="committed") == 1
-    assert await _sequences_by_group(db) == {"g": [0, 1]}
+    assert await group_sequences(db) == {"g": [0, 1]}
     assert await queues.depth() == 0
 
 
@@ -93,7 +83,7 @@ async def test_many_groups_in_flight_keep_their_order(database_url, db, queues: 
         await queues.send_batch(entries)
         await wait_until(lambda: _count_is(db, groups * per_group), timeout_s=60)
         await wait_until(lambda: _settled(app, queues, groups * per_group))
-    by_group = await _sequences_by_group(db)
+    by_group = await group_sequences(db)
     assert len(by_group) == groups
     assert all(seqs == list(range(per_group)) for seqs in by_group.values()), by_group
     assert await db.fetchval("SELECT count(DISTINCT idempotency_key) FROM events") == groups * per_group
@@ -114,7 +104,7 @@ async def test_transient_database_failure_retries_later_and_keeps_order(database
         assert metric(app, "sqs2pg_db_errors_total", queue=q, kind="failover") + metric(
             app, "sqs2pg_db_errors_total", queue=q, kind="connection"
         ) == 1
-    assert await _sequences_by_group(db) == {"a": list(range(6)), "b": list(range(6))}
+    assert await group_sequences(db) == {"a": list(range(6)), "b": list(range(6))}
     # The retry waited for its backoff visibility (retry_base_s=1 gives 1 s), it was not redelivered at once.
     gap = await db.fetchval(
         "SELECT extract(epoch FROM max(committed_at) FILTER (WHERE body->>'seq' = '2')"
@@ -139,7 +129,7 @@ async def test_poison_message_is_dead_lettered_with_reason_and_its_group_goes_on
     assert f'sqs2pg_messages_total{{outcome="committed",queue="{q}"}} 22.0' in body
     assert f'sqs2pg_messages_total{{outcome="dead_lettered",queue="{q}"}} 2.0' in body
     assert f'sqs2pg_handle_duration_seconds_count{{queue="{q}"}} 22.0' in body
-    by_group = await _sequences_by_group(db)
+    by_group = await group_sequences(db)
     assert by_group.pop("p") == [0, 3]
     assert by_group == {f"ok{g}": list(range(5)) for g in range(4)}
     dead = await queues.receive_all(queues.dlq_url)

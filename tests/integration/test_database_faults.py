@@ -7,7 +7,6 @@ receives while no writer answers. Applies go to table ``applied`` (no unique key
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from typing import AsyncIterator
 

@@ -14,23 +14,18 @@ import pytest
 
 from ..conftest import (
     Queues,
+    applied_at_least,
+    applied_count,
     assert_no_loss_no_duplicates_in_order,
     exactly_once_report,
     fault_workload,
+    queue_empty,
     start_service,
     wait_until,
 )
 
 pytestmark = pytest.mark.integration
 HANDLER = "tests.handlers:record_apply"
-
-
-async def _applied(db) -> int:  # type: ignore[no-untyped-def]
-    return int(await db.fetchval("SELECT count(DISTINCT idempotency_key) FROM applied"))
-
-
-async def _at_least(db, n: int) -> bool:  # type: ignore[no-untyped-def]
-    return await _applied(db) >= n
 
 
 async def _stop(proc: asyncio.subprocess.Process, sig: int = signal.SIGTERM) -> None:
@@ -49,7 +44,7 @@ async def test_two_processes_on_one_queue_apply_each_message_once_in_order(datab
     procs = [await start_service(database_url, queues.url, HANDLER=HANDLER, SQS2PG_MAX_CONCURRENT_GROUPS="4") for _ in range(2)]
     try:
         await queues.send_batch(sent)
-        await wait_until(lambda: _at_least(db, len(sent)), timeout_s=90)
+        await wait_until(lambda: applied_at_least(db, len(sent)), timeout_s=90)
         await asyncio.sleep(1)  # room for a wrong second apply to show up
     finally:
         for p in procs:
@@ -67,10 +62,10 @@ async def test_sigkill_mid_batch_and_restart_loses_and_duplicates_nothing(databa
     env = {"HANDLER": HANDLER, "SQS2PG_VISIBILITY_TIMEOUT_S": "5", "SQS2PG_ACK_FLUSH_INTERVAL_MS": "200"}
     for _ in range(3):
         proc = await start_service(database_url, queues.url, **env)
-        before = await _applied(db)
+        before = await applied_count(db)
         try:
             # kill it while it holds work: after a few more commits, with deletes still waiting to be flushed
-            await wait_until(lambda: _at_least(db, min(len(sent), before + 8)), timeout_s=60)
+            await wait_until(lambda: applied_at_least(db, min(len(sent), before + 8)), timeout_s=60)
         finally:
             proc.kill()
             await proc.wait()
@@ -78,14 +73,10 @@ async def test_sigkill_mid_batch_and_restart_loses_and_duplicates_nothing(databa
     killed_at = time.monotonic()
     proc = await start_service(database_url, queues.url, **env)
     try:
-        await wait_until(lambda: _at_least(db, len(sent)), timeout_s=90)
+        await wait_until(lambda: applied_at_least(db, len(sent)), timeout_s=90)
         done_s = time.monotonic() - killed_at
-        await wait_until(lambda: _depth_zero(queues), timeout_s=30)
+        await wait_until(lambda: queue_empty(queues), timeout_s=30)
     finally:
         await _stop(proc)
     report = await exactly_once_report(db, sent, "SIGKILL mid-batch x3, restart", finished_after_last_kill_s=round(done_s, 1))
     assert_no_loss_no_duplicates_in_order(report)
-
-
-async def _depth_zero(queues: Queues) -> bool:
-    return await queues.depth() == 0

@@ -11,6 +11,7 @@ import pytest
 
 from ..conftest import (
     Queues,
+    applied_at_least,
     assert_no_loss_no_duplicates_in_order,
     exactly_once_report,
     fault_workload,
@@ -37,7 +38,7 @@ async def test_sigterm_exits_zero_within_grace_and_loses_nothing(database_url, d
         SQS2PG_RECEIVE_WAIT_S=str(WAIT_S),
     )
     try:
-        await wait_until(lambda: _count_at_least(db, groups), timeout_s=30)
+        await wait_until(lambda: applied_at_least(db, groups), timeout_s=30)
         sent_at = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = await asyncio.wait_for(proc.communicate(), GRACE_S + 10)
@@ -64,14 +65,10 @@ async def test_sigterm_exits_zero_within_grace_and_loses_nothing(database_url, d
     settings = make_settings(database_url, [queues.url], HANDLER="tests.handlers:record_apply", max_concurrent_groups="4")
     restarted = time.monotonic()
     async with running(settings):
-        await wait_until(lambda: _count_at_least(db, groups * per_group), timeout_s=30)
+        await wait_until(lambda: applied_at_least(db, groups * per_group), timeout_s=30)
         finished_s = time.monotonic() - restarted
     report = await exactly_once_report(
         db, sent, "SIGTERM under load, then restart", stop_s=round(elapsed, 2), finished_after_restart_s=round(finished_s, 1)
     )
     assert_no_loss_no_duplicates_in_order(report)
     assert await queues.depth() == 0
-
-
-async def _count_at_least(db, n: int) -> bool:  # type: ignore[no-untyped-def]
-    return int(await db.fetchval("SELECT count(DISTINCT idempotency_key) FROM applied")) >= n

@@ -6,11 +6,13 @@ import pytest
 
 from ..conftest import (
     Queues,
+    applied_at_least,
     assert_no_loss_no_duplicates_in_order,
     exactly_once_report,
     fault_workload,
     make_settings,
     metric,
+    queue_empty,
     running,
     wait_until,
 )
@@ -32,11 +34,11 @@ async def test_sqs_faults_through_a_proxy_lose_and_duplicate_nothing(database_ur
             receive_wait_s="1",
         )
         async with running(settings) as app:
-            await wait_until(lambda: _applied_at_least(db, len(sent)), timeout_s=120)
+            await wait_until(lambda: applied_at_least(db, len(sent)), timeout_s=120)
             q = queues.url.rsplit("/", 1)[-1]
             dead = metric(app, "sqs2pg_messages_total", queue=q, outcome="dead_lettered")
             plan.enabled = False  # let the final deletes and the shutdown through cleanly
-            await wait_until(lambda: _depth_zero(queues), timeout_s=60)
+            await wait_until(lambda: queue_empty(queues), timeout_s=60)
     finally:
         await runner.cleanup()
     injected = {k: v for k, v in plan.counts.items() if not k.startswith("pass")}
@@ -49,11 +51,3 @@ async def test_sqs_faults_through_a_proxy_lose_and_duplicate_nothing(database_ur
     assert dead == 0
     assert sum(injected.values()) >= 10, plan.counts  # the proxy really did get in the way
     assert plan.counts["lose_response:ReceiveMessage"] + plan.counts["lose_response:DeleteMessageBatch"] >= 1, plan.counts
-
-
-async def _applied_at_least(db, n: int) -> bool:  # type: ignore[no-untyped-def]
-    return int(await db.fetchval("SELECT count(DISTINCT idempotency_key) FROM applied")) >= n
-
-
-async def _depth_zero(queues: Queues) -> bool:
-    return await queues.depth() == 0
