@@ -14,6 +14,7 @@ from .acknowledge import Acknowledger
 from .breaker import Breaker
 from .config import Settings
 from .consumer import Consumer
+from .depth import sample_forever
 from .dispatcher import Dispatcher
 from .handler import Handler, load_handler
 from .heartbeat import heartbeat
@@ -83,6 +84,11 @@ class App:
                     background.append(tg.create_task(
                         prune_forever(self.store, self.metrics, s.idempotency_retention_days * 86400, s.prune_interval_s, s.prune_batch_size),
                         name="prune",
+                    ))
+                if s.depth_sample_interval_s > 0:
+                    background.append(tg.create_task(
+                        sample_forever(self.sqs, self.metrics, list(queues.values()), s.depth_sample_interval_s),
+                        name="depth",
                     ))
                 workers = [tg.create_task(consumer.work(), name=f"worker-{i}") for i in range(s.max_concurrent_groups)]
                 pollers = [tg.create_task(p.run(), name=f"poll-{p.name}-{i}") for i, p in enumerate(self.pollers)]

@@ -45,6 +45,15 @@ class Metrics:
         self.breaker_open = Gauge(
             "sqs2pg_circuit_open", "1 while the database is unreachable and receiving is paused", registry=r
         )
+        self.queue_messages = Gauge(
+            "sqs2pg_queue_messages",
+            "Approximate messages in the queue by state (visible, in_flight, delayed), sampled from GetQueueAttributes",
+            ["queue", "state"],
+            registry=r,
+        )
+        self.dead_letter_messages = Gauge(
+            "sqs2pg_dead_letter_messages", "Approximate messages in the queue's dead-letter queue, sampled", ["queue"], registry=r
+        )
         self.pruned = Counter("sqs2pg_idempotency_pruned", "Expired idempotency records deleted", registry=r)
         for q in queue_names:
             for outcome in Outcome:

@@ -120,15 +120,21 @@ async def test_poison_message_is_dead_lettered_with_reason_and_its_group_goes_on
     await queues.send("[1, 2, 3]", "p", "p-2")
     await queues.send({"seq": 3}, "p", "p-3")
     await queues.send_batch([({"seq": s}, f"ok{g}", f"ok{g}-{s}") for s in range(5) for g in range(4)])
-    settings = make_settings(database_url, [queues.url])
+    settings = make_settings(database_url, [queues.url], depth_sample_interval_s="0.2")
+    q = _name(queues)
     async with running(settings) as app:
         await wait_until(lambda: _settled(app, queues, 24))
+
+        async def depths_sampled() -> bool:  # what the "DLQ not empty" alert reads
+            return metric(app, "sqs2pg_dead_letter_messages", queue=q) == 2 and metric(
+                app, "sqs2pg_queue_messages", queue=q, state="visible") == 0
+        await wait_until(depths_sampled, timeout_s=10)
         body = await asyncio.to_thread(_get, f"http://127.0.0.1:{app.http_port}/metrics")
-    q = _name(queues)
     # /metrics, as Prometheus scrapes it, reports the outcomes.
     assert f'sqs2pg_messages_total{{outcome="committed",queue="{q}"}} 22.0' in body
     assert f'sqs2pg_messages_total{{outcome="dead_lettered",queue="{q}"}} 2.0' in body
     assert f'sqs2pg_handle_duration_seconds_count{{queue="{q}"}} 22.0' in body
+    assert f'sqs2pg_dead_letter_messages{{queue="{q}"}} 2.0' in body
     by_group = await group_sequences(db)
     assert by_group.pop("p") == [0, 3]
     assert by_group == {f"ok{g}": list(range(5)) for g in range(4)}
