@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        settings = config.load(require_database=args.command != "dlq")
+        settings = config.load(require_database=args.command != "dlq", require_queues=args.command != "migrate")
     except ConfigError as exc:
         print(f"sqs2pg: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -91,10 +91,11 @@ def _region_from(queue_urls: tuple[str, ...]) -> str | None:
     return None
 
 
-def load(env: Mapping[str, str] | None = None, require_database: bool = True) -> Settings:
+def load(env: Mapping[str, str] | None = None, require_database: bool = True, require_queues: bool = True) -> Settings:
     """Parse the environment into Settings, or raise ConfigError naming every problem found.
 
-    ``require_database=False`` is for commands that only talk to SQS (the dead-letter tooling)."""
+    ``require_database=False`` is for commands that only talk to SQS (the dead-letter tooling),
+    ``require_queues=False`` for those that only talk to PostgreSQL (migrations)."""
     env = os.environ if env is None else env
     problems: list[str] = []
     values: dict[str, Any] = {}
@@ -107,7 +108,7 @@ def load(env: Mapping[str, str] | None = None, require_database: bool = True) ->
     values["database_url"] = db
 
     urls = tuple(u.strip() for u in env.get("SQS_QUEUE_URLS", "").split(",") if u.strip())
-    if not urls:
+    if not urls and require_queues:
         problems.append("SQS_QUEUE_URLS is required (comma-separated FIFO queue URLs)")
     for url in urls:
         parts = urlsplit(url)
@@ -118,7 +119,7 @@ def load(env: Mapping[str, str] | None = None, require_database: bool = True) ->
     values["queue_urls"] = urls
 
     region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or _region_from(urls)
-    if not region:
+    if not region and require_queues:
         problems.append("AWS_REGION is required (it cannot be read from the queue URLs)")
     values["region"] = region or ""
 

