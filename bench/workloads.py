@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,6 +183,21 @@ class Service:
             pid = int(Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0])
         return pid
 
+    def sqs_requests(self) -> dict[str, float]:
+        """SQS calls made so far, by operation, from the service's own /metrics."""
+        out: dict[str, float] = {}
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith("sqs2pg_sqs_requests_total{"):
+                    op = line.split('operation="', 1)[1].split('"', 1)[0]
+                    out[op] = out.get(op, 0.0) + float(line.rsplit(" ", 1)[1])
+        return out
+
+    def cpu_s(self) -> float:
+        """User plus system CPU seconds the service has used so far."""
+        fields = Path(f"/proc/{self.service_pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def peak_rss_mb(self) -> float:
         """Peak resident set size so far (VmHWM, the kernel's high-water mark), in MiB."""
         for line in Path(f"/proc/{self.service_pid}/status").read_text().splitlines():
@@ -203,14 +219,19 @@ class Service:
         return codes
 
 
-async def _wait_for_rows(conn: asyncpg.Connection, n: int, service: Service, timeout_s: float) -> None:
+async def _wait_for_rows(conn: asyncpg.Connection, n: int, service: Service, timeout_s: float) -> float:
+    """Wait until n rows are committed; returns the service's CPU seconds spent since the first commit."""
     deadline = time.monotonic() + timeout_s
-    while await conn.fetchval("SELECT count(*) FROM events") < n:
+    cpu_at_first: float | None = None
+    while (count := await conn.fetchval("SELECT count(*) FROM events")) < n:
+        if count and cpu_at_first is None:
+            cpu_at_first = service.cpu_s()
         if service.proc.poll() is not None:
             raise RuntimeError("sqs2pg exited during the run (see the log)")
         if time.monotonic() > deadline:
             raise RuntimeError(f"sqs2pg did not commit {n} messages within {timeout_s} s")
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.05)
+    return service.cpu_s() - (cpu_at_first or 0.0)
 
 
 async def check_exactly_once(conn: asyncpg.Connection, n: int) -> dict[str, int]:
@@ -244,13 +265,16 @@ async def sqs2pg_backlog(sqs: Any, endpoint_env: dict[str, str], db_url: str, q:
         t0 = time.perf_counter()
         service = Service(endpoint_env, db_url, q, log, extra_env, profile)
         try:
-            await _wait_for_rows(conn, n, service, timeout_s=max(120.0, n / 50))
+            cpu = await _wait_for_rows(conn, n, service, timeout_s=max(120.0, n / 50))
             wall = time.perf_counter() - t0
             rss = service.peak_rss_mb()
+            calls = service.sqs_requests()
         finally:
             service.stop()
         span = await conn.fetchval("SELECT extract(epoch FROM max(committed_at) - min(committed_at)) FROM events")
         result = {"msgs_per_s": (n - 1) / float(span), "wall_s": wall, "peak_rss_mb": rss,
+                  "cpu_us_per_msg": 1e6 * cpu / n, "cpu_busy": cpu / float(span),
+                  "msgs_per_receive": n / calls.get("receive_message", 1), "msgs_per_delete": n / calls.get("delete_message_batch", 1),
                   **await check_exactly_once(conn, n)}
         await reset_tables(conn)
         return result

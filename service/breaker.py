@@ -18,11 +18,10 @@ import time
 from typing import Awaitable, Callable
 
 from . import logs
+from .errors import AVAILABILITY_KINDS
 from .metrics import Metrics
 from .retry import backoff_s
 
-# Error kinds (see errors.py) that mean "the database is not there", as opposed to "this message failed".
-AVAILABILITY_KINDS = frozenset({"connection", "failover", "resources", "timeout", "auth", "system"})
 
 
 class Breaker:

@@ -40,6 +40,7 @@ class Settings:
     heartbeat_fraction: float = _knob(0.5, "extend a held message's visibility once this fraction of it has passed", 0.1, 0.9)
     pollers_per_queue: int = _knob(1, "concurrent long-poll loops per queue", 1, 64)
     max_concurrent_groups: int = _knob(16, "message groups handled at the same time (worker tasks)", 1, 1024)
+    transaction_max_messages: int = _knob(10, "heads of different groups applied in one transaction when several are ready (1: one per transaction)", 1, 100)
     max_in_memory_messages: int = _knob(200, "messages held in memory (received, not yet acknowledged); pollers wait above it", 10, 100000)
     db_pool_size: int = _knob(0, "PostgreSQL connections; 0 means max_concurrent_groups + 2", 0, 1000)
     db_connect_timeout_s: float = _knob(5.0, "time allowed to open a PostgreSQL connection", 0.5, 120)

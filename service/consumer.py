@@ -1,4 +1,4 @@
-"""Handle: take a message from its group, apply it in a transaction, decide, acknowledge."""
+"""Handle: take the head messages of ready groups, apply them in a transaction, decide, acknowledge."""
 
 from __future__ import annotations
 
@@ -50,19 +50,22 @@ class Consumer:
             timeout.reschedule(deadline)
 
     async def work(self) -> None:
-        """One worker: handle the head message of one ready group at a time, until the dispatcher closes."""
-        while (message := await self._dispatcher.next()) is not None:
+        """One worker: take the heads of ready groups (one, or several at once under load), apply them in one
+        transaction, settle each; until the dispatcher closes."""
+        while batch := await self._dispatcher.next_batch(self._settings.transaction_max_messages):
             try:
-                await self._handle(message)
+                await self._handle(batch)
             finally:
-                self._dispatcher.done(message)
+                for message in batch:
+                    self._dispatcher.done(message)
 
-    async def _handle(self, message: Message) -> None:
-        while True:
-            # The database is unreachable: hold the message (the heartbeat keeps it invisible) rather than
-            # fail it and spend one of its receives; at shutdown, hand it back untouched.
-            if not await unless(self._breaker.wait_closed(), self._stopping):
-                await self._acker.release([message, *self._dispatcher.take_rest(message)], "shutdown")
+    async def _handle(self, batch: list[Message]) -> None:
+        pending = batch
+        while pending:
+            # The database is unreachable: hold the messages (the heartbeat keeps them invisible) rather than
+            # fail them and spend one of their receives; at shutdown, hand them back untouched.
+            if self._breaker.is_open and not await unless(self._breaker.wait_closed(), self._stopping):
+                await self._acker.release([m for head in pending for m in (head, *self._dispatcher.take_rest(head))], "shutdown")
                 return
             started = time.perf_counter()
             abandoned = False
@@ -70,22 +73,34 @@ class Consumer:
                 async with asyncio.timeout_at(self._deadline) as timeout:
                     self._timeouts.add(timeout)
                     try:
-                        outcome = await self._store.apply(message)
+                        results = await self._store.apply_many(pending)
                     finally:
                         self._timeouts.discard(timeout)
-                decision = Decision(outcome)
-                self._breaker.success()
-            except Exception as exc:  # noqa: BLE001 - classified right here, never swallowed
+            except Exception as exc:  # noqa: BLE001 - classified in _decide, never swallowed
                 abandoned = self._deadline is not None and timeout.expired()
-                error = classify(exc)
-                if isinstance(exc, _DB_FAILURES) and not abandoned:
-                    self._metrics.db_errors.labels(message.queue_name, error.kind).inc()
-                    self._breaker.failure(error.kind)
-                    if self._breaker.is_open:
-                        continue  # keep it at the head of its group and try again once the database answers
-                decision = decide(error, message.receive_count, self._settings.retry_base_s, self._settings.retry_max_s)
-            await self._settle(message, decision, time.perf_counter() - started, abandoned)
-            return
+                results = [exc] * len(pending)
+            handled_s = time.perf_counter() - started
+            held = []
+            for message, result in zip(pending, results):
+                decision = self._decide(message, result, abandoned)
+                if decision is None:
+                    held.append(message)  # keep it at the head of its group; try again once the database answers
+                else:
+                    await self._settle(message, decision, handled_s, abandoned)
+            pending = held
+
+    def _decide(self, message: Message, result: Outcome | Exception, abandoned: bool) -> Decision | None:
+        """What to do with a message given what its transaction did; None to hold it (circuit open)."""
+        if isinstance(result, Outcome):
+            self._breaker.success()
+            return Decision(result)
+        error = classify(result)
+        if isinstance(result, _DB_FAILURES) and not abandoned:
+            self._metrics.db_errors.labels(message.queue_name, error.kind).inc()
+            self._breaker.failure(error.kind)
+            if self._breaker.is_open:
+                return None
+        return decide(error, message.receive_count, self._settings.retry_base_s, self._settings.retry_max_s)
 
     async def _settle(self, message: Message, decision: Decision, handled_s: float, abandoned: bool) -> None:
         # No await separates a successful commit from queueing its delete, so cancellation cannot split them;

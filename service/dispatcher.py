@@ -31,6 +31,7 @@ class Dispatcher:
         self._closed = False
         self._room = asyncio.Event()
         self._room.set()
+        self._taken = asyncio.Event()  # a worker took a ready group
 
     @property
     def held(self) -> int:
@@ -41,11 +42,25 @@ class Dispatcher:
     def closed(self) -> bool:
         return self._closed
 
+    def has_room(self, n: int) -> bool:
+        return self._held + n <= self.capacity or self._closed
+
+    def has_demand(self, workers: int) -> bool:
+        return self._ready.qsize() < workers or self._closed
+
     async def wait_for_room(self, n: int) -> None:
         """Back-pressure: wait until n more messages fit under the capacity."""
-        while self._held + n > self.capacity and not self._closed:
+        while not self.has_room(n):
             self._room.clear()
             await self._room.wait()
+
+    async def wait_for_demand(self, workers: int) -> None:
+        """Wait while at least ``workers`` groups are ready and waiting for a worker: receiving more now would
+        only lengthen the line. Receiving later, when groups are running out, takes larger batches (more groups
+        have become visible again) and costs fewer calls per message."""
+        while not self.has_demand(workers):
+            self._taken.clear()
+            await self._taken.wait()
 
     def add(self, message: Message) -> None:
         """Append a received message to its group, in arrival order."""
@@ -66,6 +81,7 @@ class Dispatcher:
                 key = await self._ready.get()
             finally:
                 self._waiting_workers -= 1
+            self._taken.set()
             if key is None or self._closed:
                 break
             queue = self._groups.get(key)
@@ -75,6 +91,26 @@ class Dispatcher:
             self._busy[key] = message
             return message
         return None
+
+    async def next_batch(self, limit: int) -> list[Message]:
+        """The head message of the next ready group, plus the heads of up to ``limit - 1`` more groups that are
+        ready right now (never waiting for them). Each group is busy until done(); empty once closed."""
+        first = await self.next()
+        if first is None:
+            return []
+        batch = [first]
+        while len(batch) < limit and not self._ready.empty():
+            key = self._ready.get_nowait()
+            if key is None:  # close()'s wake-up for a waiting worker: leave it for that worker
+                self._ready.put_nowait(None)
+                break
+            queue = self._groups.get(key)
+            if queue:
+                message = queue.popleft()
+                self._busy[key] = message
+                batch.append(message)
+        self._taken.set()
+        return batch
 
     def done(self, message: Message) -> None:
         """The message has been settled: release its slot and let its group's next message be handed out."""
@@ -106,6 +142,7 @@ class Dispatcher:
         for _ in range(self._waiting_workers):
             self._ready.put_nowait(None)
         self._room.set()
+        self._taken.set()
         return unstarted
 
     def held_messages(self) -> Iterator[Message]:

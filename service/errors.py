@@ -83,6 +83,10 @@ _RETRYABLE_SQLSTATES: dict[str, str] = {
     "28": "auth",  # invalid authorization: wait for the operator, do not dead-letter good messages
 }
 
+# Error kinds that mean "the database is not there", as opposed to "this message failed": they open the
+# circuit breaker, and they fail every message of a shared transaction alike.
+AVAILABILITY_KINDS = frozenset({"connection", "failover", "resources", "timeout", "auth", "system"})
+
 # Everything else from PostgreSQL is permanent; these classes get a clearer kind.
 _PERMANENT_SQLSTATES: dict[str, str] = {
     "22": "data",  # data exception: bad value, NUL in text, invalid JSON

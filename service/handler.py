@@ -17,7 +17,8 @@ class Handler(Protocol):
 
     Raise ``PermanentError`` (or any exception of your own) to dead-letter the message, ``RetryableError``
     to retry it later, ``AlreadyApplied`` when its effect is already there. Database errors are classified
-    for you. Do not commit, roll back or close ``conn``: sqs2pg owns the transaction.
+    for you. Do not commit, roll back or close ``conn``: sqs2pg owns the transaction. Keep any session
+    state transaction-local (``SET LOCAL``, ``pg_advisory_xact_lock``): connections are reused without a reset.
     """
 
     async def __call__(self, conn: asyncpg.Connection, message: Message) -> None: ...

@@ -37,6 +37,9 @@ class Metrics:
         self.in_flight = Gauge(
             "sqs2pg_in_flight_messages", "Messages held in memory: received and not yet settled", ["queue"], registry=r
         )
+        self.sqs_requests = Counter(
+            "sqs2pg_sqs_requests", "SQS API calls made (each is billed), by operation", ["queue", "operation"], registry=r
+        )
         self.sqs_errors = Counter(
             "sqs2pg_sqs_errors", "Failed SQS calls or batch entries, by operation and kind", ["queue", "operation", "kind"], registry=r
         )

@@ -45,10 +45,14 @@ class Poller:
     async def run(self) -> None:
         failures = 0
         while not self._stopping.is_set():
-            if not await unless(self._dispatcher.wait_for_room(self._settings.receive_batch_size), self._stopping):
+            # (Each wait is skipped when it would return at once: unless() costs two tasks.)
+            s, d = self._settings, self._dispatcher
+            if not d.has_room(s.receive_batch_size) and not await unless(d.wait_for_room(s.receive_batch_size), self._stopping):
+                break
+            if not d.has_demand(s.max_concurrent_groups) and not await unless(d.wait_for_demand(s.max_concurrent_groups), self._stopping):
                 break
             # While the database is unreachable, receiving would only burn the messages' receive counts.
-            if not await unless(self._breaker.wait_closed(), self._stopping):
+            if self._breaker.is_open and not await unless(self._breaker.wait_closed(), self._stopping):
                 break
             # A long poll is never cut short: the server may already have handed out messages (a receive
             # cannot be taken back), and we must see them to hand them back. It returns within

@@ -68,6 +68,7 @@ class Sqs:
         await self._stack.aclose()
 
     async def _call(self, queue: str, operation: str, **kwargs: Any) -> dict[str, Any]:
+        self._metrics.sqs_requests.labels(queue, operation).inc()
         try:
             return await getattr(self._client, operation)(**kwargs)  # type: ignore[no-any-return]
         except Exception as exc:

@@ -41,8 +41,11 @@ async def accept_anything(conn: asyncpg.Connection, message: Message) -> None:
 
 
 async def swallow_database_error(conn: asyncpg.Connection, message: Message) -> None:
-    """A buggy handler: catches a database error and carries on, leaving the transaction aborted."""
+    """A buggy handler: catches a database error and carries on, leaving the transaction aborted (for every
+    message, or only for those whose body has {"swallow": true} when any body says {"swallow": false})."""
     await insert_event(conn, message)
+    if message.json.get("swallow", True) is False:
+        return
     try:
         await conn.execute("SELECT 1/0")
     except asyncpg.DataError:

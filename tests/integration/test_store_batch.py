@@ -1,0 +1,74 @@
+"""Several messages in one transaction (the fast path), against real PostgreSQL: each still gets its own
+outcome, exactly as if it had been applied alone."""
+
+from __future__ import annotations
+
+import json
+
+import asyncpg
+import pytest
+
+from service.errors import InvalidMessage
+from service.handler import insert_event
+from service.message import Message
+from service.retry import Outcome
+from service.store import Store
+
+from ..conftest import make_settings
+from ..handlers import swallow_database_error
+
+pytestmark = pytest.mark.integration
+URL = "https://sqs.us-east-1.amazonaws.com/123456789012/q.fifo"
+
+
+def _message(key: str, body: object, group: str | None = None) -> Message:
+    return Message(
+        queue_url=URL, queue_name="q.fifo", message_id=f"id-{key}", receipt_handle=f"rh-{key}",
+        body=body if isinstance(body, str) else json.dumps(body), group_id=group or f"g-{key}",
+        deduplication_id=key, receive_count=1, sent_timestamp_ms=None, attributes={},
+    )
+
+
+async def _store(database_url: str, handler=insert_event) -> Store:  # type: ignore[no-untyped-def]
+    store = Store(make_settings(database_url, [URL]), handler)
+    await store.open()
+    return store
+
+
+async def test_messages_that_all_go_through_share_one_transaction(database_url: str, db: asyncpg.Connection) -> None:
+    store = await _store(database_url)
+    try:
+        results = await store.apply_many([_message(k, {"k": k}) for k in ("a", "b", "c")])
+    finally:
+        await store.close()
+    assert results == [Outcome.COMMITTED] * 3
+    # One transaction: every row carries the same creating transaction id.
+    assert await db.fetchval("SELECT count(DISTINCT xmin::text) FROM events") == 1
+    assert await db.fetchval("SELECT count(*) FROM sqs2pg_idempotency") == 3
+
+
+async def test_a_bad_message_or_a_duplicate_among_good_ones_gets_its_own_outcome(database_url: str, db: asyncpg.Connection) -> None:
+    store = await _store(database_url)
+    try:
+        assert await store.apply(_message("dup", {"k": "dup"})) is Outcome.COMMITTED
+        batch = [_message("a", {"k": "a"}), _message("bad", "not json"), _message("dup", {"k": "dup"}), _message("c", {"k": "c"})]
+        results = await store.apply_many(batch)
+    finally:
+        await store.close()
+    assert results[0] is Outcome.COMMITTED and results[2] is Outcome.DUPLICATE and results[3] is Outcome.COMMITTED
+    assert isinstance(results[1], InvalidMessage)
+    rows = await db.fetch("SELECT idempotency_key FROM events ORDER BY idempotency_key")
+    assert [r["idempotency_key"] for r in rows] == ["a", "c", "dup"]  # each once; nothing of the bad one
+    assert await db.fetchval("SELECT count(*) FROM sqs2pg_idempotency WHERE idempotency_key = 'bad'") == 0
+
+
+async def test_a_handler_that_swallows_an_error_fails_only_its_own_message(database_url: str, db: asyncpg.Connection) -> None:
+    """The shared COMMIT comes back as ROLLBACK: nobody is committed, then each alone finds the culprit."""
+    store = await _store(database_url, swallow_database_error)
+    try:
+        results = await store.apply_many([_message("a", {"swallow": False}), _message("x", {"swallow": True}), _message("c", {"swallow": False})])
+    finally:
+        await store.close()
+    assert results[0] is Outcome.COMMITTED and results[2] is Outcome.COMMITTED
+    assert isinstance(results[1], Exception) and getattr(results[1], "kind", "") == "handler"
+    assert sorted(r["idempotency_key"] for r in await db.fetch("SELECT idempotency_key FROM events")) == ["a", "c"]
