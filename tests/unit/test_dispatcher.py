@@ -115,3 +115,26 @@ async def _next_or_none(d: Dispatcher) -> Message | None:
         return await asyncio.wait_for(d.next(), 0.05)
     except asyncio.TimeoutError:
         return None
+
+
+async def test_a_batch_takes_one_head_per_ready_group_up_to_the_limit() -> None:
+    d = Dispatcher(capacity=100)
+    for g in "abcd":
+        for s in range(2):
+            d.add(msg(g, s))
+    batch = await d.next_batch(3)
+    assert [(m.group_id, m.body) for m in batch] == [("a", '{"seq": 0}'), ("b", '{"seq": 0}'), ("c", '{"seq": 0}')]
+    rest = await d.next_batch(10)  # only "d" is ready: a, b, c are busy until done()
+    assert [(m.group_id, m.body) for m in rest] == [("d", '{"seq": 0}')]
+    for m in batch:
+        d.done(m)
+    again = await d.next_batch(10)
+    assert [(m.group_id, m.body) for m in again] == [("a", '{"seq": 1}'), ("b", '{"seq": 1}'), ("c", '{"seq": 1}')]
+
+
+async def test_closing_ends_batches_for_every_waiting_worker() -> None:
+    d = Dispatcher(capacity=100)
+    waiting = [asyncio.create_task(d.next_batch(10)) for _ in range(3)]
+    await asyncio.sleep(0)
+    d.close()
+    assert await asyncio.wait_for(asyncio.gather(*waiting), 1) == [[], [], []]
