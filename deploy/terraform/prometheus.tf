@@ -1,0 +1,85 @@
+# Prometheus in production. Two ways, usable together:
+#  - your own Prometheus scrapes each task's :8080/metrics: set metrics_scraper_security_group_id (the only
+#    source admitted to that port; empty = no ingress rule, see ecs.tf);
+#  - an ADOT collector sidecar in each task scrapes localhost:8080/metrics and remote-writes (SigV4) to an
+#    Amazon Managed Service for Prometheus workspace, created here (create_amp_workspace) or existing
+#    (amp_workspace_id). The task role gets aps:RemoteWrite on that one workspace only when the sidecar is on.
+# The rules of docker/prometheus/alerts.yml can be loaded into AMP (aws_prometheus_rule_group_namespace).
+
+resource "aws_prometheus_workspace" "this" {
+  count = var.create_amp_workspace ? 1 : 0
+
+  alias = var.name
+}
+
+data "aws_prometheus_workspace" "existing" {
+  count = !var.create_amp_workspace && var.amp_workspace_id != null ? 1 : 0
+
+  workspace_id = var.amp_workspace_id
+}
+
+locals {
+  amp_enabled = var.create_amp_workspace || var.amp_workspace_id != null
+
+  amp_workspace_arn = (var.create_amp_workspace
+    ? one(aws_prometheus_workspace.this[*].arn)
+    : one(data.aws_prometheus_workspace.existing[*].arn)
+  )
+  # e.g. https://aps-workspaces.eu-west-1.amazonaws.com/workspaces/ws-.../ (it ends with a slash)
+  amp_endpoint = (var.create_amp_workspace
+    ? one(aws_prometheus_workspace.this[*].prometheus_endpoint)
+    : one(data.aws_prometheus_workspace.existing[*].prometheus_endpoint)
+  )
+
+  # ADOT collector configuration, passed in AOT_CONFIG_CONTENT. The resourcedetection processor adds the
+  # ECS task's identity (aws.ecs.task.arn, ...) and resource_to_telemetry_conversion turns it into labels,
+  # so the series of two tasks never collide.
+  adot_config = yamlencode({
+    extensions = {
+      sigv4auth = {
+        region  = local.region
+        service = "aps"
+      }
+    }
+    receivers = {
+      prometheus = {
+        config = {
+          global = {
+            scrape_interval = "${var.adot_scrape_interval_seconds}s"
+            scrape_timeout  = "${min(10, var.adot_scrape_interval_seconds)}s"
+          }
+          scrape_configs = [{
+            job_name       = "sqs2pg"
+            metrics_path   = "/metrics"
+            static_configs = [{ targets = ["localhost:${local.metrics_port}"] }]
+          }]
+        }
+      }
+    }
+    processors = {
+      resourcedetection = {
+        detectors = ["env", "ecs"]
+        timeout   = "5s"
+        override  = false
+      }
+      batch = {}
+    }
+    exporters = {
+      prometheusremotewrite = {
+        endpoint                         = local.amp_endpoint == null ? "" : "${local.amp_endpoint}api/v1/remote_write"
+        auth                             = { authenticator = "sigv4auth" }
+        resource_to_telemetry_conversion = { enabled = true }
+      }
+    }
+    service = {
+      extensions = ["sigv4auth"]
+      pipelines = {
+        metrics = {
+          receivers  = ["prometheus"]
+          processors = ["resourcedetection", "batch"]
+          exporters  = ["prometheusremotewrite"]
+        }
+      }
+    }
+  })
+}

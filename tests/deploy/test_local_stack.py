@@ -1,0 +1,216 @@
+"""The local stack (docker/compose.yaml), its Prometheus configuration and alert rules, and the Grafana
+dashboard: read statically (no Docker engine needed).
+
+The alert rules are checked for shape here; whether their metric names match what a live /metrics serves
+is a test of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKER = ROOT / "docker"
+COMPOSE = DOCKER / "compose.yaml"
+
+SERVICES = {"postgres", "sqs", "sqs-init", "migrate", "sqs2pg", "prometheus", "grafana"}
+
+# PromQL functions and keywords that may appear in the dashboard's and the rules' expressions.
+PROMQL_FUNCTIONS = {
+    "abs", "absent", "absent_over_time", "avg", "avg_over_time", "bottomk", "ceil", "changes", "clamp",
+    "clamp_max", "clamp_min", "count", "count_over_time", "count_values", "delta", "deriv", "exp", "floor",
+    "group", "histogram_avg", "histogram_count", "histogram_quantile", "histogram_sum", "idelta", "increase",
+    "irate", "label_join", "label_replace", "last_over_time", "max", "max_over_time", "min", "min_over_time",
+    "quantile", "quantile_over_time", "rate", "resets", "round", "scalar", "sort", "sort_desc", "stddev",
+    "stdvar", "sum", "sum_over_time", "time", "timestamp", "topk", "vector",
+}
+PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "offset", "inf", "nan"}
+# Series Prometheus itself creates for every scrape target (allowed explicitly, nothing else is).
+PROMETHEUS_BUILTINS = {"up"}
+
+
+def metric_names(expr: str) -> set[str]:
+    """Metric names an expression selects: what is left after strings, label matchers, grouping clauses,
+    range selectors, Grafana variables, functions and keywords are taken out."""
+    e = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    e = re.sub(r"\{[^{}]*\}", " ", e)
+    e = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)", " ", e)
+    e = re.sub(r"\[[^\]]*\]", " ", e)
+    e = re.sub(r"\$\{?\w+\}?", " ", e)
+    tokens = set(re.findall(r"(?<![\w.])[A-Za-z_:][A-Za-z0-9_:]*", e))
+    return tokens - PROMQL_FUNCTIONS - PROMQL_KEYWORDS
+
+
+def test_metric_names_extraction() -> None:
+    assert metric_names('sum by (queue, le) (rate(sqs2pg_message_age_seconds_bucket{queue=~"$queue"}[$__rate_interval]))') == {
+        "sqs2pg_message_age_seconds_bucket"
+    }
+    assert metric_names('up{job="sqs2pg"} == 0 and on () max(sqs2pg_circuit_open) > 0') == {"up", "sqs2pg_circuit_open"}
+
+
+def _only_sqs2pg_metrics(expr: str, allow: set[str] = frozenset()) -> set[str]:  # type: ignore[assignment]
+    return {m for m in metric_names(expr) if not m.startswith("sqs2pg_") and m not in allow}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text())  # type: ignore[no-any-return]
+
+
+# --- compose -----------------------------------------------------------------------------------------------------
+
+
+def test_compose_has_the_stack(compose: dict[str, Any]) -> None:
+    assert SERVICES <= set(compose["services"]), SERVICES - set(compose["services"])
+
+
+def test_every_image_is_pinned(compose: dict[str, Any]) -> None:
+    for name, svc in compose["services"].items():
+        image = svc.get("image")
+        assert image, f"{name}: no image"
+        if "build" in svc:
+            assert image == "sqs2pg:local", f"{name}: the built image is sqs2pg:local"
+            assert (COMPOSE.parent / svc["build"]["context"] / svc["build"]["dockerfile"]).resolve() == ROOT / "Dockerfile"
+            continue
+        assert "@sha256:" in image or re.search(r":[^/:]+$", image), f"{name}: {image} has no tag"
+        tag = image.rsplit(":", 1)[1]
+        assert tag != "latest" and re.search(r"\d", tag), f"{name}: {image} is not pinned to a version"
+
+
+def test_sqs2pg_starts_after_migrations_and_queues_and_is_locked_down(compose: dict[str, Any]) -> None:
+    s = compose["services"]
+    assert s["migrate"]["command"] == ["migrate"]
+    deps = s["sqs2pg"]["depends_on"]
+    assert deps["migrate"]["condition"] == "service_completed_successfully"
+    assert deps["sqs-init"]["condition"] == "service_completed_successfully"
+    assert deps["postgres"]["condition"] == "service_healthy"
+    assert s["sqs2pg"]["read_only"] is True and s["migrate"]["read_only"] is True
+    hc = s["sqs2pg"]["healthcheck"]["test"]
+    assert hc[0] == "CMD" and "/healthz" in " ".join(hc)
+    # a clean stop takes max(grace, receive wait) + ~2 s: Compose must wait longer than its 10 s default
+    env = s["sqs2pg"]["environment"]
+    grace, wait = float(env["SQS2PG_SHUTDOWN_GRACE_S"]), float(env["SQS2PG_RECEIVE_WAIT_S"])
+    assert int(s["sqs2pg"]["stop_grace_period"].rstrip("s")) > max(grace, wait) + 2
+    assert env["SQS_QUEUE_URLS"].endswith("/orders.fifo")
+    assert env["AWS_ENDPOINT_URL_SQS"].startswith("http://sqs:")
+    assert not [k for k in env if k.startswith("SQS2PG_") and not re.fullmatch(r"SQS2PG_[A-Z0-9_]+", k)]
+
+
+def test_queues_are_created_fifo_with_a_fifo_dlq(compose: dict[str, Any]) -> None:
+    init = compose["services"]["sqs-init"]
+    assert init["environment"]["QUEUE_NAME"] == "orders" and init["environment"]["MAX_RECEIVE_COUNT"] == "25"
+    mount = next(v for v in init["volumes"] if v.endswith(":/init:ro"))
+    script = (COMPOSE.parent / mount.split(":")[0] / "create_queues.py").read_text()
+    assert init["entrypoint"] == ["python", "/init/create_queues.py"]
+    for needle in ('"FifoQueue": "true"', '-dlq.fifo"', '.fifo"', "RedrivePolicy", "deadLetterTargetArn", "maxReceiveCount"):
+        assert needle in script, needle
+    compile(script, "create_queues.py", "exec")
+
+
+def test_mounted_files_exist(compose: dict[str, Any]) -> None:
+    for name, svc in compose["services"].items():
+        for volume in svc.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (COMPOSE.parent / source).exists(), f"{name}: {source} does not exist"
+
+
+# --- Prometheus --------------------------------------------------------------------------------------------------
+
+
+def test_prometheus_scrapes_sqs2pg_and_loads_the_rules(compose: dict[str, Any]) -> None:
+    config = yaml.safe_load((DOCKER / "prometheus" / "prometheus.yml").read_text())
+    assert "/etc/prometheus/alerts.yml" in config["rule_files"]
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "sqs2pg"]
+    assert job["static_configs"][0]["targets"] == ["sqs2pg:8080"]
+    volumes = compose["services"]["prometheus"]["volumes"]
+    assert "./prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro" in volumes
+
+
+def _rules() -> list[dict[str, Any]]:
+    doc = yaml.safe_load((DOCKER / "prometheus" / "alerts.yml").read_text())
+    assert set(doc) == {"groups"}
+    return [r for g in doc["groups"] for r in g["rules"]]
+
+
+def test_alert_rules_are_valid_rule_files() -> None:
+    doc = yaml.safe_load((DOCKER / "prometheus" / "alerts.yml").read_text())
+    names = set()
+    for group in doc["groups"]:
+        assert set(group) <= {"name", "interval", "rules", "limit"} and group["name"]
+        for rule in group["rules"]:
+            assert set(rule) <= {"alert", "expr", "for", "keep_firing_for", "labels", "annotations"}, rule
+            assert re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", rule["alert"])
+            assert rule["alert"] not in names
+            names.add(rule["alert"])
+            assert isinstance(rule["expr"], str) and rule["expr"].count("(") == rule["expr"].count(")")
+            assert re.fullmatch(r"\d+[smhd]", rule["for"]), rule["for"]
+            assert rule["labels"]["severity"] in ("critical", "warning", "info")
+            assert rule["annotations"]["summary"] and len(rule["annotations"]["description"]) > 40
+
+
+def test_alert_rules_cover_the_issue() -> None:
+    exprs = {r["alert"]: r["expr"] for r in _rules()}
+    joined = "\n".join(exprs.values())
+    assert any("sqs2pg_dead_letter_messages" in e and "> 0" in e for e in exprs.values())
+    assert any("histogram_quantile(0.99" in e and "sqs2pg_message_age_seconds_bucket" in e for e in exprs.values())
+    assert any('outcome="committed"' in e and 'state="visible"' in e for e in exprs.values())
+    for needle in ("sqs2pg_db_errors_total", "sqs2pg_sqs_errors_total", 'outcome="dead_lettered"', "sqs2pg_circuit_open", "sqs2pg_pollers_up", "up{"):
+        assert needle in joined, needle
+
+
+def test_alert_rules_use_sqs2pg_metrics_and_only_the_up_builtin() -> None:
+    for rule in _rules():
+        assert not _only_sqs2pg_metrics(rule["expr"], PROMETHEUS_BUILTINS), (rule["alert"], metric_names(rule["expr"]))
+
+
+# --- Grafana -----------------------------------------------------------------------------------------------------
+
+
+def test_grafana_is_provisioned(compose: dict[str, Any]) -> None:
+    ds = yaml.safe_load((DOCKER / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text())
+    (source,) = ds["datasources"]
+    assert source["type"] == "prometheus" and source["url"] == "http://prometheus:9090"
+    dashboards = yaml.safe_load((DOCKER / "grafana" / "provisioning" / "dashboards" / "sqs2pg.yml").read_text())
+    (provider,) = dashboards["providers"]
+    path = provider["options"]["path"]
+    assert any(v.endswith(f":{path}:ro") for v in compose["services"]["grafana"]["volumes"])
+
+
+def test_dashboard_parses_and_queries_only_sqs2pg_metrics() -> None:
+    dash = json.loads((DOCKER / "grafana" / "dashboards" / "sqs2pg.json").read_text())
+    ds = yaml.safe_load((DOCKER / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text())
+    uid = ds["datasources"][0]["uid"]
+    assert dash["uid"] and dash["title"]
+    exprs = []
+    for panel in dash["panels"]:
+        assert panel["datasource"]["uid"] == uid
+        for target in panel["targets"]:
+            exprs.append(target["expr"])
+            assert not _only_sqs2pg_metrics(target["expr"]), (panel["title"], metric_names(target["expr"]))
+    for var in dash["templating"]["list"]:
+        assert re.fullmatch(r"label_values\(sqs2pg_\w+, ?\w+\)", var["definition"])
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids))
+    joined = "\n".join(exprs)
+    # throughput by outcome, end-to-end age p50/p99, in flight, retries, DLQ moves and depth, database
+    # errors, queue depth, circuit open
+    for needle in (
+        "sum by (outcome) (rate(sqs2pg_messages_total",
+        "histogram_quantile(0.5, sum by (le) (rate(sqs2pg_message_age_seconds_bucket",
+        "histogram_quantile(0.99, sum by (le) (rate(sqs2pg_message_age_seconds_bucket",
+        "sqs2pg_in_flight_messages",
+        'outcome="retried"',
+        'outcome="dead_lettered"',
+        "sqs2pg_dead_letter_messages",
+        "sqs2pg_db_errors_total",
+        "sqs2pg_queue_messages",
+        "sqs2pg_circuit_open",
+    ):
+        assert needle in joined, needle

@@ -1,0 +1,442 @@
+"""Properties of the Terraform root module in deploy/terraform, read statically with hcl2.
+
+No AWS account, no terraform binary: these check what the issue asks of the module (FIFO queues with a
+DLQ, encryption, Aurora spread over AZs with TLS and managed secrets, least-privilege roles, the stop
+timeout against the service's shutdown) and that nothing refers to a variable, local, resource or data
+source that does not exist, which is what `terraform validate` would catch first.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import hcl2
+import pytest
+
+from .tfparse import (
+    TF_DIR,
+    all_resources,
+    code_without_comments,
+    data_sources,
+    expr,
+    locals_,
+    outputs,
+    parse_file,
+    resources,
+    terraform_blocks,
+    tf_files,
+    variables,
+)
+
+EXPECTED_FILES = {
+    "versions.tf", "variables.tf", "sqs.tf", "aurora.tf", "proxy.tf", "ecs.tf", "iam.tf",
+    "autoscaling.tf", "alarms.tf", "prometheus.tf", "ecr.tf", "outputs.tf",
+}
+
+
+def default(name: str) -> object:
+    return variables()[name].attr("default")
+
+
+def validations(name: str) -> list[str]:
+    return [expr(v.attr("condition")) for v in variables()[name].blocks("validation")]
+
+
+# --- the files ---------------------------------------------------------------------------------------------
+
+
+def test_the_module_has_its_files() -> None:
+    names = {p.name for p in tf_files()}
+    assert EXPECTED_FILES <= names, EXPECTED_FILES - names
+    assert (TF_DIR / "terraform.tfvars.example").is_file()
+
+
+@pytest.mark.parametrize("path", tf_files(), ids=lambda p: p.name)
+def test_every_tf_file_parses(path: Path) -> None:
+    assert isinstance(parse_file(path), dict)
+
+
+def test_tfvars_example_parses_and_sets_only_declared_variables() -> None:
+    with open(TF_DIR / "terraform.tfvars.example") as f:
+        example = hcl2.load(f)
+    names = {k.strip('"') for k in example if not k.startswith("__")}
+    undeclared = names - set(variables())
+    assert not undeclared, f"terraform.tfvars.example sets undeclared variables: {undeclared}"
+    required = {n for n, v in variables().items() if not v.has("default")}
+    assert required <= names, f"terraform.tfvars.example leaves required variables out: {required - names}"
+
+
+def test_aws_provider_is_pinned_to_5x() -> None:
+    (tf,) = terraform_blocks()
+    assert tf.attr("required_version").startswith(">=")
+    aws = tf.blocks("required_providers")[0].attr("aws")
+    aws = aws[0] if isinstance(aws, list) else aws
+    assert aws["source"] == "hashicorp/aws"
+    assert re.fullmatch(r"~> 5\.\d+", aws["version"]), aws["version"]
+
+
+def test_nothing_refers_to_undeclared_variables_locals_resources_or_data_sources() -> None:
+    declared_vars = set(variables())
+    declared_locals = set(locals_())
+    declared_resources = {f"{t}.{n}" for t, names in all_resources().items() for n in names}
+    declared_data = {f"{t}.{n}" for t, names in data_sources().items() for n in names}  # type: ignore[union-attr]
+    used_vars: set[str] = set()
+    problems = []
+    for path in tf_files():
+        code = code_without_comments(path)
+        for m in re.finditer(r"\bvar\.([A-Za-z0-9_]+)", code):
+            used_vars.add(m.group(1))
+            if m.group(1) not in declared_vars:
+                problems.append(f"{path.name}: var.{m.group(1)}")
+        for m in re.finditer(r"\blocal\.([A-Za-z0-9_]+)", code):
+            if m.group(1) not in declared_locals:
+                problems.append(f"{path.name}: local.{m.group(1)}")
+        for m in re.finditer(r"\bdata\.(aws_[a-z0-9_]+)\.([A-Za-z0-9_]+)", code):
+            if f"{m.group(1)}.{m.group(2)}" not in declared_data:
+                problems.append(f"{path.name}: data.{m.group(1)}.{m.group(2)}")
+        for m in re.finditer(r"(?<![\w.\"])(aws_[a-z0-9_]+)\.([A-Za-z0-9_]+)", code):
+            if f"{m.group(1)}.{m.group(2)}" not in declared_resources:
+                problems.append(f"{path.name}: {m.group(1)}.{m.group(2)}")
+    assert not problems, "references to undeclared things:\n" + "\n".join(sorted(set(problems)))
+    assert declared_vars - used_vars == set(), f"declared but never used: {declared_vars - used_vars}"
+
+
+# --- variables -----------------------------------------------------------------------------------------------
+
+
+def test_every_variable_has_a_description_and_a_type() -> None:
+    for name, var in variables().items():
+        assert len(var.attr("description", "")) >= 10, f"variable {name} needs a description"
+        assert var.has("type"), f"variable {name} needs a type"
+
+
+def test_every_validation_has_an_error_message() -> None:
+    for name, var in variables().items():
+        for v in var.blocks("validation"):
+            assert v.attr("condition") and len(v.attr("error_message")) > 10, name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "max_receive_count", "queue_message_retention_seconds", "dlq_message_retention_seconds",
+        "db_instance_count", "db_availability_zones", "db_backup_retention_days", "stop_timeout_seconds",
+        "shutdown_grace_seconds", "receive_wait_seconds", "private_subnet_ids", "vpc_id",
+        "metrics_scraper_security_group_id", "service_environment", "image_tag", "adot_image",
+    ],
+)
+def test_inputs_that_can_be_wrong_are_validated(name: str) -> None:
+    assert validations(name), f"variable {name} has no validation"
+
+
+# --- SQS ---------------------------------------------------------------------------------------------------------
+
+
+def test_both_queues_are_fifo_and_encrypted() -> None:
+    queues = resources("aws_sqs_queue")
+    assert set(queues) == {"main", "dlq"}
+    for name, q in queues.items():
+        assert q.attr("fifo_queue") is True, name
+        # SSE-SQS unless a KMS key is given; then SSE-KMS with that key (never neither).
+        sse = expr(q.attr("sqs_managed_sse_enabled"))
+        kms = expr(q.attr("kms_master_key_id"))
+        assert re.search(r"local\.sqs_use_kms \? null : true", sse), sse
+        assert re.search(r"local\.sqs_use_kms \? var\.sqs_kms_key_arn : null", kms), kms
+    assert expr(locals_()["sqs_use_kms"]) == "${var.sqs_kms_key_arn != null}"
+    assert default("sqs_kms_key_arn") is None
+    assert expr(queues["main"].attr("name")) == "${local.queue_name}" and expr(queues["dlq"].attr("name")) == "${local.dlq_name}"
+    assert expr(locals_()["queue_name"]).endswith(".fifo") and expr(locals_()["dlq_name"]).endswith("-dlq.fifo")
+
+
+def test_source_queue_redrives_to_the_dlq_after_max_receive_count_default_25() -> None:
+    policy = expr(resources("aws_sqs_queue")["main"].attr("redrive_policy"))
+    assert "jsonencode" in policy
+    assert re.search(r"deadLetterTargetArn\W+\$?\{?aws_sqs_queue\.dlq\.arn", policy), policy
+    assert re.search(r"maxReceiveCount\W+\$?\{?var\.max_receive_count", policy), policy
+    assert default("max_receive_count") == 25
+    assert "redrive_policy" not in resources("aws_sqs_queue")["dlq"].raw
+
+
+def test_dlq_accepts_only_the_source_queue() -> None:
+    (allow,) = resources("aws_sqs_queue_redrive_allow_policy").values()
+    assert expr(allow.attr("queue_url")) == "${aws_sqs_queue.dlq.id}"
+    policy = expr(allow.attr("redrive_allow_policy"))
+    assert re.search(r"redrivePermission\W+byQueue", policy), policy
+    assert re.search(r"sourceQueueArns\W+\[\W*\$?\{?aws_sqs_queue\.main\.arn\W*\]", policy), policy
+
+
+def test_retention_high_throughput_and_visibility() -> None:
+    assert default("queue_message_retention_seconds") == 4 * 86400
+    assert default("dlq_message_retention_seconds") == 14 * 86400
+    assert default("queue_visibility_timeout_seconds") == 30  # the service's SQS2PG_VISIBILITY_TIMEOUT_S
+    loc = locals_()
+    assert re.search(r"var\.sqs_high_throughput \? \W*messageGroup\W* : \W*queue", expr(loc["deduplication_scope"]))
+    assert re.search(r"var\.sqs_high_throughput \? \W*perMessageGroupId\W* : \W*perQueue", expr(loc["fifo_throughput_limit"]))
+    for q in resources("aws_sqs_queue").values():
+        assert expr(q.attr("deduplication_scope")) == "${local.deduplication_scope}"
+        assert expr(q.attr("fifo_throughput_limit")) == "${local.fifo_throughput_limit}"
+
+
+# --- Aurora ------------------------------------------------------------------------------------------------------
+
+
+def test_aurora_cluster_is_encrypted_protected_backed_up_with_a_managed_master_secret() -> None:
+    (cluster,) = resources("aws_rds_cluster").values()
+    assert cluster.attr("engine") == "aurora-postgresql"
+    assert cluster.attr("engine_mode") == "provisioned"
+    assert cluster.attr("storage_encrypted") is True
+    assert cluster.attr("manage_master_user_password") is True
+    assert not cluster.has("master_password")
+    assert expr(cluster.attr("deletion_protection")) == "${var.db_deletion_protection}"
+    assert default("db_deletion_protection") is True
+    assert expr(cluster.attr("backup_retention_period")) == "${var.db_backup_retention_days}"
+    assert default("db_backup_retention_days") >= 1  # type: ignore[operator]
+    assert any(">= 1" in c for c in validations("db_backup_retention_days"))
+    # Serverless v2 as an option: the scaling block only when asked for, with db.serverless instances.
+    (scaling,) = cluster.dynamic("serverlessv2_scaling_configuration")
+    assert "var.db_serverless" in expr(scaling.attr("for_each"))
+    assert re.search(r"var\.db_serverless \? \W*db\.serverless\W* : var\.db_instance_class", expr(locals_()["db_instance_type"]))
+
+
+def test_tls_is_required_by_the_cluster_parameter_group() -> None:
+    (pg,) = resources("aws_rds_cluster_parameter_group").values()
+    params = {p.attr("name"): str(p.attr("value")) for p in pg.blocks("parameter")}
+    assert params["rds.force_ssl"] == "1"
+    (cluster,) = resources("aws_rds_cluster").values()
+    assert expr(cluster.attr("db_cluster_parameter_group_name")) == "${aws_rds_cluster_parameter_group.this.name}"
+
+
+def test_writer_and_readers_are_spread_across_azs() -> None:
+    inst = resources("aws_rds_cluster_instance")
+    assert set(inst) == {"writer", "reader"}
+    assert expr(inst["writer"].attr("availability_zone")) == "${var.db_availability_zones[0]}"
+    assert expr(inst["reader"].attr("count")) == "${var.db_instance_count - 1}"
+    # reader i goes to AZ i+1 (mod n): the first reader is never in the writer's AZ
+    assert re.fullmatch(r"\$\{element\(var\.db_availability_zones, ?count\.index \+ 1\)\}", expr(inst["reader"].attr("availability_zone")))
+    assert default("db_instance_count") >= 2  # type: ignore[operator]
+    assert any(">= 2" in c for c in validations("db_instance_count"))
+    assert any("distinct(var.db_availability_zones)" in c for c in validations("db_availability_zones"))
+    for name, i in inst.items():
+        assert i.attr("publicly_accessible") is False, name
+
+
+def test_db_and_proxy_security_groups_admit_only_security_groups() -> None:
+    rules = resources("aws_vpc_security_group_ingress_rule")
+    groups = resources("aws_security_group")
+    for name in ("db", "proxy"):
+        assert not groups[name].has("ingress"), f"aws_security_group.{name} must not have inline rules"
+    assert "aws_security_group_rule" not in all_resources()
+    sources = {"db": set(), "proxy": set()}
+    for name, rule in rules.items():
+        target = expr(rule.attr("security_group_id"))
+        for sg in ("db", "proxy"):
+            if re.fullmatch(rf"\$\{{aws_security_group\.{sg}(\[0\])?\.id\}}", target):
+                for forbidden in ("cidr_ipv4", "cidr_ipv6", "prefix_list_id"):
+                    assert not rule.has(forbidden), f"{name}: {forbidden} on the {sg} security group"
+                assert rule.attr("from_port") == rule.attr("to_port")
+                assert expr(rule.attr("to_port")) == "${local.db_port}"
+                sources[sg].add(expr(rule.attr("referenced_security_group_id")))
+    assert sources["db"] == {"${aws_security_group.service.id}", "${aws_security_group.proxy[0].id}"}
+    assert sources["proxy"] == {"${aws_security_group.service.id}"}
+    assert expr(rules["db_from_proxy"].attr("count")) == "${var.enable_rds_proxy ? 1 : 0}"
+
+
+def test_rds_proxy_requires_tls_and_reads_only_its_secrets() -> None:
+    (proxy,) = resources("aws_db_proxy").values()
+    assert proxy.attr("require_tls") is True
+    assert proxy.attr("engine_family") == "POSTGRESQL"
+    assert expr(proxy.attr("count")) == "${var.enable_rds_proxy ? 1 : 0}"
+    (doc,) = [d for n, d in data_sources("aws_iam_policy_document").items() if n == "proxy"]  # type: ignore[union-attr]
+    actions = {a for s in doc.blocks("statement") for a in s.attr("actions")}
+    assert actions == {"secretsmanager:GetSecretValue", "kms:Decrypt"}
+    for s in doc.blocks("statement"):
+        assert "*" not in s.attr("resources")
+    assert "aws_db_proxy_default_target_group" in all_resources() and "aws_db_proxy_target" in all_resources()
+
+
+# --- IAM -----------------------------------------------------------------------------------------------------------
+
+
+def _statements(name: str) -> list[tuple[list[str], list[str]]]:
+    doc = data_sources("aws_iam_policy_document")[name]  # type: ignore[index]
+    out = [(s.attr("actions"), s.attr("resources")) for s in doc.blocks("statement")]
+    for dyn in doc.dynamic("statement"):
+        (content,) = dyn.blocks("content")
+        out.append((content.attr("actions"), content.attr("resources")))
+    return out
+
+
+def test_task_role_is_least_privilege() -> None:
+    statements = _statements("task")
+    for actions, res in statements:
+        for a in actions:
+            assert "*" not in a, f"wildcard action {a}"
+        for r in res:
+            assert "*" not in r, f"wildcard resource {r}"
+    by_resource: dict[str, set[str]] = {}
+    for actions, res in statements:
+        for r in res:
+            by_resource.setdefault(r, set()).update(actions)
+    assert by_resource["${aws_sqs_queue.main.arn}"] == {
+        "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:GetQueueUrl",
+    }
+    assert by_resource["${aws_sqs_queue.dlq.arn}"] == {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
+    # KMS only with a configured key, aps:RemoteWrite only with the sidecar: both as dynamic statements
+    doc = data_sources("aws_iam_policy_document")["task"]  # type: ignore[index]
+    dyn = {expr(d.attr("for_each")): d.blocks("content")[0].attr("actions") for d in doc.dynamic("statement")}
+    assert any("local.sqs_use_kms" in k and v == ["kms:Decrypt", "kms:GenerateDataKey"] for k, v in dyn.items()), dyn
+    assert any("var.enable_adot_sidecar" in k and v == ["aps:RemoteWrite"] for k, v in dyn.items()), dyn
+    assert expr(resources("aws_iam_role_policy")["task"].attr("policy")) == "${data.aws_iam_policy_document.task.json}"
+
+
+def test_execution_role_reads_one_secret_and_pulls_from_its_repository() -> None:
+    statements = _statements("execution")
+    for actions, res in statements:
+        if res == ["*"]:
+            assert actions == ["ecr:GetAuthorizationToken"], "only GetAuthorizationToken may use Resource *"
+        for a in actions:
+            assert "*" not in a
+    flat = {a: res for actions, res in statements for a in actions}
+    assert flat["secretsmanager:GetSecretValue"] == ["${aws_secretsmanager_secret.app_database.arn}"]
+    assert flat["ecr:BatchGetImage"] == ["${aws_ecr_repository.this.arn}"]
+    assert flat["logs:PutLogEvents"] == ["${aws_cloudwatch_log_group.service.arn}:*"]
+    roles = resources("aws_iam_role")
+    assert expr(resources("aws_ecs_task_definition")["this"].attr("execution_role_arn")) == "${aws_iam_role.execution.arn}"
+    assert expr(resources("aws_ecs_task_definition")["this"].attr("task_role_arn")) == "${aws_iam_role.task.arn}"
+    assert {"task", "execution"} <= set(roles)
+
+
+# --- ECS ---------------------------------------------------------------------------------------------------------
+
+
+def test_container_stops_cleanly_within_stop_timeout() -> None:
+    app = locals_()["app_container"]
+    assert expr(app["stopTimeout"]) == "${var.stop_timeout_seconds}"
+    stop, grace, wait = default("stop_timeout_seconds"), default("shutdown_grace_seconds"), default("receive_wait_seconds")
+    assert stop > grace + wait, (stop, grace, wait)  # type: ignore[operator]
+    assert stop <= 120  # type: ignore[operator]
+    env = locals_()["app_environment"]
+    env_text = expr(env)
+    assert "var.shutdown_grace_seconds" in env_text and "var.receive_wait_seconds" in env_text
+    td = resources("aws_ecs_task_definition")["this"]
+    conditions = [expr(p.attr("condition")) for lc in td.blocks("lifecycle") for p in lc.blocks("precondition")]
+    assert any(
+        "var.stop_timeout_seconds > var.shutdown_grace_seconds + var.receive_wait_seconds" in c for c in conditions
+    ), conditions
+
+
+def test_container_is_hardened_and_gets_its_database_url_as_a_secret() -> None:
+    app = locals_()["app_container"]
+    assert app["readonlyRootFilesystem"] is True
+    assert app["user"] not in ("0", "root", "") and app["privileged"] is False
+    assert app["essential"] is True
+    (secret,) = app["secrets"]
+    assert secret["name"] == "DATABASE_URL"
+    assert secret["valueFrom"] == "${aws_secretsmanager_secret.app_database.arn}:DATABASE_URL::"
+    env_text = expr(locals_()["app_environment"])
+    assert "DATABASE_URL" not in env_text and "PASSWORD" not in env_text.upper()
+    health = app["healthCheck"]["command"]
+    assert health[0] == "CMD" and health[1] == "python" and "/healthz" in health[-1]
+    logs = app["logConfiguration"]
+    assert logs["logDriver"] == "awslogs"
+    assert logs["options"]["awslogs-group"] == "${aws_cloudwatch_log_group.service.name}"
+    group = resources("aws_cloudwatch_log_group")["service"]
+    assert expr(group.attr("retention_in_days")) == "${var.log_retention_days}"
+
+
+def test_adot_sidecar_is_optional_and_remote_writes_with_sigv4() -> None:
+    adot = locals_()["adot_container"]
+    assert adot["essential"] is False and adot["readonlyRootFilesystem"] is True
+    assert [e["name"] for e in adot["environment"]] == ["AOT_CONFIG_CONTENT"]
+    assert "aws-otel-collector" in default("adot_image")  # type: ignore[operator]
+    assert re.search(
+        r"var\.enable_adot_sidecar\s*\?\s*jsonencode\(\[local\.app_container, ?local\.adot_container\]\)\s*:\s*jsonencode\(\[local\.app_container\]\)",
+        expr(locals_()["container_definitions"]),
+    ), expr(locals_()["container_definitions"])
+    config = expr(locals_()["adot_config"])
+    for needle in ("sigv4auth", "prometheusremotewrite", "localhost:${local.metrics_port}", "api/v1/remote_write", "aps"):
+        assert needle in config, needle
+    (workspace,) = resources("aws_prometheus_workspace").values()
+    assert expr(workspace.attr("count")) == "${var.create_amp_workspace ? 1 : 0}"
+
+
+def test_service_runs_privately_with_a_deployment_circuit_breaker() -> None:
+    svc = resources("aws_ecs_service")["this"]
+    assert svc.attr("launch_type") == "FARGATE"
+    (net,) = svc.blocks("network_configuration")
+    assert net.attr("assign_public_ip") is False
+    assert expr(net.attr("subnets")) == "${var.private_subnet_ids}"
+    (breaker,) = svc.blocks("deployment_circuit_breaker")
+    assert breaker.attr("enable") is True and breaker.attr("rollback") is True
+    (cluster,) = resources("aws_ecs_cluster").values()
+    settings = {s.attr("name"): s.attr("value") for s in cluster.blocks("setting")}
+    assert settings == {"containerInsights": "enabled"}
+
+
+def test_metrics_port_is_open_only_to_the_scraper_security_group() -> None:
+    rules = {
+        n: r for n, r in resources("aws_vpc_security_group_ingress_rule").items()
+        if expr(r.attr("security_group_id")) == "${aws_security_group.service.id}"
+    }
+    assert list(rules) == ["service_metrics_from_scraper"]
+    rule = rules["service_metrics_from_scraper"]
+    assert expr(rule.attr("count")) == '${var.metrics_scraper_security_group_id == "" ? 0 : 1}'
+    assert expr(rule.attr("referenced_security_group_id")) == "${var.metrics_scraper_security_group_id}"
+    assert default("metrics_scraper_security_group_id") == ""
+
+
+def test_autoscaling_tracks_backlog_per_task_with_metric_math() -> None:
+    (policy,) = resources("aws_appautoscaling_policy").values()
+    assert policy.attr("policy_type") == "TargetTrackingScaling"
+    (tt,) = policy.blocks("target_tracking_scaling_policy_configuration")
+    assert expr(tt.attr("target_value")) == "${var.backlog_per_task_target}"
+    (spec,) = tt.blocks("customized_metric_specification")
+    metrics = {m.attr("id"): m for m in spec.blocks("metrics")}
+    names = {
+        i: m.blocks("metric_stat")[0].blocks("metric")[0].attr("metric_name")
+        for i, m in metrics.items() if m.blocks("metric_stat")
+    }
+    assert names == {"visible": "ApproximateNumberOfMessagesVisible", "tasks": "RunningTaskCount"}
+    returned = [i for i, m in metrics.items() if m.attr("return_data") is True]
+    assert returned == ["backlog_per_task"]
+    assert metrics["backlog_per_task"].attr("expression") == "visible / tasks"
+    assert any(">= 1" in c for c in validations("min_tasks"))
+
+
+# --- alarms, ECR, outputs ---------------------------------------------------------------------------------------
+
+
+def test_alarms_watch_the_dlq_and_the_oldest_message() -> None:
+    alarms = resources("aws_cloudwatch_metric_alarm")
+    dlq, age = alarms["dlq_not_empty"], alarms["oldest_message_age"]
+    assert dlq.attr("metric_name") == "ApproximateNumberOfMessagesVisible" and dlq.attr("namespace") == "AWS/SQS"
+    assert dlq.attr("dimensions") == {"QueueName": "${aws_sqs_queue.dlq.name}"}
+    assert dlq.attr("threshold") == 0 and dlq.attr("comparison_operator") == "GreaterThanThreshold"
+    assert age.attr("metric_name") == "ApproximateAgeOfOldestMessage"
+    assert age.attr("dimensions") == {"QueueName": "${aws_sqs_queue.main.name}"}
+    assert expr(age.attr("threshold")) == "${var.alarm_oldest_message_age_seconds}"
+    for a in alarms.values():
+        assert expr(a.attr("alarm_actions")) == "${local.alarm_actions}"
+    assert "var.alarm_sns_topic_arn == null ? [] : [var.alarm_sns_topic_arn]" in expr(locals_()["alarm_actions"])
+    assert default("alarm_sns_topic_arn") is None
+
+
+def test_ecr_repository_is_immutable_scanned_and_encrypted() -> None:
+    (repo,) = resources("aws_ecr_repository").values()
+    assert repo.attr("image_tag_mutability") == "IMMUTABLE"
+    assert repo.blocks("image_scanning_configuration")[0].attr("scan_on_push") is True
+    assert repo.blocks("encryption_configuration")[0].attr("encryption_type") in ("KMS", "AES256")
+
+
+def test_outputs() -> None:
+    out = outputs()
+    required = {
+        "queue_url", "dlq_url", "queue_arn", "dlq_arn", "db_cluster_endpoint", "db_reader_endpoint",
+        "db_proxy_endpoint", "ecr_repository_url", "db_master_secret_arn", "amp_workspace_endpoint",
+        "service_security_group_id",
+    }
+    assert required <= set(out), required - set(out)
+    assert expr(out["db_proxy_endpoint"].attr("value")) == "${var.enable_rds_proxy ? aws_db_proxy.this[0].endpoint : null}"
+    for name, o in out.items():
+        assert o.attr("description", ""), f"output {name} needs a description"

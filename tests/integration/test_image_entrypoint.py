@@ -1,0 +1,119 @@
+"""The container's entrypoint, run the way the image runs it, without an engine to build the image.
+
+As in the Dockerfile: a plain virtual environment with requirements.lock and sqs2pg installed from the
+source (not editable), the migrations copied beside it with MIGRATIONS_DIR pointing at them, bytecode
+writes off, a working directory outside the source tree, and (when the tests run as root) an unprivileged
+uid that cannot write to the environment, as USER 10001 in the image. Then `sqs2pg migrate`, `sqs2pg check`
+and `sqs2pg run` with environment variables only, a message through, SIGTERM, exit code 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import asyncpg
+import pytest
+
+from ..conftest import REGION, Queues, _free_port, wait_until
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+IMAGE_UID = 10001  # USER in the Dockerfile
+
+
+@pytest.fixture(scope="session")
+def image_venv() -> Path:
+    """A venv like the image's /opt/venv: the lock's dependencies (kept between runs, keyed by the lock),
+    then this checkout's sqs2pg reinstalled, not editable."""
+    lock = (ROOT / "requirements.lock").read_bytes()
+    venv = ROOT / ".local" / f"image-venv-{hashlib.sha256(lock).hexdigest()[:12]}"
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile"]
+    if not (venv / ".deps-installed").exists():
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([*pip, "-r", str(ROOT / "requirements.lock")], check=True)
+        (venv / ".deps-installed").touch()
+    build = Path(tempfile.mkdtemp(prefix="sqs2pg-build-"))
+    try:  # only what the Dockerfile copies into its build stage
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy(ROOT / name, build / name)
+        shutil.copytree(ROOT / "service", build / "service", ignore=shutil.ignore_patterns("__pycache__"))
+        subprocess.run([*pip, "--no-deps", "--force-reinstall", str(build)], check=True)
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+    return venv
+
+
+@pytest.fixture
+def app_dir() -> Iterator[Path]:
+    """The image's /app: the migrations and nothing else, readable by the unprivileged uid."""
+    path = Path(tempfile.mkdtemp(prefix="sqs2pg-app-"))
+    shutil.copytree(ROOT / "migrations", path / "migrations", ignore=shutil.ignore_patterns("__pycache__"))
+    for p in [path, *path.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _command(venv: Path, *args: str) -> list[str]:
+    cmd = [str(venv / "bin" / "sqs2pg"), *args]
+    if os.geteuid() == 0 and shutil.which("setpriv"):
+        cmd = ["setpriv", f"--reuid={IMAGE_UID}", f"--regid={IMAGE_UID}", "--clear-groups", *cmd]
+    return cmd
+
+
+async def test_the_entrypoint_runs_from_a_plain_venv_as_the_image_runs_it(
+    image_venv: Path, app_dir: Path, database_url: str, db: asyncpg.Connection, queues: Queues
+) -> None:
+    # A database the migrations have not touched yet: the image's `migrate` must create the schema.
+    await db.execute("DROP TABLE events, sqs2pg_idempotency, alembic_version")
+    port = _free_port()
+    env = {
+        "PATH": f"{image_venv / 'bin'}:/usr/bin:/bin",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "MIGRATIONS_DIR": str(app_dir / "migrations"),
+        "HTTP_PORT": str(port),
+        "DATABASE_URL": database_url,
+        "SQS_QUEUE_URLS": queues.url,
+        "AWS_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_ENDPOINT_URL_SQS": os.environ["AWS_ENDPOINT_URL_SQS"],
+        "SQS2PG_RECEIVE_WAIT_S": "1",
+    }
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(_command(image_venv, *args), env=env, cwd=app_dir, capture_output=True, text=True, timeout=120)
+
+    migrated = run("migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    assert await db.fetchval("SELECT count(*) FROM alembic_version") == 1
+    checked = run("check")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+    await queues.send({"seq": 0}, "g", "g-0")
+    proc = await asyncio.create_subprocess_exec(
+        *_command(image_venv, "run"), env=env, cwd=app_dir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    try:
+        async def landed() -> bool:
+            return bool(await db.fetchval("SELECT count(*) FROM events"))
+        await wait_until(landed, timeout_s=30)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, out.decode()[-2000:]
+    assert b'"event": "stopped"' in out
+    # Nothing was written into the environment or the app directory (a read-only root would be fine).
+    assert not list(image_venv.rglob("service/__pycache__"))
+    assert sorted(p.name for p in app_dir.iterdir()) == ["migrations"]
