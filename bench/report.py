@@ -35,14 +35,14 @@ def render(result: dict[str, Any]) -> str:
 
     for g in groups:
         q = m[f"queue_ceiling_g{g}"]
-        lines.append(f"| queue ceiling, {g} group{"s" if g != 1 else ""} (8 pollers, receive 10 + delete batch) | {backlog(g):,} | {q['msgs_per_s']:,.0f} | 1.00 | | |")
+        lines.append(f"| queue ceiling, {g} group{'s' if g != 1 else ''} (8 pollers, receive 10 + delete batch) | {backlog(g):,} | {q['msgs_per_s']:,.0f} | 1.00 | | |")
     lines.append(f"| database ceiling (16 connections, INSERT per message) | {s['messages']:,} | {m['db_ceiling']['msgs_per_s']:,.0f} | | | |")
     lines.append(f"| naive consumer ({head} groups: receive 1, INSERT, delete) | {s['naive_messages']:,} | {m['naive']['msgs_per_s']:,.0f} | "
                  f"{m['naive']['msgs_per_s'] / m[f'queue_ceiling_g{head}']['msgs_per_s']:.2f} | | |")
     for g in groups:
         r = m[f"sqs2pg_g{g}"]
         lines.append(
-            f"| **sqs2pg, {g} group{"s" if g != 1 else ""}** (backlog, separate process) | {backlog(g):,} | **{r['msgs_per_s']:,.0f}** | "
+            f"| **sqs2pg, {g} group{'s' if g != 1 else ''}** (backlog, separate process) | {backlog(g):,} | **{r['msgs_per_s']:,.0f}** | "
             f"{ratios[f'sqs2pg_over_queue_ceiling_g{g}']:.2f} | {r['lost']:.0f}/{r['duplicates']:.0f}/{r['order_violations']:.0f} | {r['peak_rss_mb']:.0f} |"
         )
     lat = m["latency"]
