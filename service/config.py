@@ -49,7 +49,7 @@ class Settings:
     retry_base_s: float = _knob(2.0, "first retry delay after a transient failure; doubles per receive", 0.0, 43200)
     retry_max_s: float = _knob(300.0, "cap on the retry delay", 1.0, 43200)
     shutdown_grace_s: float = _knob(20.0, "time in-flight work gets to finish after SIGTERM", 0.0, 110)
-    ack_flush_interval_ms: int = _knob(5, "longest a commit waits to be batched into DeleteMessageBatch", 0, 1000)
+    ack_flush_interval_ms: int = _knob(5, "longest a commit waits to be batched into DeleteMessageBatch (none when nothing else in memory could join)", 0, 1000)
     idempotency_retention_days: float = _knob(7.0, "how long idempotency records are kept", 0.0, 3650)
     prune_interval_s: float = _knob(600.0, "how often one replica prunes expired idempotency records", 1.0, 86400)
     prune_batch_size: int = _knob(1000, "rows deleted per pruning transaction", 1, 100000)

@@ -6,8 +6,8 @@ back there are two cases. The commit did not happen: it is applied now. The comm
 heard: the idempotency record is there with the same body hash, ``apply`` returns DUPLICATE and the message
 is deleted without applying it twice. That is the whole exactly-once argument; it needs nothing else.
 
-Several messages (each the head of a different group) may share one transaction: BEGIN, then for each its
-idempotency record and its handler, then one COMMIT. That halves the round trips per message. If anything
+Several messages (each the head of a different group) may share one transaction: BEGIN, their idempotency
+records in one statement, each one's handler, one COMMIT: about one round trip per message instead of four. If anything
 fails in it (a bad body, a constraint, a duplicate, a lost connection, a COMMIT never answered), it is
 rolled back or its outcome is unknown, and each message is then applied at once in a transaction of its
 own, so every message gets its own outcome exactly as if it had been alone, and the argument above holds
@@ -33,6 +33,13 @@ INSERT INTO sqs2pg_idempotency (idempotency_key, body_sha256, queue_name, messag
 VALUES ($1, $2, $3, $4)
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING true
+"""
+# All the keys of a shared transaction claimed in one round trip (RETURNING the ones that were new).
+_CLAIM_KEYS = """
+INSERT INTO sqs2pg_idempotency (idempotency_key, body_sha256, queue_name, message_id)
+SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[], $4::text[])
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING idempotency_key
 """
 _KEY_BODY_HASH = "SELECT body_sha256 FROM sqs2pg_idempotency WHERE idempotency_key = $1"
 _PRUNE_BATCH = """
@@ -141,9 +148,13 @@ class Store:
         try:
             await conn.execute("BEGIN")
             try:
-                for message, key in zip(messages, keys):
-                    if not await conn.fetchval(_CLAIM_KEY, key, message.body_sha256, message.queue_name, message.message_id):
-                        raise _Separately()  # a duplicate, or a reused key: settled in its own transaction
+                claimed = await conn.fetch(
+                    _CLAIM_KEYS, keys, [m.body_sha256 for m in messages], [m.queue_name for m in messages],
+                    [m.message_id for m in messages],
+                )
+                if len(claimed) != len(messages):
+                    raise _Separately()  # a duplicate, or a key twice: settled each in its own transaction
+                for message in messages:
                     await self._handler(conn, message)
             except BaseException:
                 await _rollback(conn)

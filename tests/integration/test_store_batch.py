@@ -72,3 +72,13 @@ async def test_a_handler_that_swallows_an_error_fails_only_its_own_message(datab
     assert results[0] is Outcome.COMMITTED and results[2] is Outcome.COMMITTED
     assert isinstance(results[1], Exception) and getattr(results[1], "kind", "") == "handler"
     assert sorted(r["idempotency_key"] for r in await db.fetch("SELECT idempotency_key FROM events")) == ["a", "c"]
+
+
+async def test_the_same_key_twice_in_one_batch_is_applied_once(database_url: str, db: asyncpg.Connection) -> None:
+    store = await _store(database_url)
+    try:
+        results = await store.apply_many([_message("k", {"k": 1}, group="a"), _message("k", {"k": 1}, group="b")])
+    finally:
+        await store.close()
+    assert results == [Outcome.COMMITTED, Outcome.DUPLICATE]
+    assert await db.fetchval("SELECT count(*) FROM events") == 1
