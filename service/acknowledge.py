@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from typing import Callable, Iterable
+from typing import Iterable
 
 from . import logs
 from .errors import PermanentError, Sqs2pgError
@@ -21,17 +21,12 @@ from .sqs import QueueInfo, Sqs, chunks
 
 
 class Acknowledger:
-    def __init__(
-        self, sqs: Sqs, metrics: Metrics, queues: dict[str, QueueInfo], flush_interval_s: float,
-        held: Callable[[], int] = lambda: 0,
-    ) -> None:
+    def __init__(self, sqs: Sqs, metrics: Metrics, queues: dict[str, QueueInfo], flush_interval_s: float) -> None:
         self._sqs = sqs
-        self._held = held  # messages in memory, settled or not: when all of them wait for a delete, flush now
         self._metrics = metrics
         self._queues = queues
         self._flush_interval_s = flush_interval_s
         self._pending: dict[str, list[Message]] = defaultdict(list)
-        self._pending_count = 0
         self._something = asyncio.Event()  # a delete is pending
         self._full = asyncio.Event()  # a queue has a full batch of 10 pending
         self._flushes: set[asyncio.Task[None]] = set()
@@ -120,15 +115,19 @@ class Acknowledger:
     def _queue_delete(self, message: Message) -> None:
         pending = self._pending[message.queue_url]
         pending.append(message)
-        self._pending_count += 1
         self._something.set()
-        # A full batch goes at once; so does a partial one when nothing else in memory could join it soon
-        # (a quiet moment, or one busy group): waiting would only delay the group's next message.
-        if len(pending) >= 10 or self._pending_count >= self._held():
+        if len(pending) >= 10:
+            self._full.set()
+
+    def flush_soon(self) -> None:
+        """Send the pending deletes now rather than after the flush interval: nothing else in memory could
+        join them (a quiet moment, or one busy group), and waiting would only delay a group's next message."""
+        if self._something.is_set():
             self._full.set()
 
     async def run(self) -> None:
-        """Flush pending deletes: at once when a batch of 10 is full, else after the flush interval."""
+        """Flush pending deletes: at once when a batch of 10 is full or flush_soon() asks, else after the
+        flush interval."""
         while True:
             await self._something.wait()
             if not self._full.is_set() and self._flush_interval_s > 0:
@@ -148,7 +147,6 @@ class Acknowledger:
     def _take(self) -> dict[str, list[Message]]:
         self._something.clear()
         self._full.clear()
-        self._pending_count = 0
         pending, self._pending = self._pending, defaultdict(list)
         return pending
 

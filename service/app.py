@@ -59,7 +59,7 @@ class App:
             await self.store.open()
             await self.sqs.open()
             queues = {url: await self.sqs.describe(url) for url in s.queue_urls}
-            acker = Acknowledger(self.sqs, self.metrics, queues, s.ack_flush_interval_ms / 1000, lambda: self.dispatcher.held)
+            acker = Acknowledger(self.sqs, self.metrics, queues, s.ack_flush_interval_ms / 1000)
             consumer = Consumer(s, self.store, self.dispatcher, acker, self.metrics, self.breaker)
             self.pollers = [
                 Poller(url, s, self.sqs, self.dispatcher, acker, self.metrics, self.breaker, self._stopping)

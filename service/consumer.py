@@ -16,7 +16,7 @@ from .errors import DatabaseUnavailable, Sqs2pgError, classify
 from .message import Message
 from .metrics import Metrics
 from .retry import Decision, Outcome, backoff_s, decide
-from .store import Store
+from .store import NotAttempted, Store
 
 # Failures of the database itself (as opposed to the handler rejecting a body) counted in sqs2pg_db_errors.
 _DB_FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError, DatabaseUnavailable)
@@ -50,22 +50,27 @@ class Consumer:
             timeout.reschedule(deadline)
 
     async def work(self) -> None:
-        """One worker: take the heads of ready groups (one, or several at once under load), apply them in one
-        transaction, settle each; until the dispatcher closes."""
+        """One worker: take the heads of ready groups (several when more are ready than idle workers), apply
+        them in one transaction, settle each; until the dispatcher closes."""
         while batch := await self._dispatcher.next_batch(self._settings.transaction_max_messages):
+            unsettled = set(batch)
             try:
-                await self._handle(batch)
+                await self._handle(batch, unsettled)
             finally:
-                for message in batch:
+                for message in unsettled:  # only if _handle was cancelled part-way
                     self._dispatcher.done(message)
+            if self._dispatcher.held == 0:
+                self._acker.flush_soon()  # nothing else in memory could join the pending deletes
 
-    async def _handle(self, batch: list[Message]) -> None:
+    async def _handle(self, batch: list[Message], unsettled: set[Message]) -> None:
         pending = batch
         while pending:
             # The database is unreachable: hold the messages (the heartbeat keeps them invisible) rather than
             # fail them and spend one of their receives; at shutdown, hand them back untouched.
             if self._breaker.is_open and not await unless(self._breaker.wait_closed(), self._stopping):
                 await self._acker.release([m for head in pending for m in (head, *self._dispatcher.take_rest(head))], "shutdown")
+                for head in pending:
+                    self._done(head, unsettled)
                 return
             started = time.perf_counter()
             abandoned = False
@@ -80,20 +85,31 @@ class Consumer:
                 abandoned = self._deadline is not None and timeout.expired()
                 results = [exc] * len(pending)
             handled_s = time.perf_counter() - started
-            held = []
-            for message, result in zip(pending, results):
-                decision = self._decide(message, result, abandoned)
+            decided = [(m, self._decide(m, r, abandoned)) for m, r in zip(pending, results, strict=True)]
+            # Deletes are queued first, with no await before them: a cancellation cannot separate a commit
+            # from its delete. Then the rest (dead-letter copies, visibility changes) one by one.
+            decided.sort(key=lambda md: md[1] is None or md[1].outcome not in (Outcome.COMMITTED, Outcome.DUPLICATE))
+            pending = []
+            for message, decision in decided:
                 if decision is None:
-                    held.append(message)  # keep it at the head of its group; try again once the database answers
+                    pending.append(message)  # held at the head of its group, tried again once the database answers
                 else:
                     await self._settle(message, decision, handled_s, abandoned)
-            pending = held
+                    self._done(message, unsettled)
+
+    def _done(self, message: Message, unsettled: set[Message]) -> None:
+        """Settled: its group's next message may be handed out now, without waiting for the rest of the batch."""
+        unsettled.discard(message)
+        self._dispatcher.done(message)
 
     def _decide(self, message: Message, result: Outcome | Exception, abandoned: bool) -> Decision | None:
-        """What to do with a message given what its transaction did; None to hold it (circuit open)."""
+        """What to do with a message given what its transaction did; None to hold it (circuit open, or not
+        tried at all because the database failed the messages before it)."""
         if isinstance(result, Outcome):
             self._breaker.success()
             return Decision(result)
+        if isinstance(result, NotAttempted) and not abandoned:
+            return None
         error = classify(result)
         if isinstance(result, _DB_FAILURES) and not abandoned:
             self._metrics.db_errors.labels(message.queue_name, error.kind).inc()
@@ -103,8 +119,7 @@ class Consumer:
         return decide(error, message.receive_count, self._settings.retry_base_s, self._settings.retry_max_s)
 
     async def _settle(self, message: Message, decision: Decision, handled_s: float, abandoned: bool) -> None:
-        # No await separates a successful commit from queueing its delete, so cancellation cannot split them;
-        # and every later step is safe to repeat (see store.py and Acknowledger.dead_letter).
+        # Every step here is safe to repeat after a crash (see store.py and Acknowledger.dead_letter).
         if abandoned:
             # Shutdown deadline: the commit may or may not have happened; idempotency decides on redelivery.
             await self._acker.release([message, *self._dispatcher.take_rest(message)], "shutdown deadline")

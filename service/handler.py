@@ -17,8 +17,10 @@ class Handler(Protocol):
 
     Raise ``PermanentError`` (or any exception of your own) to dead-letter the message, ``RetryableError``
     to retry it later, ``AlreadyApplied`` when its effect is already there. Database errors are classified
-    for you. Do not commit, roll back or close ``conn``: sqs2pg owns the transaction. Keep any session
-    state transaction-local (``SET LOCAL``, ``pg_advisory_xact_lock``): connections are reused without a reset.
+    for you. Do not commit, roll back or close ``conn``: sqs2pg owns the transaction. Under load the
+    transaction holds other messages too (their handlers run before and after yours, and a ``SET LOCAL`` of
+    theirs may still be in force); a rolled-back transaction runs your handler again. Do not change session
+    state (plain ``SET``, ``search_path``, role): connections are reused without a reset.
     """
 
     async def __call__(self, conn: asyncpg.Connection, message: Message) -> None: ...

@@ -17,11 +17,13 @@ for each of them (a shared COMMIT that did happen shows up as duplicates).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
 import asyncpg
 
+from . import logs
 from .config import Settings
 from .errors import AVAILABILITY_KINDS, AlreadyApplied, DatabaseUnavailable, IdempotencyKeyReused, PermanentError, classify
 from .handler import Handler
@@ -124,10 +126,11 @@ class Store:
         if len(messages) > 1:
             try:
                 return await self._apply_together(messages)
-            except Exception:  # noqa: BLE001 - nothing was committed (or, at COMMIT, idempotency decides)
+            except Exception as exc:  # noqa: BLE001 - nothing was committed (or, at COMMIT, idempotency decides)
                 # Whatever failed the shared transaction, each message is tried once alone, at once: a lost
                 # connection then costs only the message that lost it a retry, not every one beside it.
-                pass
+                logs.event(logging.DEBUG, "shared transaction failed: one by one", "apply", messages=len(messages),
+                           error_kind=classify(exc).kind)
         results: list[Outcome | Exception] = []
         unavailable = 0
         for i, message in enumerate(messages):
@@ -137,8 +140,8 @@ class Store:
                 results.append(exc)
                 if classify(exc).kind in AVAILABILITY_KINDS:
                     unavailable += 1
-                    if unavailable == _UNAVAILABLE_GIVE_UP:  # the database is gone: fail the rest alike
-                        return results + [exc] * (len(messages) - i - 1)
+                    if unavailable == _UNAVAILABLE_GIVE_UP:  # the database is gone: do not try the rest now
+                        return results + [NotAttempted()] * (len(messages) - i - 1)
         return results
 
     async def _apply_together(self, messages: list[Message]) -> list[Outcome | Exception]:
@@ -236,6 +239,11 @@ class Store:
             finally:
                 if not conn.is_closed():
                     await conn.execute("SELECT pg_advisory_unlock($1)", PRUNE_LOCK_ID)
+
+
+class NotAttempted(Exception):
+    """Not tried: the database failed the messages before it. The consumer tries it again (or holds it while
+    the circuit is open) without counting a failure or spending a receive."""
 
 
 class _Separately(Exception):
