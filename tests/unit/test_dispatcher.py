@@ -139,13 +139,3 @@ async def test_closing_ends_batches_for_every_waiting_worker() -> None:
     d.close()
     assert await asyncio.wait_for(asyncio.gather(*waiting), 1) == [[], [], []]
 
-
-async def test_a_batch_leaves_ready_groups_to_idle_workers() -> None:
-    d = Dispatcher(capacity=100)
-    workers = [asyncio.create_task(d.next_batch(10)) for _ in range(2)]
-    await asyncio.sleep(0)
-    for g in "abcd":
-        d.add(msg(g, 0))
-    batches = await asyncio.wait_for(asyncio.gather(*workers), 1)
-    assert all(batches), "an idle worker was left without work while groups were ready"
-    assert sorted(m.group_id for b in batches for m in b) == ["a", "b", "c", "d"]
