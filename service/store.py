@@ -17,9 +17,10 @@ for each of them (a shared COMMIT that did happen shows up as duplicates).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from typing import Any
+from typing import Any, AsyncIterator
 
 import asyncpg
 
@@ -108,15 +109,8 @@ class Store:
     async def apply(self, message: Message) -> Outcome:
         """Apply one message in one transaction with its idempotency record: COMMITTED or DUPLICATE."""
         key = message.idempotency_key  # InvalidMessage when the key is missing or malformed
-        conn = await self._acquire()
-        try:
+        async with self._connection() as conn:
             outcome = await self._apply_in(conn, message, key)
-        except asyncpg.PostgresError as exc:
-            if getattr(exc, "sqlstate", None) in _DISCARD_SQLSTATES:
-                conn.terminate()
-            raise
-        finally:
-            await self.pool.release(conn)
         self.last_success = time.monotonic()
         return outcome
 
@@ -147,8 +141,7 @@ class Store:
     async def _apply_together(self, messages: list[Message]) -> list[Outcome | Exception]:
         """One transaction for all of them, or an exception (then apply_many tries them one by one)."""
         keys = [m.idempotency_key for m in messages]
-        conn = await self._acquire()
-        try:
+        async with self._connection() as conn:
             await conn.execute("BEGIN")
             try:
                 claimed = await conn.fetch(
@@ -163,16 +156,24 @@ class Store:
                 await _rollback(conn)
                 raise
             status = await conn.execute("COMMIT")
+        if status != "COMMIT":
+            raise _Separately()  # a handler swallowed a database error: find out whose, one at a time
+        self.last_success = time.monotonic()
+        return [Outcome.COMMITTED] * len(messages)
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection for one transaction. One that reports it points at the wrong server (old
+        writer, read-only) or is being shut down is thrown away instead of going back to the pool."""
+        conn = await self._acquire()
+        try:
+            yield conn
         except asyncpg.PostgresError as exc:
             if getattr(exc, "sqlstate", None) in _DISCARD_SQLSTATES:
                 conn.terminate()
             raise
         finally:
             await self.pool.release(conn)
-        if status != "COMMIT":
-            raise _Separately()  # a handler swallowed a database error: find out whose, one at a time
-        self.last_success = time.monotonic()
-        return [Outcome.COMMITTED] * len(messages)
 
     async def _acquire(self) -> asyncpg.Connection:
         """A pooled connection. Failing to get one is never the message's fault: whatever the server said
