@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -375,6 +376,14 @@ def write_report(report: dict[str, Any]) -> None:
 
 def assert_no_loss_no_duplicates_in_order(report: dict[str, Any]) -> None:
     assert (report["lost"], report["duplicates_applied"], report["order_violations"]) == (0, 0, 0), report
+
+
+async def scrape_metrics(app: App) -> str:
+    """/metrics over HTTP, as Prometheus scrapes it."""
+    def get() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{app.http_port}/metrics", timeout=5) as response:
+            return response.read().decode()
+    return await asyncio.to_thread(get)
 
 
 def metric(app: App, name: str, **labels: str) -> float:

@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
-from ..conftest import Queues, make_settings, running
+from ..conftest import Queues, make_settings, running, scrape_metrics
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,9 +89,8 @@ async def test_alert_rules_and_dashboard_use_only_exported_metrics(database_url,
     await queues.send({"seq": 0}, "g", "g-0")  # one message through, so the histograms have samples
     settings = make_settings(database_url, [queues.url], depth_sample_interval_s="0.2")
     async with running(settings) as app:
-        url = f"http://127.0.0.1:{app.http_port}/metrics"
         for _ in range(100):
-            text = await asyncio.to_thread(_get, url)
+            text = await scrape_metrics(app)
             if "sqs2pg_message_age_seconds_count" in text and "sqs2pg_dead_letter_messages{" in text:
                 break
             await asyncio.sleep(0.1)
@@ -113,8 +111,3 @@ async def test_alert_rules_and_dashboard_use_only_exported_metrics(database_url,
     exprs = " ".join(e for _, e in rules)
     for metric in ("sqs2pg_dead_letter_messages", "sqs2pg_message_age_seconds_bucket", "sqs2pg_queue_messages", "sqs2pg_db_errors_total"):
         assert metric in exprs, metric
-
-
-def _get(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=5) as r:
-        return r.read().decode()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.request
 
 import asyncpg
 import pytest
@@ -14,7 +13,7 @@ from service.retry import Outcome
 from service.store import Store
 from service.handler import insert_event
 
-from ..conftest import Queues, group_sequences, make_settings, metric, running, wait_until
+from ..conftest import Queues, group_sequences, make_settings, metric, running, scrape_metrics, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -129,7 +128,7 @@ async def test_poison_message_is_dead_lettered_with_reason_and_its_group_goes_on
             return metric(app, "sqs2pg_dead_letter_messages", queue=q) == 2 and metric(
                 app, "sqs2pg_queue_messages", queue=q, state="visible") == 0
         await wait_until(depths_sampled, timeout_s=10)
-        body = await asyncio.to_thread(_get, f"http://127.0.0.1:{app.http_port}/metrics")
+        body = await scrape_metrics(app)
     # /metrics, as Prometheus scrapes it, reports the outcomes.
     assert f'sqs2pg_messages_total{{outcome="committed",queue="{q}"}} 22.0' in body
     assert f'sqs2pg_messages_total{{outcome="dead_lettered",queue="{q}"}} 2.0' in body
@@ -177,11 +176,6 @@ async def test_handler_that_swallows_a_database_error_is_not_reported_committed(
     assert await _count(db) == 0
     dead = await queues.receive_all(queues.dlq_url)
     assert [m["MessageAttributes"]["sqs2pg_error_kind"]["StringValue"] for m in dead] == ["handler"]
-
-
-def _get(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return response.read().decode()
 
 
 def _name(queues: Queues) -> str:
