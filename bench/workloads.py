@@ -42,14 +42,17 @@ async def drop_queue(sqs: Any, q: Queue) -> None:
         await sqs.delete_queue(QueueUrl=url)
 
 
-def _entry(i: int, groups: int, tag: str) -> dict[str, Any]:
-    g, seq = i % groups, i // groups
-    return {
-        "Id": str(i % 10),
-        "MessageBody": json.dumps({"group": g, "seq": seq, "payload": PAYLOAD}),
-        "MessageGroupId": f"g{g}",
-        "MessageDeduplicationId": f"{tag}-{i}",
-    }
+def _entries(indices: list[int], groups: int, tag: str) -> list[dict[str, Any]]:
+    """One SendMessageBatch's entries (at most 10): message i goes to group i % groups as its (i // groups)th."""
+    return [
+        {
+            "Id": str(k),
+            "MessageBody": json.dumps({"group": i % groups, "seq": i // groups, "payload": PAYLOAD}),
+            "MessageGroupId": f"g{i % groups}",
+            "MessageDeduplicationId": f"{tag}-{i}",
+        }
+        for k, i in enumerate(indices)
+    ]
 
 
 async def fill(sqs: Any, q: Queue, n: int, groups: int, tag: str, senders: int = 8) -> float:
@@ -60,10 +63,7 @@ async def fill(sqs: Any, q: Queue, n: int, groups: int, tag: str, senders: int =
     async def send(j: int) -> None:
         mine = [i for i in range(n) if (i % groups) % senders == j]
         for k in range(0, len(mine), 10):
-            entries = [_entry(i, groups, tag) for i in mine[k : k + 10]]
-            for e, i in zip(entries, range(10)):
-                e["Id"] = str(i)
-            r = await sqs.send_message_batch(QueueUrl=q.url, Entries=entries)
+            r = await sqs.send_message_batch(QueueUrl=q.url, Entries=_entries(mine[k : k + 10], groups, tag))
             if r.get("Failed"):
                 raise RuntimeError(f"send failed: {r['Failed'][:1]}")
 
@@ -329,9 +329,7 @@ async def _paced_send(sqs: Any, q: Queue, rate: float, duration_s: float, warmup
         await asyncio.sleep(max(0.0, start + tick * tick_s - loop.time()))
         due = min(total, int((loop.time() - start) * rate))
         while i < due:
-            entries = [_entry(j, groups, tag) for j in range(i, min(due, i + 10))]
-            for k, e in enumerate(entries):
-                e["Id"] = str(k)
+            entries = _entries(list(range(i, min(due, i + 10))), groups, tag)
             # a group's messages are many ticks apart (groups > messages per tick), so concurrent sends
             # cannot reorder a group
             task = asyncio.create_task(sqs.send_message_batch(QueueUrl=q.url, Entries=entries))
