@@ -1,32 +1,43 @@
 # sqs2pg container image.
 #   docker build -t sqs2pg .
-#   docker run --rm -e DATABASE_URL=... -e SQS_QUEUE_URLS=... -e AWS_REGION=... -p 8080:8080 sqs2pg
-# Size: docker image ls sqs2pg (not measured here: this project's machines have no Docker engine).
+#   docker run --rm --read-only -e DATABASE_URL=... -e SQS_QUEUE_URLS=... -e AWS_REGION=... -p 8080:8080 sqs2pg
+# scripts/image-check.sh builds it with podman and runs it as users will (CI runs that script).
+ARG PYTHON_IMAGE=docker.io/library/python:3.12-slim-bookworm
 
-# --- build: a virtual environment with the pinned dependencies and sqs2pg itself ---
-FROM python:3.12-slim-bookworm AS build
+# --- build: a virtual environment with the pinned dependencies and the sqs2pg wheel, compiled, without pip ---
+FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN python -m venv /opt/venv
 WORKDIR /src
 COPY requirements.lock ./
-RUN /opt/venv/bin/pip install --no-compile -r requirements.lock
+# A CA bundle for pip where the network needs one (`--secret id=ca,src=FILE`): mounted for this step only,
+# never stored in a layer.
+RUN --mount=type=secret,id=ca,target=/run/secrets/ca.crt \
+    if [ -s /run/secrets/ca.crt ]; then export PIP_CERT=/run/secrets/ca.crt; fi \
+    && python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-compile -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY service ./service
-RUN /opt/venv/bin/pip install --no-compile --no-deps .
+COPY migrations ./migrations
+# Then pip leaves the venv, and everything is compiled to bytecode once, here: at run time the root is
+# read-only, and without .pyc files every start would compile the dependencies again (about a second).
+# unchecked-hash: the image never changes, so Python need not check each .pyc against its source.
+RUN --mount=type=secret,id=ca,target=/run/secrets/ca.crt \
+    if [ -s /run/secrets/ca.crt ]; then export PIP_CERT=/run/secrets/ca.crt; fi \
+    && /opt/venv/bin/pip install --no-compile --no-deps . \
+    && /opt/venv/bin/pip uninstall --yes pip setuptools \
+    && /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv/lib
 
-# --- runtime: the venv, the migrations, a non-root user; nothing is written at run time ---
-FROM python:3.12-slim-bookworm
-RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin sqs2pg
+# --- runtime: the venv and a non-root user; nothing is written at run time ---
+FROM ${PYTHON_IMAGE}
+RUN groupadd --system --gid 10001 sqs2pg \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin sqs2pg
 COPY --from=build /opt/venv /opt/venv
-COPY migrations /app/migrations
-# PYTHONDONTWRITEBYTECODE: no .pyc writes, so a read-only root filesystem works.
+# PYTHONDONTWRITEBYTECODE: a read-only root filesystem works (the bytecode was compiled at build time).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    MIGRATIONS_DIR=/app/migrations \
     HTTP_PORT=8080
-WORKDIR /app
-USER 10001
+USER 10001:10001
 EXPOSE 8080
 # Liveness only (ECS uses the task definition's own check; this one is for docker run and compose).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Iterable
 
 from . import logs
@@ -30,6 +30,38 @@ class Acknowledger:
         self._something = asyncio.Event()  # a delete is pending
         self._full = asyncio.Event()  # a queue has a full batch of 10 pending
         self._flushes: set[asyncio.Task[None]] = set()
+        # Per queue URL: messages sqs2pg holds at SQS (received, not yet deleted or handed back), and how many it
+        # has let go so far. Their groups stay locked at SQS until then; pollers read this (see poller.py).
+        self._holding: Counter[str] = Counter()
+        self._let_go: Counter[str] = Counter()
+        self._let_go_event = asyncio.Event()
+
+    # --- what sqs2pg holds at SQS ---------------------------------------------------------------------
+
+    def hold(self, messages: list[Message]) -> None:
+        """Received: held until deleted or handed back."""
+        for m in messages:
+            self._holding[m.queue_url] += 1
+
+    def holding(self, url: str) -> int:
+        return self._holding[url]
+
+    def let_go_count(self, url: str) -> int:
+        return self._let_go[url]
+
+    async def wait_let_go(self, url: str, since: int) -> None:
+        """Wait until a message of the queue was let go at SQS after ``let_go_count(url)`` was ``since``, or
+        nothing of it is held any more."""
+        while self._let_go[url] == since and self._holding[url] > 0:
+            await self._let_go_event.wait()
+
+    def _let_go_of(self, messages: Iterable[Message]) -> None:
+        """Deleted or handed back at SQS (or the call failed: then the message's own timeout frees it)."""
+        for m in messages:
+            self._holding[m.queue_url] -= 1
+            self._let_go[m.queue_url] += 1
+        event, self._let_go_event = self._let_go_event, asyncio.Event()
+        event.set()
 
     # --- outcomes -----------------------------------------------------------------------------------
 
@@ -50,6 +82,7 @@ class Acknowledger:
         one, then returns the *last* of them first.) The head's change is sent first, in the same batch.
         """
         await self._change_visibility([(message, visibility_s), *((m, 0) for m in behind)])
+        self._let_go_of([message, *behind])
         self._record(message, Outcome.RETRIED, logging.WARNING, error=error, visibility_s=visibility_s)
         for m in behind:
             self._record(m, Outcome.RELEASED, logging.INFO, visibility_s=0, reason="behind a retried message")
@@ -59,6 +92,7 @@ class Acknowledger:
         messages = list(messages)
         if messages:
             await self._change_visibility([(m, 0) for m in messages])
+            self._let_go_of(messages)
         for m in messages:
             self._record(m, Outcome.RELEASED, logging.INFO, visibility_s=0, reason=reason)
 
@@ -164,6 +198,8 @@ class Acknowledger:
             failed = await self._sqs.delete(url, batch)
         except Sqs2pgError as exc:
             failed = [(m, str(exc)) for m in batch]
+        finally:
+            self._let_go_of(batch)
         for m, reason in failed:
             # The commit is durable; the message will come back and be recognised as a duplicate.
             logs.event(logging.WARNING, "delete failed", "delete", **m.log_fields(), error=reason[:300])

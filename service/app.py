@@ -25,6 +25,7 @@ from .sqs import Sqs, queue_name
 from .store import Store
 
 READY_DB_FRESH_S = 10.0  # a commit this recent proves the database answers without another query
+POLLERS_STOP_S = 5.0  # a poller handing back what a poll brought gets this long to finish that call at a stop
 
 
 class App:
@@ -36,7 +37,7 @@ class App:
         self.store = Store(settings, handler or load_handler(settings.handler))
         self.sqs = Sqs(settings, self.metrics)
         self.dispatcher = Dispatcher(settings.max_in_memory_messages)
-        self.breaker = Breaker(settings.breaker_threshold, self.store.ping, self.metrics)
+        self.breaker = Breaker(settings.breaker_threshold, self.store.unavailable, self.metrics)
         self.probes = http.Probes()
         self.http_port: int | None = None
         self.pollers: list[Poller] = []
@@ -47,18 +48,30 @@ class App:
         """Begin the clean shutdown (what SIGTERM and SIGINT do)."""
         self._stopping.set()
 
+    @property
+    def has_started(self) -> bool:
+        return self._started.is_set()
+
     async def started(self) -> None:
         """Wait until the service is receiving."""
         await self._started.wait()
 
     async def run(self) -> None:
+        """Start, run until stop(), shut down. StartupError when it cannot start (port, queues, SQS)."""
         s = self.settings
         logs.event(logging.INFO, "starting", "start", queues=[queue_name(u) for u in s.queue_urls], database=s.redacted_database_url(), handler=s.handler)
         runner = None
         try:
+            # The HTTP port first: a port in use fails at once, and /healthz answers while the rest starts.
+            runner, self.http_port = await http.start(self.metrics, self.probes, s.http_host, s.http_port)
             await self.store.open()
             await self.sqs.open()
             queues = {url: await self.sqs.describe(url) for url in s.queue_urls}
+            # A database that does not answer is not a reason to exit (a cluster still booting, a database not
+            # created yet): say so now, start with the circuit open (nothing is received, so no receive count
+            # grows) and let the breaker's probe find it.
+            if (error := await self.store.unavailable(s.db_connect_timeout_s)) is not None:
+                self.breaker.open(f"at start: {error}")
             acker = Acknowledger(self.sqs, self.metrics, queues, s.ack_flush_interval_ms / 1000)
             consumer = Consumer(s, self.store, self.dispatcher, acker, self.metrics, self.breaker)
             self.pollers = [
@@ -71,11 +84,10 @@ class App:
                 "circuit_closed": self._circuit_closed,
                 "pollers": self._pollers_ready,
             }
-            runner, self.http_port = await http.start(self.metrics, self.probes, s.http_host, s.http_port)
             async with asyncio.TaskGroup() as tg:
                 # If any of these dies, the TaskGroup cancels the rest and the process exits non-zero.
+                ack_task = tg.create_task(acker.run(), name="acknowledge")
                 background = [
-                    tg.create_task(acker.run(), name="acknowledge"),
                     tg.create_task(heartbeat(self.dispatcher, acker, s.visibility_timeout_s, s.heartbeat_fraction), name="heartbeat"),
                     tg.create_task(self._tick(), name="loop-tick"),
                     tg.create_task(self.breaker.run(), name="breaker"),
@@ -95,9 +107,9 @@ class App:
                 logs.event(logging.INFO, "receiving", "start", http_port=self.http_port, workers=len(workers), pollers=len(pollers))
                 self._started.set()
                 await self._stopping.wait()
-                await self._shutdown(consumer, acker, pollers, workers, background)
+                await self._shutdown(consumer, acker, pollers, workers, background, ack_task)
         finally:
-            # Step 5 of the shutdown, and the clean-up after a crash alike.
+            # Step 5 of the shutdown, and the clean-up after a crash or a failed start alike.
             if runner is not None:
                 await runner.cleanup()
             await self.sqs.close()
@@ -111,15 +123,19 @@ class App:
         pollers: list[asyncio.Task[None]],
         workers: list[asyncio.Task[None]],
         background: list[asyncio.Task[None]],
+        ack_task: asyncio.Task[None],
     ) -> None:
         """The shutdown order. Everything that stops, stops here, in this order."""
-        loop = asyncio.get_running_loop()
         s = self.settings
-        stopped_at = loop.time()
-        deadline = stopped_at + s.shutdown_grace_s
+        deadline = asyncio.get_running_loop().time() + s.shutdown_grace_s
         logs.event(logging.INFO, "stopping", "stop", grace_s=s.shutdown_grace_s, held=self.dispatcher.held)
-        # 1. Stop receiving. A long poll in progress is left to return (it may already have taken messages,
-        #    and SQS cannot take a receive back); what it brings is handed back at once.
+        # 1. Stop receiving: each poller returns at once, cutting a long poll short. That is safe: whatever the
+        #    server may already have handed to a cut poll stays invisible until its visibility timeout and then
+        #    comes back, its group locked meanwhile, so it is a delay, never a loss or a reordering. Waiting for
+        #    the poll instead would hold a stop for up to receive_wait_s (20 s), past `docker stop`'s 10 s.
+        #    A poll without wait (sqs2pg holds messages of the queue) returns at once, so it is let finish and
+        #    what it brings is handed back; a poller in the middle of handing a batch back finishes that call.
+        _, late_polls = await asyncio.wait(pollers, timeout=POLLERS_STOP_S)
         # 2. Hand back every received-but-unstarted message with visibility 0, so other consumers can take
         #    those groups at once (a group's order holds: SQS keeps it locked while its head is in flight).
         await acker.release(self.dispatcher.close(), "shutdown")
@@ -127,17 +143,14 @@ class App:
         #    back and released (a commit that raced the deadline is recognised as a duplicate later).
         consumer.set_deadline(deadline)
         _, late = await asyncio.wait(workers, timeout=s.shutdown_grace_s + 5)
-        # A long poll begun before the stop returns within receive_wait_s (+ 5 s for the network and the release).
-        _, late_polls = await asyncio.wait(pollers, timeout=max(0.0, stopped_at + s.receive_wait_s + 5 - loop.time()))
         for task in late | late_polls:  # stuck in a call past every timeout: give up on it
             task.cancel()
         # 4. Stop the heartbeat and housekeeping, then flush the deletes of everything that committed.
         for task in background:
-            if task.get_name() != "acknowledge":
-                task.cancel()
-        await acker.close()
-        for task in background:
             task.cancel()
+        await acker.close()
+        ack_task.cancel()
+        # 5. (in run's finally) close the HTTP port, the SQS client and the database pool.
 
     async def _tick(self) -> None:
         while True:

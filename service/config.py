@@ -12,11 +12,13 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
+from .errors import StartupError
+
 PREFIX = "SQS2PG_"
-DEFAULT_HANDLER = "service.handler:insert_event"
+DEFAULT_HANDLER = "sqs2pg.handler:insert_event"
 
 
-class ConfigError(ValueError):
+class ConfigError(StartupError, ValueError):
     """The environment does not describe a valid configuration."""
 
 
@@ -63,6 +65,24 @@ class Settings:
     def redacted_database_url(self) -> str:
         return redact_url(self.database_url)
 
+    def connect_kwargs(self) -> dict[str, Any]:
+        """Arguments for asyncpg.connect / create_pool, shared by the service, migrations and `check`."""
+        kwargs: dict[str, Any] = {
+            "dsn": self.database_url,
+            "timeout": self.db_connect_timeout_s,
+            "command_timeout": self.db_statement_timeout_s,
+            "server_settings": {
+                "application_name": "sqs2pg",
+                # the server gives up too, so a hung statement does not hold locks after we have moved on
+                "statement_timeout": str(int(self.db_statement_timeout_s * 1000)),
+                "idle_in_transaction_session_timeout": str(int(self.db_statement_timeout_s * 2000)),
+            },
+        }
+        if "target_session_attrs" not in self.database_url:
+            # With several hosts in DATABASE_URL, only the writer will do.
+            kwargs["target_session_attrs"] = "read-write"
+        return kwargs
+
 
 def redact_url(url: str) -> str:
     """The URL with any password replaced, fit for logs."""
@@ -82,6 +102,30 @@ def _convert(name: str, raw: str, kind: Any, lo: float | None, hi: float | None)
     if lo is not None and value < lo or hi is not None and value > hi:
         raise ConfigError(f"{name}={raw!r} is out of range [{lo}, {hi}]")
     return value
+
+
+def _database_url_problem(url: str) -> str | None:
+    """What is wrong with a DATABASE_URL's form (scheme, hosts, ports), or None. Several hosts are allowed."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        return f"DATABASE_URL must start with postgresql:// (got {redact_url(url)!r})"
+    hosts = parts.netloc.rpartition("@")[2]
+    for host in hosts.split(","):
+        _, colon, port = host.rpartition(":") if not host.endswith("]") else ("", "", "")
+        if colon and port and not (port.isdigit() and 1 <= int(port) <= 65535):
+            return f"DATABASE_URL has port {port!r}: a port is a number from 1 to 65535"
+    return None
+
+
+def _endpoint_problem(name: str, url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError when out of range or not a number
+    except ValueError:
+        return f"{name}={url!r} has an invalid port (1 to 65535)"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{name}={url!r} must be an http:// or https:// URL"
+    return None
 
 
 def _region_from(queue_urls: tuple[str, ...]) -> str | None:
@@ -104,8 +148,8 @@ def load(env: Mapping[str, str] | None = None, require_database: bool = True, re
     db = env.get("DATABASE_URL", "").strip()
     if not db and require_database:
         problems.append("DATABASE_URL is required (postgresql://user@host:5432/dbname)")
-    elif db and urlsplit(db).scheme not in ("postgresql", "postgres"):
-        problems.append(f"DATABASE_URL must start with postgresql:// (got {redact_url(db)!r})")
+    elif db and (problem := _database_url_problem(db)):
+        problems.append(problem)
     values["database_url"] = db
 
     urls = tuple(u.strip() for u in env.get("SQS_QUEUE_URLS", "").split(",") if u.strip())
@@ -115,6 +159,11 @@ def load(env: Mapping[str, str] | None = None, require_database: bool = True, re
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.path.rstrip("/").endswith(".fifo"):
             problems.append(f"SQS_QUEUE_URLS entry {url!r} is not the URL of a FIFO queue (…/name.fifo)")
+        elif problem := _endpoint_problem("SQS_QUEUE_URLS entry", url):
+            problems.append(problem)
+    for name in ("AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL"):
+        if env.get(name) and (problem := _endpoint_problem(name, env[name])):
+            problems.append(problem)
     if len(set(urls)) != len(urls):
         problems.append("SQS_QUEUE_URLS names the same queue twice")
     values["queue_urls"] = urls
@@ -152,9 +201,10 @@ def load(env: Mapping[str, str] | None = None, require_database: bool = True, re
     elif "log_level" in values:
         values["log_level"] = values["log_level"].upper()
 
-    if problems:
-        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
-    settings = Settings(**values)
-    if settings.retry_max_s < settings.retry_base_s:
-        raise ConfigError("invalid configuration:\n  - SQS2PG_RETRY_MAX_S is below SQS2PG_RETRY_BASE_S")
+    settings = None if problems else Settings(**values)
+    if settings is not None and settings.retry_max_s < settings.retry_base_s:
+        problems.append("SQS2PG_RETRY_MAX_S is below SQS2PG_RETRY_BASE_S")
+    if problems or settings is None:
+        # One line naming every problem: all an operator has to fix, in one restart.
+        raise ConfigError("invalid configuration: " + "; ".join(problems))
     return settings

@@ -113,6 +113,12 @@ async def redrive(
     return result
 
 
+def original_id(m: Message) -> str:
+    """The message id the service logged: sqs2pg's DLQ copy carries it as its deduplication id (a message SQS
+    moved itself keeps its own id)."""
+    return (m.deduplication_id or m.message_id) if m.attribute("sqs2pg_error_kind") else m.message_id
+
+
 def reason(m: Message) -> str:
     """Why a message is in the DLQ: the kind sqs2pg attached, or moved_by_sqs (SQS's own maxReceiveCount move)."""
     return m.attribute("sqs2pg_error_kind") or "moved_by_sqs"

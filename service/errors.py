@@ -64,6 +64,12 @@ class AlreadyApplied(Exception):
     """Raised by a handler that finds the message's effect already in the database: a duplicate."""
 
 
+class StartupError(Exception):
+    """sqs2pg cannot start (or a command cannot run): the message names the problem and what to do.
+
+    The command line prints it as one line and exits 2, so a restart loop is easy to tell from a crash."""
+
+
 # SQLSTATEs (or their two-character classes) that mean "try again later".
 _RETRYABLE_SQLSTATES: dict[str, str] = {
     "08": "connection",  # connection exception
@@ -79,13 +85,13 @@ _RETRYABLE_SQLSTATES: dict[str, str] = {
     "58": "system",  # system error (I/O)
     "XX": "internal",
     "42": "schema",  # undefined table/column, syntax: a deployment problem, not a bad message
-    "3D": "schema",  # database does not exist
+    "3D": "database_missing",  # the database named in DATABASE_URL does not exist (yet)
     "28": "auth",  # invalid authorization: wait for the operator, do not dead-letter good messages
 }
 
 # Error kinds that mean "the database is not there", as opposed to "this message failed": they open the
 # circuit breaker, and they fail every message of a shared transaction alike.
-AVAILABILITY_KINDS = frozenset({"connection", "failover", "resources", "timeout", "auth", "system"})
+AVAILABILITY_KINDS = frozenset({"connection", "failover", "resources", "timeout", "auth", "database_missing", "system"})
 
 # Everything else from PostgreSQL is permanent; these classes get a clearer kind.
 _PERMANENT_SQLSTATES: dict[str, str] = {
@@ -127,6 +133,8 @@ def classify(exc: BaseException) -> Sqs2pgError:
         return classify_sqs(exc)
     if isinstance(exc, (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)):
         return RetryableError(f"{type(exc).__name__}: {exc}", kind="sqs_unavailable")
+    if isinstance(exc, (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError)):
+        return PermanentError(f"{type(exc).__name__}: {exc}", kind="sqs_credentials")
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
         return RetryableError("timed out", kind="timeout")
     if isinstance(exc, (ConnectionError, ssl.SSLError, OSError)):
@@ -153,3 +161,18 @@ def sqs_error(code: str, message: str, status: str = "") -> Sqs2pgError:
     if code in _SQS_UNAVAILABLE or status.startswith("5"):
         return RetryableError(text, kind="sqs_unavailable")
     return PermanentError(text, kind="sqs_" + (code.rsplit(".", 1)[-1] or "client"))
+
+
+_DATABASE_HINTS = {
+    "3D000": "create the database, or fix its name in DATABASE_URL",
+    "28P01": "check the user and password in DATABASE_URL",
+    "28000": "check the user in DATABASE_URL and the server's pg_hba.conf",
+}
+
+
+def describe_database_error(exc: BaseException, database: str) -> str:
+    """One line for an operator: what the database said, which one (``database``, redacted), what to check."""
+    cause = exc.__cause__ if isinstance(exc, DatabaseUnavailable) and exc.__cause__ is not None else exc
+    what = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
+    hint = _DATABASE_HINTS.get(getattr(cause, "sqlstate", None) or "", "check DATABASE_URL and that the server is up and reachable")
+    return f"{what[:200]} (database {database}): {hint}"

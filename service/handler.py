@@ -8,7 +8,7 @@ from typing import Protocol
 
 import asyncpg
 
-from .errors import AlreadyApplied, InvalidMessage
+from .errors import AlreadyApplied, InvalidMessage, StartupError
 from .message import Message
 
 
@@ -48,16 +48,18 @@ async def insert_event(conn: asyncpg.Connection, message: Message) -> None:
 
 
 def load_handler(path: str) -> Handler:
-    """Import ``package.module:function`` and check it is an async callable."""
+    """Import ``package.module:function`` and check it is an async callable; StartupError says why not."""
     module_name, _, attr = path.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ValueError(f"HANDLER={path!r}: cannot import {module_name!r}: {exc}") from exc
+        hint = " (the package is named sqs2pg since 0.2: sqs2pg.handler:insert_event)" if module_name.startswith("service.") else \
+            ": install it into the same environment or put it on PYTHONPATH"
+        raise StartupError(f"HANDLER={path!r}: cannot import {module_name!r} ({exc}){hint}") from exc
     handler = getattr(module, attr, None)
     if handler is None:
-        raise ValueError(f"HANDLER={path!r}: module {module_name!r} has no attribute {attr!r}")
+        raise StartupError(f"HANDLER={path!r}: module {module_name!r} has no attribute {attr!r}")
     target = handler.__call__ if not inspect.isfunction(handler) and callable(handler) else handler
     if not inspect.iscoroutinefunction(target):
-        raise ValueError(f"HANDLER={path!r} must be an async function taking (conn, message)")
+        raise StartupError(f"HANDLER={path!r} must be an async function taking (conn, message)")
     return handler  # type: ignore[no-any-return]

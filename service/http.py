@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from .errors import StartupError
 from .metrics import Metrics
 
 LOOP_STALL_S = 10.0  # no tick for this long means the event loop is stuck
@@ -44,9 +46,28 @@ async def start(metrics: Metrics, probes: Probes, host: str, port: int) -> tuple
     app.router.add_get("/metrics", metrics_view)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    sock = _bind(host, port)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    bound = site._server.sockets[0].getsockname()[1] if site._server and site._server.sockets else port  # type: ignore[union-attr]
-    return runner, int(bound)
+    await web.SockSite(runner, sock).start()
+    return runner, int(sock.getsockname()[1])
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound here so that a port in use is one clear StartupError."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise StartupError(f"cannot listen on {host}:{port} ({exc}): check SQS2PG_HTTP_HOST") from exc
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise StartupError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}): set HTTP_PORT to a free port, or stop what holds it"
+        ) from exc
+    sock.setblocking(False)
+    return sock

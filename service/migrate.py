@@ -2,36 +2,63 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 from pathlib import Path
 
+import asyncpg
+import sqlalchemy.exc
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 from .config import Settings
-from .store import connect_kwargs
+from .errors import StartupError, describe_database_error
 
 
 def migrations_dir() -> Path:
-    """migrations/ beside the package (a source checkout or the image's /app), or $MIGRATIONS_DIR."""
+    """The migrations installed with the package (``sqs2pg.migrations``), or $MIGRATIONS_DIR when set."""
     override = os.environ.get("MIGRATIONS_DIR")
-    path = Path(override) if override else Path(__file__).resolve().parent.parent / "migrations"
+    path = Path(override) if override else Path(str(importlib.resources.files("sqs2pg.migrations")))
     if not (path / "env.py").is_file():
-        raise FileNotFoundError(f"no Alembic migrations at {path} (set MIGRATIONS_DIR)")
+        raise FileNotFoundError(f"no Alembic migrations at {path}" + (" (MIGRATIONS_DIR)" if override else ""))
     return path
 
 
 def alembic_config(settings: Settings) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations_dir()))
-    cfg.attributes["connect_kwargs"] = connect_kwargs(settings)
+    cfg.attributes["connect_kwargs"] = settings.connect_kwargs()
     return cfg
 
 
 def upgrade(settings: Settings, revision: str = "head") -> None:
-    """Apply migrations up to ``revision``. Blocking: call it via asyncio.to_thread from a running loop."""
-    command.upgrade(alembic_config(settings), revision)
+    """Apply migrations up to ``revision``; StartupError (one line) when they cannot be applied.
+    Blocking: call it via asyncio.to_thread from a running loop."""
+    try:
+        migrations = alembic_config(settings)
+    except FileNotFoundError as exc:
+        raise StartupError(f"{exc}: reinstall sqs2pg, or point MIGRATIONS_DIR at a migrations folder") from exc
+    try:
+        command.upgrade(migrations, revision)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, sqlalchemy.exc.DBAPIError) as exc:
+        cause = _driver_error(exc)
+        raise StartupError(f"cannot migrate: {describe_database_error(cause, settings.redacted_database_url())}") from exc
+
+
+def _driver_error(exc: BaseException) -> BaseException:
+    """asyncpg's own error (it carries the SQLSTATE) from inside SQLAlchemy's wrappers, else ``exc``."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None or isinstance(seen, (asyncpg.PostgresError, OSError)):
+            break
+        seen = seen.__cause__ or getattr(seen, "orig", None)
+    return seen or exc
+
+
+async def connect(settings: Settings) -> asyncpg.Connection:
+    """One connection with the service's settings (for `check`)."""
+    return await asyncpg.connect(**settings.connect_kwargs())
 
 
 def downgrade(settings: Settings, revision: str) -> None:

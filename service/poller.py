@@ -18,6 +18,8 @@ from .metrics import Metrics
 from .retry import backoff_s
 from .sqs import Sqs, queue_name
 
+HOLDING_RECHECK_S = 1.0  # an empty poll while holding messages: poll again after this, or sooner (see run)
+
 
 class Poller:
     def __init__(
@@ -44,6 +46,7 @@ class Poller:
 
     async def run(self) -> None:
         failures = 0
+        self._set_healthy(True)  # the queue was described; a failed receive says otherwise
         while not self._stopping.is_set():
             # (Each wait is skipped when it would return at once: unless() costs two tasks.)
             s, d = self._settings, self._dispatcher
@@ -54,17 +57,20 @@ class Poller:
             # While the database is unreachable, receiving would only burn the messages' receive counts.
             if self._breaker.is_open and not await unless(self._breaker.wait_closed(), self._stopping):
                 break
-            # A long poll is never cut short: the server may already have handed out messages (a receive
-            # cannot be taken back), and we must see them to hand them back. It returns within
-            # receive_wait_s; whatever it brings after the stop is released at once.
-            if self._stopping.is_set():
-                break
-            receive = asyncio.ensure_future(self._sqs.receive(self.url))
-            try:
-                await asyncio.wait({receive})
-            except asyncio.CancelledError:
-                receive.cancel()  # only past every shutdown timeout: do not leave it running unowned
-                raise
+            # While sqs2pg holds messages of this queue, their groups stay locked at SQS until its own deletes
+            # or hand-backs land, and a long poll begun now need not notice those (moto's does not: it decides
+            # which groups are locked when the poll starts, and waits out its 20 s). So it polls without waiting,
+            # and when nothing comes, waits for one of its own messages to be let go before polling again.
+            # Holding nothing, a long poll is the cheap way to wait.
+            holding = self._acker.holding(self.url) > 0
+            let_go = self._acker.let_go_count(self.url)
+            receive = asyncio.ensure_future(self._sqs.receive(self.url, wait_s=0 if holding else None))
+            if holding:
+                # A poll without wait returns at once: even at a stop it is let finish, and what it brings is
+                # handed back, so nothing is left invisible.
+                await _finish(receive)
+            elif not await unless(receive, self._stopping):
+                break  # stopping: the long poll was cut short (safe: see App._shutdown, step 1)
             try:
                 raw = receive.result()
             except Sqs2pgError as exc:
@@ -76,8 +82,19 @@ class Poller:
                 continue
             failures = 0
             self._set_healthy(True)
-            await self._accept(raw)
+            if raw:
+                await self._accept(raw)
+            elif holding:
+                await unless(self._until_let_go(let_go), self._stopping)
         self._set_healthy(False)
+
+    async def _until_let_go(self, since: int) -> None:
+        """Until sqs2pg lets go of one of its messages of this queue; at most HOLDING_RECHECK_S, so that a
+        message held for long (a slow handler) does not keep new groups waiting."""
+        try:
+            await asyncio.wait_for(self._acker.wait_let_go(self.url, since), HOLDING_RECHECK_S)
+        except TimeoutError:
+            pass
 
     async def _accept(self, raw: list[dict[str, Any]]) -> None:
         if not raw:
@@ -90,6 +107,7 @@ class Poller:
                 # A malformed response entry (no id or receipt handle): nothing to act on. SQS makes it
                 # visible again after its visibility timeout, and its redrive policy bounds the repeats.
                 logs.event(logging.ERROR, "malformed message from SQS skipped", "receive", queue=self.name, error=repr(exc)[:300])
+        self._acker.hold(messages)
         self._metrics.received.labels(self.name).inc(len(messages))
         self._metrics.in_flight.labels(self.name).inc(len(messages))
         if self._stopping.is_set() or self._dispatcher.closed:
@@ -102,3 +120,12 @@ class Poller:
         if value != self.healthy:
             self.healthy = value
             self._metrics.pollers_up.labels(self.name).inc(1 if value else -1)
+
+
+async def _finish(task: asyncio.Future[Any]) -> None:
+    """Wait for ``task``; if the waiter is cancelled (past every shutdown timeout), cancel it too."""
+    try:
+        await asyncio.wait({task})
+    except asyncio.CancelledError:
+        task.cancel()
+        raise

@@ -13,7 +13,7 @@ import aioboto3
 from botocore.config import Config as BotoConfig
 
 from .config import Settings
-from .errors import PermanentError, Sqs2pgError, classify, sqs_error
+from .errors import PermanentError, RetryableError, Sqs2pgError, StartupError, classify, sqs_error
 from .message import IDEMPOTENCY_ATTRIBUTE, Message
 from .metrics import Metrics
 
@@ -24,8 +24,8 @@ MAX_ATTRIBUTES = 10  # SQS limit per message
 _INVALID_CHARS = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
-class QueueError(Exception):
-    """A configured queue cannot be consumed (missing, not FIFO, no dead-letter queue)."""
+class QueueError(StartupError):
+    """A configured queue cannot be consumed (missing, not FIFO, no dead-letter queue, SQS unreachable)."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,11 @@ class Sqs:
     async def close(self) -> None:
         await self._stack.aclose()
 
+    @property
+    def endpoint(self) -> str:
+        """Where the SQS calls go (AWS's regional endpoint, or AWS_ENDPOINT_URL_SQS)."""
+        return str(self._client.meta.endpoint_url) if self._client is not None else "?"
+
     async def _call(self, queue: str, operation: str, **kwargs: Any) -> dict[str, Any]:
         self._metrics.sqs_requests.labels(queue, operation).inc()
         try:
@@ -84,22 +89,24 @@ class Sqs:
         name = queue_name(url)
         try:
             attrs = (await self._call(name, "get_queue_attributes", QueueUrl=url, AttributeNames=["All"]))["Attributes"]
-        except PermanentError as exc:
-            raise QueueError(f"queue {url}: {exc}") from exc
+        except Sqs2pgError as exc:
+            raise QueueError(self._unusable(url, exc)) from exc
         if attrs.get("FifoQueue") != "true":
-            raise QueueError(f"queue {url} is not a FIFO queue")
+            raise QueueError(f"queue {url} is not a FIFO queue: sqs2pg consumes FIFO queues only (name ending .fifo)")
         if "RedrivePolicy" not in attrs:
-            raise QueueError(f"queue {url} has no RedrivePolicy: sqs2pg needs a FIFO dead-letter queue")
+            raise QueueError(
+                f"queue {url} has no RedrivePolicy: give it a FIFO dead-letter queue (sqs2pg moves bad messages there)"
+            )
         policy = json.loads(attrs["RedrivePolicy"])
         dlq_arn = policy["deadLetterTargetArn"]
         # arn:aws:sqs:REGION:ACCOUNT:NAME
         _, _, _, _, account, dlq_name = dlq_arn.split(":", 5)
         try:
             dlq_url = (await self._call(name, "get_queue_url", QueueName=dlq_name, QueueOwnerAWSAccountId=account))["QueueUrl"]
-        except PermanentError as exc:
-            raise QueueError(f"queue {url}: dead-letter queue {dlq_arn} not found: {exc}") from exc
+        except Sqs2pgError as exc:
+            raise QueueError(self._unusable(f"{url}'s dead-letter queue {dlq_arn}", exc)) from exc
         if not dlq_name.endswith(".fifo"):
-            raise QueueError(f"queue {url}: dead-letter queue {dlq_name} is not FIFO")
+            raise QueueError(f"queue {url}: its dead-letter queue {dlq_name} is not FIFO: point RedrivePolicy at a FIFO queue")
         return QueueInfo(
             url=url,
             name=name,
@@ -108,6 +115,19 @@ class Sqs:
             max_receive_count=int(policy.get("maxReceiveCount", 0)),
             visibility_timeout_s=int(attrs.get("VisibilityTimeout", 30)),
         )
+
+    def _unusable(self, what: str, exc: Sqs2pgError) -> str:
+        """One line: why a queue cannot be used, and what to do about it."""
+        if exc.kind in ("sqs_NonExistentQueue", "sqs_QueueDoesNotExist"):
+            return f"queue {what} does not exist at {self.endpoint}: check SQS_QUEUE_URLS, AWS_REGION and AWS_ENDPOINT_URL_SQS"
+        if exc.kind == "sqs_credentials":
+            return "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or AWS_PROFILE, or give the task a role"
+        if exc.kind in ("sqs_AccessDenied", "sqs_AccessDeniedException", "sqs_InvalidClientTokenId", "sqs_SignatureDoesNotMatch",
+                        "sqs_UnrecognizedClientException"):
+            return f"not allowed to use queue {what} ({exc}): check the credentials and the role's SQS permissions"
+        if isinstance(exc, RetryableError):
+            return f"cannot reach SQS at {self.endpoint} ({exc}): check AWS_ENDPOINT_URL_SQS, AWS_REGION and the network"
+        return f"queue {what}: {exc}"
 
     async def receive(
         self, url: str, wait_s: int | None = None, visibility_s: int | None = None, max_messages: int | None = None

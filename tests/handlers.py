@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncpg
 
-from service import Message
-from service.handler import insert_event
+from sqs2pg import Message
+from sqs2pg.handler import insert_event
 
 
 async def drop_connection_on_first_try(conn: asyncpg.Connection, message: Message) -> None:

@@ -24,12 +24,12 @@ locals {
     image     = local.image
     essential = true
     command   = ["run"]
-    # The image's own non-root user (Dockerfile: USER 10001); nothing is written at run time.
-    user                   = "10001"
+    # The image's own non-root user and group (Dockerfile: USER 10001:10001); nothing is written at run time.
+    user                   = "10001:10001"
     readonlyRootFilesystem = true
     privileged             = false
-    # SIGTERM, then SIGKILL after this long. A clean stop takes at most
-    # max(SQS2PG_SHUTDOWN_GRACE_S, SQS2PG_RECEIVE_WAIT_S) + ~2 s (README, "clean shutdown").
+    # SIGTERM, then SIGKILL after this long. A clean stop cuts the long poll short at once and gives in-flight
+    # work SQS2PG_SHUTDOWN_GRACE_S: it takes at most that plus a few seconds (README, "clean shutdown").
     stopTimeout = var.stop_timeout_seconds
 
     portMappings = [
@@ -187,8 +187,8 @@ resource "aws_ecs_task_definition" "this" {
 
   lifecycle {
     precondition {
-      condition     = var.stop_timeout_seconds > var.shutdown_grace_seconds + var.receive_wait_seconds
-      error_message = "stop_timeout_seconds must exceed shutdown_grace_seconds + receive_wait_seconds, or ECS kills the task (SIGKILL) before it has handed back what it holds."
+      condition     = var.stop_timeout_seconds >= var.shutdown_grace_seconds + 5
+      error_message = "stop_timeout_seconds must be at least shutdown_grace_seconds + 5, or ECS kills the task (SIGKILL) before in-flight work has finished and what it holds is handed back."
     }
     precondition {
       condition     = !var.enable_adot_sidecar || local.amp_enabled

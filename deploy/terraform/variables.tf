@@ -379,7 +379,7 @@ variable "task_memory" {
 variable "handler" {
   description = "HANDLER: import path of the message handler (package.module:function)."
   type        = string
-  default     = "service.handler:insert_event"
+  default     = "sqs2pg.handler:insert_event"
 
   validation {
     condition     = can(regex("^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$", var.handler))
@@ -399,7 +399,7 @@ variable "shutdown_grace_seconds" {
 }
 
 variable "receive_wait_seconds" {
-  description = "SQS2PG_RECEIVE_WAIT_S: long-poll wait of one ReceiveMessage (0-20). A stop takes at most max(grace, wait) + ~2 s."
+  description = "SQS2PG_RECEIVE_WAIT_S: long-poll wait of one ReceiveMessage (0-20). A stop cuts a long poll short, so it does not lengthen a stop."
   type        = number
   default     = 20
 
@@ -410,7 +410,7 @@ variable "receive_wait_seconds" {
 }
 
 variable "stop_timeout_seconds" {
-  description = "ECS stopTimeout: seconds between SIGTERM and SIGKILL (Fargate maximum 120). Must exceed shutdown_grace_seconds + receive_wait_seconds (checked at plan time)."
+  description = "ECS stopTimeout: seconds between SIGTERM and SIGKILL (Fargate maximum 120). Must be at least shutdown_grace_seconds + 5 (checked at plan time)."
   type        = number
   default     = 90
 

@@ -8,10 +8,10 @@ import json
 import asyncpg
 import pytest
 
-from service.message import Message
-from service.retry import Outcome
-from service.store import Store
-from service.handler import insert_event
+from sqs2pg.message import Message
+from sqs2pg.retry import Outcome
+from sqs2pg.store import Store
+from sqs2pg.handler import insert_event
 
 from ..conftest import Queues, group_sequences, make_settings, metric, running, scrape_metrics, wait_until
 

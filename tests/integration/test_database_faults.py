@@ -13,7 +13,7 @@ from typing import AsyncIterator
 import asyncpg
 import pytest
 
-from service import migrate
+from sqs2pg import migrate
 
 from ..conftest import (
     Queues,

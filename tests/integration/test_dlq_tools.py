@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from service import dlq
-from service.metrics import Metrics
-from service.sqs import Sqs
+from sqs2pg import dlq
+from sqs2pg.metrics import Metrics
+from sqs2pg.sqs import Sqs
 
 from ..conftest import Queues, make_settings, metric, running, wait_until
 

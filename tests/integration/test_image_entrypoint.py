@@ -1,10 +1,11 @@
-"""The container's entrypoint, run the way the image runs it, without an engine to build the image.
+"""The built wheel, installed as a user installs it and run the way the image runs it.
 
-As in the Dockerfile: a plain virtual environment with requirements.lock and sqs2pg installed from the
-source (not editable), the migrations copied beside it with MIGRATIONS_DIR pointing at them, bytecode
-writes off, a working directory outside the source tree, and (when the tests run as root) an unprivileged
-uid that cannot write to the environment, as USER 10001 in the image. Then `sqs2pg migrate`, `sqs2pg check`
-and `sqs2pg run` with environment variables only, a message through, SIGTERM, exit code 0.
+A plain virtual environment with requirements.lock, then sqs2pg's wheel built from the source (not editable),
+bytecode writes off, a working directory with nothing in it, and (when the tests run as root) an unprivileged
+uid that cannot write to the environment, as USER 10001 in the image. No MIGRATIONS_DIR: the migrations
+travel inside the package. Then `sqs2pg migrate`, `sqs2pg check` and `sqs2pg run` with environment
+variables only, a message through, SIGTERM, exit code 0. (scripts/image-check.sh builds and runs the image
+itself.)
 """
 
 from __future__ import annotations
@@ -46,8 +47,12 @@ def image_venv() -> Path:
     try:  # only what the Dockerfile copies into its build stage
         for name in ("pyproject.toml", "README.md"):
             shutil.copy(ROOT / name, build / name)
-        shutil.copytree(ROOT / "service", build / "service", ignore=shutil.ignore_patterns("__pycache__"))
-        subprocess.run([*pip, "--no-deps", "--force-reinstall", str(build)], check=True)
+        for name in ("service", "migrations"):
+            shutil.copytree(ROOT / name, build / name, ignore=shutil.ignore_patterns("__pycache__"))
+        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(build / "dist"),
+                        str(build)], check=True)
+        wheel = next((build / "dist").glob("sqs2pg-*.whl"))
+        subprocess.run([*pip, "--no-deps", "--force-reinstall", str(wheel)], check=True)
     finally:
         shutil.rmtree(build, ignore_errors=True)
     return venv
@@ -55,11 +60,9 @@ def image_venv() -> Path:
 
 @pytest.fixture
 def app_dir() -> Iterator[Path]:
-    """The image's /app: the migrations and nothing else, readable by the unprivileged uid."""
+    """The image's working directory: empty, and it must stay so."""
     path = Path(tempfile.mkdtemp(prefix="sqs2pg-app-"))
-    shutil.copytree(ROOT / "migrations", path / "migrations", ignore=shutil.ignore_patterns("__pycache__"))
-    for p in [path, *path.rglob("*")]:
-        p.chmod(0o755 if p.is_dir() else 0o644)
+    path.chmod(0o755)
     yield path
     shutil.rmtree(path, ignore_errors=True)
 
@@ -71,7 +74,7 @@ def _command(venv: Path, *args: str) -> list[str]:
     return cmd
 
 
-async def test_the_entrypoint_runs_from_a_plain_venv_as_the_image_runs_it(
+async def test_the_wheel_installed_in_a_plain_venv_migrates_checks_and_runs_as_the_image_runs_it(
     image_venv: Path, app_dir: Path, database_url: str, db: asyncpg.Connection, queues: Queues
 ) -> None:
     # A database the migrations have not touched yet: the image's `migrate` must create the schema.
@@ -81,7 +84,6 @@ async def test_the_entrypoint_runs_from_a_plain_venv_as_the_image_runs_it(
         "PATH": f"{image_venv / 'bin'}:/usr/bin:/bin",
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONUNBUFFERED": "1",
-        "MIGRATIONS_DIR": str(app_dir / "migrations"),
         "HTTP_PORT": str(port),
         "DATABASE_URL": database_url,
         "SQS_QUEUE_URLS": queues.url,
@@ -94,6 +96,12 @@ async def test_the_entrypoint_runs_from_a_plain_venv_as_the_image_runs_it(
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(_command(image_venv, *args), env=env, cwd=app_dir, capture_output=True, text=True, timeout=120)
+
+    # The public API a handler author imports, and the version.
+    api = subprocess.run([str(image_venv / "bin" / "python"), "-c", "from sqs2pg import Handler, InvalidMessage, Message, "
+                          "RetryableError, __version__; print(__version__)"], env=env, cwd=app_dir, capture_output=True, text=True)
+    assert api.returncode == 0, api.stderr
+    assert run("--version").stdout.strip() == f"sqs2pg {api.stdout.strip()}"
 
     migrated = run("migrate")
     assert migrated.returncode == 0, migrated.stderr
@@ -115,5 +123,5 @@ async def test_the_entrypoint_runs_from_a_plain_venv_as_the_image_runs_it(
     assert proc.returncode == 0, out.decode()[-2000:]
     assert b'"event": "stopped"' in out
     # Nothing was written into the environment or the app directory (a read-only root would be fine).
-    assert not list(image_venv.rglob("service/__pycache__"))
-    assert sorted(p.name for p in app_dir.iterdir()) == ["migrations"]
+    assert not list(image_venv.rglob("sqs2pg/__pycache__"))
+    assert not list(app_dir.iterdir())

@@ -8,9 +8,9 @@ import uuid
 import asyncpg
 import pytest
 
-from service import migrate
-from service.handler import insert_event
-from service.store import PRUNE_LOCK_ID, Store
+from sqs2pg import migrate
+from sqs2pg.handler import insert_event
+from sqs2pg.store import PRUNE_LOCK_ID, Store
 
 from ..conftest import _with_database, make_settings
 

@@ -34,7 +34,8 @@ async def test_sigterm_exits_zero_within_grace_and_loses_nothing(database_url, d
         database_url, queues.url,
         HANDLER="tests.handlers:record_apply",
         SQS2PG_SHUTDOWN_GRACE_S=str(GRACE_S),
-        # a long poll is in progress when SIGTERM comes: it is left to return, and what it brings handed back
+        # under load the service polls without waiting (it holds messages): a poll in progress when SIGTERM
+        # comes is let finish, and what it brings handed back, so nothing is left in flight
         SQS2PG_RECEIVE_WAIT_S=str(WAIT_S),
     )
     try:
@@ -47,7 +48,7 @@ async def test_sigterm_exits_zero_within_grace_and_loses_nothing(database_url, d
         if proc.returncode is None:
             proc.kill()
     assert proc.returncode == 0, stderr.decode()[-2000:]
-    assert elapsed < max(GRACE_S, WAIT_S) + 2, f"took {elapsed:.1f} s to stop"
+    assert elapsed < GRACE_S + 2, f"took {elapsed:.1f} s to stop"
 
     lines = [json.loads(line) for line in stdout.decode().splitlines()]
     settled = [line for line in lines if line.get("action") == "settle"]

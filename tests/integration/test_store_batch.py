@@ -8,11 +8,11 @@ import json
 import asyncpg
 import pytest
 
-from service.errors import InvalidMessage
-from service.handler import insert_event
-from service.message import Message
-from service.retry import Outcome
-from service.store import Store
+from sqs2pg.errors import InvalidMessage
+from sqs2pg.handler import insert_event
+from sqs2pg.message import Message
+from sqs2pg.retry import Outcome
+from sqs2pg.store import Store
 
 from ..conftest import make_settings
 from ..handlers import swallow_database_error

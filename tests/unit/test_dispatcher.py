@@ -3,8 +3,8 @@
 import asyncio
 import itertools
 
-from service.dispatcher import Dispatcher
-from service.message import Message
+from sqs2pg.dispatcher import Dispatcher
+from sqs2pg.message import Message
 
 _ids = itertools.count()
 

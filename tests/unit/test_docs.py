@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from service.config import PREFIX, knob_fields
+from sqs2pg.config import PREFIX, knob_fields
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 

@@ -4,8 +4,8 @@ import asyncpg
 import botocore.exceptions
 import pytest
 
-from service.errors import IdempotencyKeyReused, InvalidMessage, PermanentError, RetryableError, classify
-from service.retry import Outcome, backoff_s, decide
+from sqs2pg.errors import IdempotencyKeyReused, InvalidMessage, PermanentError, RetryableError, classify
+from sqs2pg.retry import Outcome, backoff_s, decide
 
 
 def _client_error(code: str, status: int = 400) -> botocore.exceptions.ClientError:
@@ -26,6 +26,7 @@ def _client_error(code: str, status: int = 400) -> botocore.exceptions.ClientErr
         (asyncpg.exceptions.QueryCanceledError("statement timeout"), "statement_timeout"),
         (asyncpg.exceptions.TooManyConnectionsError("x"), "resources"),
         (asyncpg.exceptions.UndefinedTableError("no events"), "schema"),
+        (asyncpg.exceptions.InvalidCatalogNameError("database does not exist"), "database_missing"),
         (asyncpg.exceptions.ConnectionDoesNotExistError("closed"), "connection"),
         (ConnectionResetError("reset"), "connection"),
         (TimeoutError(), "timeout"),
@@ -80,3 +81,10 @@ def test_decision_dead_letters_permanent_and_retries_transient() -> None:
     assert perm.outcome is Outcome.DEAD_LETTERED and perm.visibility_s == 0
     retry = decide(RetryableError("x"), 3, 2, 300, random.Random(1))
     assert retry.outcome is Outcome.RETRIED and 4 <= retry.visibility_s <= 8
+
+
+def test_a_missing_database_counts_as_the_database_being_unavailable() -> None:
+    """3D000 opens the circuit like a refused connection: good messages must not burn their receives."""
+    from sqs2pg.errors import AVAILABILITY_KINDS
+
+    assert classify(asyncpg.exceptions.InvalidCatalogNameError("x")).kind in AVAILABILITY_KINDS

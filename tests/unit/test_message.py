@@ -1,7 +1,7 @@
 import pytest
 
-from service.errors import InvalidMessage
-from service.message import Message
+from sqs2pg.errors import InvalidMessage
+from sqs2pg.message import Message
 
 
 def raw(body: str = "{}", attrs: dict | None = None, dedup: str | None = "d-1") -> dict:

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Build the Dockerfile with podman and run the image as users will: read-only root, every capability dropped,
+# no-new-privileges, the image's own user (uid/gid 10001). `migrate`, `check`, `run` against the local
+# PostgreSQL and moto's SQS server (both on loopback, free ports, the container on the host network); messages
+# sent land in `events`; /healthz, /metrics and the image's HEALTHCHECK answer; a plain `podman stop` (10 s
+# before SIGKILL, as `docker stop`) ends it with exit 0. Any failure exits non-zero with the reason; nothing is
+# skipped.
+#
+# No registry is reachable on this project's machines, so when the base image cannot be pulled a stand-in is
+# built locally (debootstrap of Debian bookworm with its python3, tagged with the real base's name). README,
+# "Container image", says what that does not cover.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BASE=docker.io/library/python:3.12-slim-bookworm
+IMAGE=localhost/sqs2pg:check
+NAME=sqs2pg-check-$$
+WORK=$(mktemp -d /tmp/sqs2pg-image-check.XXXXXX)
+PY=.venv/bin/python
+fail() { echo "image-check: FAILED: $*" >&2; exit 1; }
+step() { echo "== image-check: $*"; }
+
+command -v podman >/dev/null || fail "podman is not installed (apt-get install podman runc debootstrap)"
+command -v runc >/dev/null || fail "runc is not installed (apt-get install runc; crun fails on this machine kind)"
+scripts/bootstrap.sh
+scripts/ensure-postgres.sh
+
+# runc and explicit limits: what podman needs on this machine kind (higher limits are refused).
+cat >"$WORK/containers.conf" <<'CONF'
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+[engine]
+runtime = "runc"
+CONF
+export CONTAINERS_CONF=$WORK/containers.conf
+
+moto_pid=""
+db=""
+cleanup() {
+  podman rm -f "$NAME" >/dev/null 2>&1 || true
+  [ -n "$moto_pid" ] && kill "$moto_pid" 2>/dev/null || true
+  [ -n "$db" ] && psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# --- the base image -------------------------------------------------------------------------------------
+if ! podman image exists "$BASE"; then
+  if podman pull -q "$BASE" >/dev/null 2>&1; then
+    step "pulled $BASE"
+  else
+    command -v debootstrap >/dev/null || fail "no registry reachable and debootstrap is not installed"
+    step "no registry: building a stand-in for $BASE (debootstrap bookworm + python3; about a minute)"
+    root=$WORK/rootfs
+    debootstrap --variant=minbase --include=python3,python3-venv bookworm "$root" http://deb.debian.org/debian \
+      >"$WORK/debootstrap.log" 2>&1 || { tail -20 "$WORK/debootstrap.log" >&2; fail "debootstrap failed"; }
+    chroot "$root" apt-get clean
+    rm -rf "$root"/var/lib/apt/lists/* "$root"/var/log/* "$root"/usr/share/man/* "$root"/usr/share/locale/* \
+           "$root"/etc/resolv.conf "$root"/etc/hostname
+    find "$root/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
+    # python on the PATH where the real image has it
+    ln -sf /usr/bin/python3 "$root/usr/local/bin/python3"
+    ln -sf /usr/bin/python3 "$root/usr/local/bin/python"
+    tar -C "$root" --numeric-owner --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' -cf - . \
+      | podman import --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+          --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' \
+          --message "local stand-in for $BASE: debootstrap bookworm minbase + python3" - "$BASE" >/dev/null
+    rm -rf "$root"
+  fi
+fi
+if podman image inspect --format '{{.Comment}}' "$BASE" | grep -q stand-in; then
+  echo "   base: the local stand-in for $BASE, $(podman run --rm --pull=never "$BASE" python3 --version 2>/dev/null)"
+fi
+
+# --- build ------------------------------------------------------------------------------------------------
+step "podman build"
+secret=()
+[ -s /etc/ssl/certs/ca-certificates.crt ] && secret=(--secret id=ca,src=/etc/ssl/certs/ca-certificates.crt)
+started=$(date +%s)
+podman build --format docker --pull=never "${secret[@]}" -t "$IMAGE" . >"$WORK/build.log" 2>&1 \
+  || { tail -40 "$WORK/build.log" >&2; fail "podman build failed"; }
+echo "   built in $(( $(date +%s) - started )) s; size $(podman image inspect --format '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1e6}')"
+
+# --- what the image is --------------------------------------------------------------------------------------
+inspect() { podman image inspect --format "$1" "$IMAGE"; }
+[ "$(inspect '{{.Config.User}}')" = "10001:10001" ] || fail "USER is '$(inspect '{{.Config.User}}')', not 10001:10001"
+inspect '{{json .Config.Healthcheck}}' | grep -q healthz || fail "the image has no HEALTHCHECK (build with --format docker)"
+run_in() { podman run --rm --pull=never --read-only --cap-drop=ALL --security-opt=no-new-privileges --network=host "$@" 2>"$WORK/podman.err"; }
+[ "$(run_in --entrypoint id "$IMAGE" -u):$(run_in --entrypoint id "$IMAGE" -g)" = "10001:10001" ] || fail "the process does not run as 10001:10001"
+run_in --entrypoint python "$IMAGE" -c 'import pip' >/dev/null 2>&1 && fail "pip is still in the runtime venv"
+run_in --entrypoint python "$IMAGE" -c 'import sqs2pg.app, sys; sys.exit(0 if sqs2pg.app.__cached__ and __import__("os").path.exists(sqs2pg.app.__cached__) else 1)' \
+  || fail "sqs2pg's modules have no compiled bytecode in the image"
+version=$(run_in "$IMAGE" --version) || fail "sqs2pg --version failed"
+echo "   $version, user 10001:10001, HEALTHCHECK present, no pip, bytecode compiled"
+
+# --- the services it talks to: the local PostgreSQL and moto on free loopback ports -------------------------
+free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+sqs_port=$(free_port)
+http_port=$(free_port)
+"$PY" docker/moto/moto_sqs_server.py --host 127.0.0.1 "$sqs_port" >"$WORK/moto.log" 2>&1 &
+moto_pid=$!
+export AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$sqs_port AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
+for _ in $(seq 1 100); do curl -s -o /dev/null "$AWS_ENDPOINT_URL_SQS" && break; sleep 0.1; done
+queue_url=$("$PY" scripts/local_sqs.py create image-check.fifo)
+db=sqs2pg_image_check_$$
+psql -h 127.0.0.1 -U postgres -d postgres -qc "CREATE DATABASE \"$db\""
+env_args=(-e DATABASE_URL="postgresql://postgres@127.0.0.1:5432/$db" -e SQS_QUEUE_URLS="$queue_url" -e HTTP_PORT="$http_port"
+          -e AWS_ENDPOINT_URL_SQS -e AWS_REGION -e AWS_ACCESS_KEY_ID -e AWS_SECRET_ACCESS_KEY)
+
+# --- migrate, check, run -----------------------------------------------------------------------------------------
+step "migrate, check"
+run_in "${env_args[@]}" "$IMAGE" migrate >"$WORK/migrate.log" 2>&1 || { cat "$WORK/migrate.log" >&2; fail "migrate"; }
+run_in "${env_args[@]}" "$IMAGE" check >"$WORK/check.log" 2>&1 || { cat "$WORK/check.log" >&2; fail "check"; }
+sed 's/^/   /' "$WORK/check.log"
+
+step "run"
+podman run -d --name "$NAME" --pull=never --read-only --cap-drop=ALL --security-opt=no-new-privileges --network=host \
+  "${env_args[@]}" "$IMAGE" >/dev/null 2>>"$WORK/podman.err" || fail "podman run"
+ready=""
+for _ in $(seq 1 150); do
+  curl -sf -o /dev/null "http://127.0.0.1:$http_port/readyz" && { ready=1; break; }
+  [ "$(podman inspect --format '{{.State.Running}}' "$NAME")" = true ] || break
+  sleep 0.2
+done
+[ -n "$ready" ] || { podman logs "$NAME" >&2; fail "/readyz never answered 200"; }
+for i in $(seq 1 20); do
+  "$PY" scripts/local_sqs.py send image-check.fifo "{\"seq\": $i}" --group "g$((i % 3))" >/dev/null
+done
+landed=""
+for _ in $(seq 1 150); do
+  n=$(psql -h 127.0.0.1 -U postgres -d "$db" -Atc "SELECT count(*) FROM events")
+  [ "$n" = 20 ] && { landed=1; break; }
+  sleep 0.2
+done
+[ -n "$landed" ] || { podman logs "$NAME" >&2; fail "20 messages sent, $n in table events"; }
+curl -sf "http://127.0.0.1:$http_port/healthz" >/dev/null || fail "/healthz"
+curl -sf "http://127.0.0.1:$http_port/metrics" > "$WORK/metrics.txt" || fail "/metrics"
+grep '^sqs2pg_messages_total{' "$WORK/metrics.txt" | grep 'outcome="committed"' | grep -q 'queue="image-check.fifo".* 20.0$' \
+  || { grep messages_total "$WORK/metrics.txt" >&2; fail "/metrics does not count the 20 commits"; }
+podman healthcheck run "$NAME" >/dev/null 2>>"$WORK/podman.err" || fail "the image's HEALTHCHECK failed"
+echo "   20 messages in table events; /readyz, /healthz, /metrics and the HEALTHCHECK answer"
+
+step "podman stop (10 s before SIGKILL, as docker stop)"
+started=$(date +%s.%N)
+podman stop "$NAME" >/dev/null 2>>"$WORK/podman.err"
+took=$("$PY" -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$started" "$(date +%s.%N)")
+code=$(podman inspect --format '{{.State.ExitCode}}' "$NAME")
+[ "$code" = 0 ] || { podman logs "$NAME" | tail -20 >&2; fail "exit code $code after podman stop ($took s)"; }
+podman logs "$NAME" 2>/dev/null | grep -q '"event": "stopped"' || fail "no \"stopped\" line in the logs"
+echo "   exit 0 after $took s"
+podman rmi "$IMAGE" >/dev/null 2>&1 || true
+echo "image-check: passed"

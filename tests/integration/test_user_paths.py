@@ -1,0 +1,206 @@
+"""The paths a user takes first: a stop with the default long poll, readiness before the first poll returns, a
+backlog drained on plain moto without a long-poll stall, a database missing at start, the dead-letter tools
+pointed at the wrong queue."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from typing import Any, AsyncIterator
+from urllib.parse import urlsplit
+
+import aioboto3
+import asyncpg
+import pytest
+
+from ..conftest import (
+    REGION,
+    Queues,
+    _free_port,
+    _with_database,
+    make_settings,
+    metric,
+    running,
+    start_service,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def _get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:
+        return 0, ""
+
+
+async def test_sigterm_during_an_idle_long_poll_exits_zero_within_10_s_and_ready_comes_first(database_url, queues: Queues) -> None:
+    port = _free_port()
+    started = time.monotonic()
+    # The defaults: a 20 s long poll and a 20 s grace period; `docker stop` waits 10 s before SIGKILL.
+    proc = await start_service(database_url, queues.url, HTTP_PORT=str(port), SQS2PG_RECEIVE_WAIT_S="20", SQS2PG_SHUTDOWN_GRACE_S="20")
+    try:
+        async def ready() -> bool:
+            return (await asyncio.to_thread(_get, port, "/readyz"))[0] == 200
+        await wait_until(ready, timeout_s=30)
+        # Ready while the first 20 s poll of an empty queue is still out (ready means: database answers,
+        # queues described; not "a poll came back").
+        ready_after_s = time.monotonic() - started
+
+        async def polling() -> bool:
+            text = (await asyncio.to_thread(_get, port, "/metrics"))[1]
+            return 'operation="receive_message"' in text
+        await wait_until(polling, timeout_s=10)
+        polls = [line for line in (await asyncio.to_thread(_get, port, "/metrics"))[1].splitlines()
+                 if line.startswith("sqs2pg_sqs_requests_total") and 'operation="receive_message"' in line]
+        assert ready_after_s < 20 and float(polls[0].split()[-1]) == 1.0, (ready_after_s, polls)
+
+        stop_sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        stop_s = time.monotonic() - stop_sent
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert stop_s < 10, f"stop took {stop_s:.1f} s"
+    assert b'"event": "stopped"' in out
+
+
+@pytest.fixture
+async def plain_moto() -> AsyncIterator[str]:
+    """moto's own server as users start it (python -m moto.server), without the tests' launcher."""
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await wait_until(lambda: _answers(url), timeout_s=30)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def _answers(url: str) -> bool:
+    return (await asyncio.to_thread(_get, int(url.rsplit(":", 1)[1]), "/moto-api/"))[0] == 200
+
+
+async def test_a_backlog_drains_on_plain_moto_without_a_long_poll_stall(database_url, db, plain_moto, monkeypatch) -> None:
+    """300 messages over 7 groups waiting before the start, default long poll (20 s). A long poll begun while
+    sqs2pg itself holds every group would not return on plain moto when its own deletes land: the service
+    must not start one then. The commits must come without a gap anywhere near the 20 s of such a stall."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", plain_moto)
+    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_REGION", REGION)):
+        monkeypatch.setenv(name, value)
+    async with aioboto3.Session().client("sqs", region_name=REGION, endpoint_url=plain_moto) as client:
+        dlq = (await client.create_queue(QueueName="drain-dlq.fifo", Attributes={"FifoQueue": "true"}))["QueueUrl"]
+        arn = (await client.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"]))["Attributes"]["QueueArn"]
+        url = (await client.create_queue(QueueName="drain.fifo", Attributes={
+            "FifoQueue": "true", "RedrivePolicy": json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": 10})}))["QueueUrl"]
+        queues = Queues(client, url, dlq)
+        sent = [({"seq": s}, f"g{g}", f"d-{g}-{s}") for s in range(43) for g in range(7)][:300]
+        await queues.send_batch(sent)
+
+        settings = make_settings(database_url, [url], receive_wait_s="20", max_concurrent_groups="16")
+        async with running(settings):
+            async def drained() -> bool:
+                return await db.fetchval("SELECT count(*) FROM events") == len(sent)
+            await wait_until(drained, timeout_s=120)
+        gaps = await db.fetch(
+            "SELECT extract(epoch FROM committed_at - lag(committed_at) OVER (ORDER BY id))::float AS gap FROM events"
+        )
+        longest = max(r["gap"] or 0.0 for r in gaps)
+        assert longest < 10, f"no commit for {longest:.1f} s while messages waited: a long-poll stall"
+        assert await queues.depth() == 0
+
+
+async def test_a_database_missing_at_start_is_said_at_once_and_opens_the_circuit_until_it_exists(
+    postgres_admin_url, template_database, queues: Queues, caplog
+) -> None:
+    name = f"sqs2pg_late_{uuid.uuid4().hex[:8]}"
+    url = _with_database(postgres_admin_url, name)
+    await queues.send({"seq": 0}, "g", "late-0")
+    caplog.set_level(logging.INFO, logger="sqs2pg")
+    settings = make_settings(url, [queues.url])
+    admin = await asyncpg.connect(postgres_admin_url)
+    try:
+        async with running(settings) as app:
+            # SQLSTATE 3D000 at start: one ERROR line that names it, the circuit open, not ready, nothing received.
+            errors = [r for r in caplog.records if r.levelno == logging.ERROR and getattr(r, "action", "") == "breaker"]
+            assert errors and "does not exist" in errors[0].error and "DATABASE_URL" in errors[0].error, errors
+            assert metric(app, "sqs2pg_circuit_open") == 1
+            status, body = await asyncio.to_thread(_get, app.http_port, "/readyz")
+            assert status == 503 and json.loads(body)["database"] is False
+            assert metric(app, "sqs2pg_received_messages_total", queue=_name(queues.url)) == 0
+
+            # The database appears (migrated): the probe finds it, the circuit closes, the message is applied,
+            # received once.
+            await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+            await wait_until(lambda: _committed(app, queues.url), timeout_s=30)
+            assert metric(app, "sqs2pg_circuit_open") == 0
+            assert metric(app, "sqs2pg_received_messages_total", queue=_name(queues.url)) == 1
+            assert metric(app, "sqs2pg_messages_total", queue=_name(queues.url), outcome="retried") == 0
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def _name(url: str) -> str:
+    return url.rsplit("/", 1)[-1]
+
+
+async def _committed(app: Any, url: str) -> bool:
+    return metric(app, "sqs2pg_messages_total", queue=_name(url), outcome="committed") >= 1
+
+
+def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sqs2pg", *args], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=60)
+
+
+async def test_dlq_tools_and_check_on_unusable_queues_say_why_in_one_line(database_url, queues: Queues) -> None:
+    client = queues.client
+    no_dlq = (await client.create_queue(QueueName=f"nodlq-{uuid.uuid4().hex[:8]}.fifo", Attributes={"FifoQueue": "true"}))["QueueUrl"]
+    missing = queues.url.rsplit("/", 1)[0] + f"/missing-{uuid.uuid4().hex[:8]}.fifo"
+    for url, expected in ((no_dlq, "has no RedrivePolicy"), (missing, "does not exist")):
+        for command in (["dlq", "stats"], ["dlq", "peek"], ["dlq", "redrive"]):
+            result = await asyncio.to_thread(_cli, *command, SQS_QUEUE_URLS=url)
+            assert result.returncode == 2, result
+            assert result.stderr.count("\n") == 1 and expected in result.stderr and "Traceback" not in result.stderr
+    # check: one line per check, each queue named once.
+    checked = await asyncio.to_thread(_cli, "check", DATABASE_URL=database_url, SQS_QUEUE_URLS=f"{queues.url},{no_dlq}")
+    assert checked.returncode == 1
+    failed = [line for line in checked.stdout.splitlines() if line.startswith("FAIL")]
+    assert len(failed) == 1 and failed[0].count(no_dlq) == 1, checked.stdout
+
+
+async def test_dlq_stats_takes_a_queue_and_peek_shows_the_original_message_id(database_url, queues: Queues) -> None:
+    sent = await queues.client.send_message(QueueUrl=queues.url, MessageBody="not json", MessageGroupId="g", MessageDeduplicationId="bad-0")
+    async with running(make_settings(database_url, [queues.url])) as app:
+        await wait_until(lambda: _dead(app, queues.url))
+    stats = await asyncio.to_thread(_cli, "dlq", "stats", "--queue", _name(queues.url), SQS_QUEUE_URLS=queues.url)
+    assert stats.returncode == 0 and "1 waiting" in stats.stdout, stats
+    peek = await asyncio.to_thread(_cli, "dlq", "peek", SQS_QUEUE_URLS=queues.url)
+    assert peek.returncode == 0, peek
+    line = next(line for line in peek.stdout.splitlines() if "group=g" in line)
+    ids = dict(part.split("=", 1) for part in line.split() if part.startswith(("id=", "dlq_id=")))
+    # The id the service logged when it dead-lettered it, beside the DLQ copy's own.
+    assert ids["id"] == sent["MessageId"] and ids["dlq_id"] != ids["id"], line
+
+
+async def _dead(app: Any, url: str) -> bool:
+    return metric(app, "sqs2pg_messages_total", queue=_name(url), outcome="dead_lettered") >= 1
