@@ -2,10 +2,8 @@
 #   docker build -t sqs2pg .
 #   docker run --rm --read-only -e DATABASE_URL=... -e SQS_QUEUE_URLS=... -e AWS_REGION=... -p 8080:8080 sqs2pg
 # scripts/image-check.sh builds it with podman and runs it as users will (CI runs that script).
-ARG PYTHON_IMAGE=docker.io/library/python:3.12-slim-bookworm
-
 # --- build: a virtual environment with the pinned dependencies and the sqs2pg wheel, compiled, without pip ---
-FROM ${PYTHON_IMAGE} AS build
+FROM docker.io/library/python:3.12-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY requirements.lock ./
@@ -28,7 +26,7 @@ RUN --mount=type=secret,id=ca,target=/run/secrets/ca.crt \
     && /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv/lib
 
 # --- runtime: the venv and a non-root user; nothing is written at run time ---
-FROM ${PYTHON_IMAGE}
+FROM docker.io/library/python:3.12-slim-bookworm
 RUN groupadd --system --gid 10001 sqs2pg \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin sqs2pg
 COPY --from=build /opt/venv /opt/venv
