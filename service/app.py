@@ -127,22 +127,24 @@ class App:
     ) -> None:
         """The shutdown order. Everything that stops, stops here, in this order."""
         s = self.settings
-        deadline = asyncio.get_running_loop().time() + s.shutdown_grace_s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + s.shutdown_grace_s
         logs.event(logging.INFO, "stopping", "stop", grace_s=s.shutdown_grace_s, held=self.dispatcher.held)
-        # 1. Stop receiving: each poller returns at once, cutting a long poll short. That is safe: whatever the
-        #    server may already have handed to a cut poll stays invisible until its visibility timeout and then
-        #    comes back, its group locked meanwhile, so it is a delay, never a loss or a reordering. Waiting for
-        #    the poll instead would hold a stop for up to receive_wait_s (20 s), past `docker stop`'s 10 s.
-        #    A poll without wait (sqs2pg holds messages of the queue) returns at once, so it is let finish and
-        #    what it brings is handed back; a poller in the middle of handing a batch back finishes that call.
-        _, late_polls = await asyncio.wait(pollers, timeout=POLLERS_STOP_S)
-        # 2. Hand back every received-but-unstarted message with visibility 0, so other consumers can take
+        # 1. Hand back every received-but-unstarted message with visibility 0, so other consumers can take
         #    those groups at once (a group's order holds: SQS keeps it locked while its head is in flight).
+        #    From here on workers start nothing new, and handling still running at the deadline is abandoned,
+        #    rolled back and released (a commit that raced the deadline is recognised as a duplicate later).
         await acker.release(self.dispatcher.close(), "shutdown")
-        # 3. Let each worker finish the message it holds. At the deadline its handling is abandoned, rolled
-        #    back and released (a commit that raced the deadline is recognised as a duplicate later).
         consumer.set_deadline(deadline)
-        _, late = await asyncio.wait(workers, timeout=s.shutdown_grace_s + 5)
+        # 2. Stop receiving: each poller returns at once, cutting a long poll short. That is safe: whatever the
+        #    server may have handed to a cut poll at that instant stays invisible until its visibility timeout
+        #    and then comes back, its group locked meanwhile: a delay, never a loss or a reordering. Waiting
+        #    for it instead would hold a stop for up to receive_wait_s (20 s), past `docker stop`'s 10 s.
+        #    A poll without wait (sqs2pg holds messages of the queue) is let finish and what it brings handed
+        #    back, as is a batch a poller was handing back.
+        _, late_polls = await asyncio.wait(pollers, timeout=POLLERS_STOP_S)
+        # 3. Let each worker finish the message it holds, until the deadline (plus the time to release).
+        _, late = await asyncio.wait(workers, timeout=max(0.0, deadline + 5 - loop.time()))
         for task in late | late_polls:  # stuck in a call past every timeout: give up on it
             task.cancel()
         # 4. Stop the heartbeat and housekeeping, then flush the deletes of everything that committed.

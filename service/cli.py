@@ -142,14 +142,16 @@ async def _check(settings: Settings) -> int:
         finally:
             await conn.close()
     sqs = Sqs(settings, Metrics())
-    await sqs.open()
     try:
+        await sqs.open()
         for url in settings.queue_urls:
             try:
                 info = await sqs.describe(url)
                 report(True, f"queue {info.name}: FIFO, dead-letter queue {info.dlq_url} (maxReceiveCount {info.max_receive_count})")
             except StartupError as exc:
                 report(False, str(exc))
+    except StartupError as exc:
+        report(False, str(exc))
     finally:
         await sqs.close()
     return EXIT_FAILED if failures else 0
@@ -166,7 +168,9 @@ async def _dlq(settings: Settings, args: argparse.Namespace) -> int:
         try:
             return await _dlq_command(sqs, queues, args)
         except Sqs2pgError as exc:  # SQS failed part-way: what was held is visible again after HOLD_S at worst
-            raise StartupError(f"SQS call failed at {sqs.endpoint} ({exc}): nothing was lost; run the command again") from exc
+            print(f"sqs2pg dlq {args.dlq_command}: an SQS call failed at {sqs.endpoint} ({exc}): nothing was lost; "
+                  "run the command again", file=sys.stderr)
+            return EXIT_FAILED
     finally:
         await sqs.close()
 

@@ -112,8 +112,13 @@ def _database_url_problem(url: str) -> str | None:
     hosts = parts.netloc.rpartition("@")[2]
     for host in hosts.split(","):
         _, colon, port = host.rpartition(":") if not host.endswith("]") else ("", "", "")
-        if colon and port and not (port.isdigit() and 1 <= int(port) <= 65535):
-            return f"DATABASE_URL has port {port!r}: a port is a number from 1 to 65535"
+        if colon and port and not port.isdigit():
+            # Never echoed: with a raw '#', '?' or '/' in the password, what is parsed as the port is a
+            # piece of the password.
+            return ("DATABASE_URL has an invalid host:port (a password containing @ : / ? # must be "
+                    "percent-encoded, e.g. %40 for @)")
+        if colon and port and not 1 <= int(port) <= 65535:
+            return f"DATABASE_URL has port {port}: a port is a number from 1 to 65535"
     return None
 
 

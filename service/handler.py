@@ -56,6 +56,8 @@ def load_handler(path: str) -> Handler:
         hint = " (the package is named sqs2pg since 0.2: sqs2pg.handler:insert_event)" if module_name.startswith("service.") else \
             ": install it into the same environment or put it on PYTHONPATH"
         raise StartupError(f"HANDLER={path!r}: cannot import {module_name!r} ({exc}){hint}") from exc
+    except Exception as exc:  # the module itself fails: a syntax error, an exception at import time
+        raise StartupError(f"HANDLER={path!r}: importing {module_name!r} failed: {type(exc).__name__}: {exc}") from exc
     handler = getattr(module, attr, None)
     if handler is None:
         raise StartupError(f"HANDLER={path!r}: module {module_name!r} has no attribute {attr!r}")

@@ -59,9 +59,12 @@ class Poller:
                 break
             # While sqs2pg holds messages of this queue, their groups stay locked at SQS until its own deletes
             # or hand-backs land, and a long poll begun now need not notice those (moto's does not: it decides
-            # which groups are locked when the poll starts, and waits out its 20 s). So it polls without waiting,
-            # and when nothing comes, waits for one of its own messages to be let go before polling again.
-            # Holding nothing, a long poll is the cheap way to wait.
+            # which groups are locked when the poll starts, and waits out its wait). So it polls without waiting,
+            # and when nothing comes, waits for one of its own messages to be let go (at most 1 s) before
+            # polling again. Holding nothing, a long poll is the cheap way to wait. (A 1 s long poll while
+            # holding was tried: 300 messages over 7 groups took 32 s to drain on plain moto instead of 3.4 s.
+            # A poll without wait may miss messages on SQS, which samples its servers for it; that costs at
+            # most the wait for the next let-go, and holding messages means one is coming.)
             holding = self._acker.holding(self.url) > 0
             let_go = self._acker.let_go_count(self.url)
             receive = asyncio.ensure_future(self._sqs.receive(self.url, wait_s=0 if holding else None))
@@ -70,7 +73,7 @@ class Poller:
                 # handed back, so nothing is left invisible.
                 await _finish(receive)
             elif not await unless(receive, self._stopping):
-                break  # stopping: the long poll was cut short (safe: see App._shutdown, step 1)
+                break  # stopping: the long poll was cut short (safe: see App._shutdown, step 2)
             try:
                 raw = receive.result()
             except Sqs2pgError as exc:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, TypeVar
 
 import aioboto3
+import botocore.exceptions
 from botocore.config import Config as BotoConfig
 
 from .config import Settings
@@ -64,8 +65,11 @@ class Sqs:
             # botocore's client-side validation was 2.4% of the service's CPU in the benchmark's profile.
             parameter_validation=False,
         )
-        session = aioboto3.Session()
-        self._client = await self._stack.enter_async_context(session.client("sqs", config=config))
+        try:
+            session = aioboto3.Session()
+            self._client = await self._stack.enter_async_context(session.client("sqs", config=config))
+        except botocore.exceptions.BotoCoreError as exc:  # a missing profile, a malformed config file, ...
+            raise StartupError(f"the AWS SDK cannot start ({exc}): check AWS_PROFILE, AWS_CONFIG_FILE and the AWS_* settings") from exc
 
     async def close(self) -> None:
         await self._stack.aclose()

@@ -56,6 +56,20 @@ def test_passwords_never_reach_messages() -> None:
     with pytest.raises(ConfigError) as info:
         load({**BASE, "DATABASE_URL": "mysql://app:s3cret@db/app"})
     assert "s3cret" not in str(info.value)
+    # A raw '#' splits the URL inside the password: the piece before it would parse as a port.
+    with pytest.raises(ConfigError) as info:
+        load({**BASE, "DATABASE_URL": "postgresql://app:s3c#ret@db/app"})
+    assert "s3c" not in str(info.value) and "percent-encoded" in str(info.value)
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://app@db1:5432,db2:5433/app",
+    "postgresql://app:p%40ss@[::1]:5432/app?sslmode=require",
+    "postgresql:///app?host=/var/run/postgresql",
+    "postgres://app@db/app",
+])
+def test_valid_database_urls_are_accepted(url: str) -> None:
+    assert load({**BASE, "DATABASE_URL": url}).database_url == url
 
 
 def test_migrations_need_only_the_database() -> None:
