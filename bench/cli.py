@@ -39,7 +39,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="PostgreSQL admin URL; database sqs2pg_bench is created there")
     p.add_argument("--service-env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for the sqs2pg process (e.g. SQS2PG_POLLERS_PER_QUEUE=2)")
-    p.add_argument("--only", help="for tuning: run only these measurements (comma-separated: ceilings,naive,sqs2pg,latency); "
+    p.add_argument("--delays", default="0,5,15,30",
+                   help="ms added to every SQS request (bench/delay_proxy.py) for the far-SQS series: sqs2pg on the "
+                        "headline group count through the proxy at each delay, 0 included (default 0,5,15,30)")
+    p.add_argument("--delay-messages", type=int, default=10_000, help="backlog per run of the far-SQS series (default 10000)")
+    p.add_argument("--only", help="for tuning: run only these measurements (comma-separated: ceilings,naive,sqs2pg,latency,delays); "
                    "the ratios then cannot be computed")
     p.add_argument("--profile", metavar="FILE", help="py-spy the first sqs2pg backlog run into FILE (collapsed stacks)")
     p.add_argument("--json", default="bench/results/latest.json", help="where to write the figures")
@@ -89,7 +93,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             async def fresh_queue() -> workloads.Queue:
                 return await workloads.make_queue(sqs, f"bench-{uuid.uuid4().hex[:12]}")
 
-            only = set(args.only.split(",")) if args.only else {"ceilings", "naive", "sqs2pg", "latency"}
+            only = set(args.only.split(",")) if args.only else {"ceilings", "naive", "sqs2pg", "latency", "delays"}
+            delays = [float(d) for d in args.delays.split(",")] if args.delays else []
             for r in range(args.runs):
                 print(f"run {r + 1} of {args.runs}", file=sys.stderr, flush=True)
                 for g in groups if "ceilings" in only else ():
@@ -109,6 +114,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     profile = Path(args.profile) if args.profile and r == 0 and g == groups[0] else None
                     record(f"sqs2pg_g{g}", await workloads.sqs2pg_backlog(
                         sqs, env, db_url, q, backlog(g), g, uuid.uuid4().hex, log, extra_env, profile))
+                    await workloads.drop_queue(sqs, q)
+                for d in delays if "delays" in only else ():
+                    q = await fresh_queue()
+                    with servers.delayed(endpoint, d) as far:
+                        record(f"sqs2pg_g{groups[0]}_delay{d:g}", await workloads.sqs2pg_backlog(
+                            sqs, servers.aws_env(far), db_url, q, args.delay_messages, groups[0], uuid.uuid4().hex, log,
+                            extra_env))
                     await workloads.drop_queue(sqs, q)
                 if "latency" in only:
                     q = await fresh_queue()

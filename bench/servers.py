@@ -56,6 +56,22 @@ def fauxqs(endpoint: str | None) -> Iterator[str]:
         proc.wait(10)
 
 
+@contextmanager
+def delayed(endpoint: str, delay_ms: float) -> Iterator[str]:
+    """The endpoint behind bench/delay_proxy.py, which adds delay_ms to every request (its own process)."""
+    port = free_port()
+    upstream = endpoint.split("://", 1)[1].rstrip("/")
+    proc = subprocess.Popen(
+        [str(ROOT / ".venv" / "bin" / "python"), "-m", "bench.delay_proxy", "--upstream", upstream,
+         "--delay-ms", str(delay_ms), "--port", str(port)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def aws_env(endpoint: str) -> dict[str, str]:
     return {
         "AWS_ENDPOINT_URL_SQS": endpoint,

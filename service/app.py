@@ -77,7 +77,6 @@ class App:
             self.pollers = [
                 Poller(url, s, self.sqs, self.dispatcher, acker, self.metrics, self.breaker, self._stopping)
                 for url in s.queue_urls
-                for _ in range(s.pollers_per_queue)
             ]
             self.probes.checks = {
                 "database": self._database_ready,
@@ -103,7 +102,7 @@ class App:
                         name="depth",
                     ))
                 workers = [tg.create_task(consumer.work(), name=f"worker-{i}") for i in range(s.max_concurrent_groups)]
-                pollers = [tg.create_task(p.run(), name=f"poll-{p.name}-{i}") for i, p in enumerate(self.pollers)]
+                pollers = [tg.create_task(lane, name=f"poll-{p.name}-{i}") for p in self.pollers for i, lane in enumerate(p.runners())]
                 logs.event(logging.INFO, "receiving", "start", http_port=self.http_port, workers=len(workers), pollers=len(pollers))
                 self._started.set()
                 await self._stopping.wait()

@@ -40,7 +40,7 @@ class Settings:
     receive_batch_size: int = _knob(10, "messages asked for per ReceiveMessage call", 1, 10)
     visibility_timeout_s: int = _knob(30, "visibility timeout asked for on receive; the heartbeat extends it", 5, 43200)
     heartbeat_fraction: float = _knob(0.5, "extend a held message's visibility once this fraction of it has passed", 0.1, 0.9)
-    pollers_per_queue: int = _knob(1, "concurrent long-poll loops per queue", 1, 64)
+    pollers_per_queue: int = _knob(8, "most ReceiveMessage calls in flight per queue; adapts from 1 (idle) up while receives come back full", 1, 64)
     max_concurrent_groups: int = _knob(16, "message groups handled at the same time (worker tasks)", 1, 1024)
     transaction_max_messages: int = _knob(10, "heads of different groups applied in one transaction when several are ready (1: one per transaction)", 1, 100)
     max_in_memory_messages: int = _knob(200, "messages held in memory (received, not yet acknowledged); pollers wait above it", 10, 100000)
@@ -56,6 +56,7 @@ class Settings:
     prune_interval_s: float = _knob(600.0, "how often one replica prunes expired idempotency records", 1.0, 86400)
     prune_batch_size: int = _knob(1000, "rows deleted per pruning transaction", 1, 100000)
     depth_sample_interval_s: float = _knob(15.0, "how often queue and dead-letter queue depths are sampled into metrics; 0 turns it off", 0.0, 3600)
+    sqs_client: str = _knob("lean", "the hot SQS calls through sqs2pg's lean JSON client (lean) or the AWS SDK (aioboto3)")
     log_level: str = _knob("INFO", "DEBUG, INFO, WARNING or ERROR")
 
     @property
@@ -201,6 +202,8 @@ def load(env: Mapping[str, str] | None = None, require_database: bool = True, re
     if unknown:
         problems.append(f"unknown setting(s): {', '.join(unknown)}")
 
+    if values.get("sqs_client", "lean") not in ("lean", "aioboto3"):
+        problems.append(f"{PREFIX}SQS_CLIENT={values['sqs_client']!r} is not lean or aioboto3")
     if values.get("log_level", "INFO").upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         problems.append(f"{PREFIX}LOG_LEVEL={values['log_level']!r} is not DEBUG, INFO, WARNING or ERROR")
     elif "log_level" in values:

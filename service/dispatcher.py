@@ -27,6 +27,7 @@ class Dispatcher:
         self._busy: dict[GroupKey, Message] = {}
         self._ready: asyncio.Queue[GroupKey | None] = asyncio.Queue()
         self._held = 0
+        self._reserved = 0  # room taken by receives in flight (poller.py)
         self._waiting_workers = 0
         self._closed = False
         self._room = asyncio.Event()
@@ -43,7 +44,15 @@ class Dispatcher:
         return self._closed
 
     def has_room(self, n: int) -> bool:
-        return self._held + n <= self.capacity or self._closed
+        return self._held + self._reserved + n <= self.capacity or self._closed
+
+    def reserve(self, n: int) -> None:
+        """Take room for a receive in flight (it may bring up to n messages); give it back with unreserve()."""
+        self._reserved += n
+
+    def unreserve(self, n: int) -> None:
+        self._reserved -= n
+        self._forget(0)
 
     def has_demand(self, workers: int) -> bool:
         return self._ready.qsize() < workers or self._closed
@@ -157,5 +166,5 @@ class Dispatcher:
 
     def _forget(self, n: int) -> None:
         self._held -= n
-        if self._held < self.capacity:
+        if self._held + self._reserved < self.capacity:
             self._room.set()

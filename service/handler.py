@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from typing import Protocol
+from typing import Callable, Protocol, Sequence, TypeVar
 
 import asyncpg
 
@@ -26,17 +26,68 @@ class Handler(Protocol):
     async def __call__(self, conn: asyncpg.Connection, message: Message) -> None: ...
 
 
+class HandlesMany(Protocol):
+    """The optional batch form of a handler: applies several messages (each the head of a different group) in
+    the open transaction, with as few statements as it can. It must have the same effect as calling the
+    handler on each message in order; if it raises, sqs2pg rolls back and applies each message on its own, so
+    every message still gets its own outcome. Attach it with ``@handles_many(...)``."""
+
+    async def __call__(self, conn: asyncpg.Connection, messages: Sequence[Message]) -> None: ...
+
+
+H = TypeVar("H")
+
+
+def handles_many(many: HandlesMany) -> Callable[[H], H]:
+    """Decorate a handler with its batch form, used when messages of several groups share a transaction."""
+
+    def attach(handler: H) -> H:
+        handler.many = many  # type: ignore[attr-defined]
+        return handler
+
+    return attach
+
+
+def batch_form(handler: Handler) -> HandlesMany | None:
+    """The handler's batch form, if it offers one."""
+    return getattr(handler, "many", None)
+
+
 _INSERT_EVENT = """
 INSERT INTO events (idempotency_key, queue_name, message_group_id, message_id, body, sent_at)
 VALUES ($1, $2, $3, $4, $5::jsonb, to_timestamp($6::bigint / 1000.0))
 ON CONFLICT (idempotency_key) DO NOTHING
 """
+_INSERT_EVENTS = """
+INSERT INTO events (idempotency_key, queue_name, message_group_id, message_id, body, sent_at)
+SELECT k, q, g, m, b::jsonb, to_timestamp(s / 1000.0)
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[]) AS t(k, q, g, m, b, s)
+ON CONFLICT (idempotency_key) DO NOTHING
+"""
 
 
-async def insert_event(conn: asyncpg.Connection, message: Message) -> None:
-    """The built-in handler: append the JSON object body to table ``events``."""
+def _object(message: Message) -> None:
     if not isinstance(message.json, dict):
         raise InvalidMessage("body must be a JSON object")
+
+
+async def insert_events(conn: asyncpg.Connection, messages: Sequence[Message]) -> None:
+    """The built-in handler's batch form: every event in one INSERT ... SELECT FROM unnest(...)."""
+    for message in messages:
+        _object(message)
+    status = await conn.execute(
+        _INSERT_EVENTS,
+        [m.idempotency_key for m in messages], [m.queue_name for m in messages], [m.group_id for m in messages],
+        [m.message_id for m in messages], [m.body for m in messages], [m.sent_timestamp_ms for m in messages],
+    )
+    if int(status.rsplit(" ", 1)[-1]) != len(messages):
+        raise AlreadyApplied()  # some event was there already: let each message find out alone which
+
+
+@handles_many(insert_events)
+async def insert_event(conn: asyncpg.Connection, message: Message) -> None:
+    """The built-in handler: append the JSON object body to table ``events``."""
+    _object(message)
     # The body goes to PostgreSQL as text and is parsed there, so jsonb gets exactly what was sent.
     status = await conn.execute(
         _INSERT_EVENT, message.idempotency_key, message.queue_name, message.group_id, message.message_id, message.body,

@@ -44,7 +44,16 @@ class Metrics:
             "sqs2pg_sqs_errors", "Failed SQS calls or batch entries, by operation and kind", ["queue", "operation", "kind"], registry=r
         )
         self.db_errors = Counter("sqs2pg_db_errors", "Failed database transactions, by kind", ["queue", "kind"], registry=r)
-        self.pollers_up = Gauge("sqs2pg_pollers_up", "Pollers whose last receive succeeded", ["queue"], registry=r)
+        self.pollers_up = Gauge(
+            "sqs2pg_pollers_up", "1 when the queue was described and its last receive did not fail", ["queue"], registry=r
+        )
+        self.receive_lanes = Gauge(
+            "sqs2pg_receive_lanes", "Receive lanes open on the queue (adapts from 1 to SQS2PG_POLLERS_PER_QUEUE)", ["queue"],
+            registry=r,
+        )
+        self.receives_in_flight = Gauge(
+            "sqs2pg_receives_in_flight", "ReceiveMessage calls in flight on the queue", ["queue"], registry=r
+        )
         self.breaker_open = Gauge(
             "sqs2pg_circuit_open", "1 while the database is unreachable and receiving is paused", registry=r
         )
@@ -64,6 +73,8 @@ class Metrics:
             self.received.labels(q)
             self.in_flight.labels(q)
             self.pollers_up.labels(q)
+            self.receive_lanes.labels(q)
+            self.receives_in_flight.labels(q)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,4 +1,11 @@
-"""Poll: long-poll one queue and hand what arrives to the dispatcher, waiting while memory is full."""
+"""Poll: receive from one queue and hand what arrives to the dispatcher, waiting while memory is full.
+
+One Poller per queue runs up to ``SQS2PG_POLLERS_PER_QUEUE`` receive *lanes*, each a loop of one
+ReceiveMessage at a time. How many run adapts: a receive that comes back full opens one more lane (while
+memory allows), one that comes back empty closes one, down to a single lane. So an idle queue costs one
+long poll, and a busy queue far from the service (every call a round trip of milliseconds) keeps several
+receives in flight instead of waiting for each.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +25,7 @@ from .metrics import Metrics
 from .retry import backoff_s
 from .sqs import Sqs, queue_name
 
-HOLDING_RECHECK_S = 1.0  # an empty poll while holding messages: poll again after this, or sooner (see run)
+HOLDING_RECHECK_S = 1.0  # an empty poll while holding messages: poll again after this, or sooner (see _lane)
 
 
 class Poller:
@@ -42,14 +49,23 @@ class Poller:
         self._metrics = metrics
         self._breaker = breaker
         self._stopping = stopping
-        self.healthy = False  # the last receive succeeded
+        self.healthy = False  # the queue was described and no receive has failed since the last success
+        self.lanes = 1  # how many lanes may receive now (1 .. settings.pollers_per_queue)
+        self._lanes_changed = asyncio.Event()
 
-    async def run(self) -> None:
+    def runners(self) -> list[Any]:
+        """The lanes, as coroutines for the app's TaskGroup (lane 0 always runs; the others when opened)."""
+        self._set_healthy(True)
+        self._metrics.receive_lanes.labels(self.name).set(self.lanes)
+        return [self._lane(i) for i in range(self._settings.pollers_per_queue)]
+
+    async def _lane(self, index: int) -> None:
         failures = 0
-        self._set_healthy(True)  # the queue was described; a failed receive says otherwise
+        s, d = self._settings, self._dispatcher
         while not self._stopping.is_set():
             # (Each wait is skipped when it would return at once: unless() costs two tasks.)
-            s, d = self._settings, self._dispatcher
+            if index >= self.lanes and not await unless(self._opened(index), self._stopping):
+                break
             if not d.has_room(s.receive_batch_size) and not await unless(d.wait_for_room(s.receive_batch_size), self._stopping):
                 break
             if not d.has_demand(s.max_concurrent_groups) and not await unless(d.wait_for_demand(s.max_concurrent_groups), self._stopping):
@@ -57,6 +73,8 @@ class Poller:
             # While the database is unreachable, receiving would only burn the messages' receive counts.
             if self._breaker.is_open and not await unless(self._breaker.wait_closed(), self._stopping):
                 break
+            if index >= self.lanes or not d.has_room(s.receive_batch_size):
+                continue  # closed, or another lane took the room, while this one waited
             # While sqs2pg holds messages of this queue, their groups stay locked at SQS until its own deletes
             # or hand-backs land, and a long poll begun now need not notice those (moto's does not: it decides
             # which groups are locked when the poll starts, and waits out its wait). So it polls without waiting,
@@ -67,29 +85,54 @@ class Poller:
             # most the wait for the next let-go, and holding messages means one is coming.)
             holding = self._acker.holding(self.url) > 0
             let_go = self._acker.let_go_count(self.url)
-            receive = asyncio.ensure_future(self._sqs.receive(self.url, wait_s=0 if holding else None))
-            if holding:
-                # A poll without wait returns at once: even at a stop it is let finish, and what it brings is
-                # handed back, so nothing is left invisible.
-                await _finish(receive)
-            elif not await unless(receive, self._stopping):
-                break  # stopping: the long poll was cut short (safe: see App._shutdown, step 2)
+            # Room for a full batch is reserved before the call, so that lanes in flight together cannot take
+            # more than SQS2PG_MAX_IN_MEMORY_MESSAGES between them.
+            d.reserve(s.receive_batch_size)
+            self._metrics.receives_in_flight.labels(self.name).inc()
             try:
-                raw = receive.result()
-            except Sqs2pgError as exc:
-                failures += 1
-                self._set_healthy(False)
-                delay = backoff_s(failures, 1.0, 30.0)
-                logs.event(logging.WARNING, "receive failed", "receive", queue=self.name, error_kind=exc.kind, error=str(exc)[:300], retry_in_s=delay)
-                await unless(asyncio.sleep(delay), self._stopping)
-                continue
-            failures = 0
-            self._set_healthy(True)
-            if raw:
+                receive = asyncio.ensure_future(self._sqs.receive(self.url, wait_s=0 if holding else None))
+                if holding:
+                    # A poll without wait returns at once: even at a stop it is let finish, and what it brings
+                    # is handed back, so nothing is left invisible.
+                    await _finish(receive)
+                elif not await unless(receive, self._stopping):
+                    break  # stopping: the long poll was cut short (safe: see App._shutdown, step 2)
+                try:
+                    raw = receive.result()
+                except Sqs2pgError as exc:
+                    failures += 1
+                    self._set_healthy(False)
+                    delay = backoff_s(failures, 1.0, 30.0)
+                    logs.event(logging.WARNING, "receive failed", "receive", queue=self.name, lane=index,
+                               error_kind=exc.kind, error=str(exc)[:300], retry_in_s=delay)
+                    await unless(asyncio.sleep(delay), self._stopping)
+                    continue
+                failures = 0
+                self._set_healthy(True)
                 await self._accept(raw)
-            elif holding:
+            finally:
+                d.unreserve(s.receive_batch_size)
+                self._metrics.receives_in_flight.labels(self.name).dec()
+            self._adapt(len(raw))
+            if not raw and holding:
                 await unless(self._until_let_go(let_go), self._stopping)
-        self._set_healthy(False)
+
+    def _adapt(self, received: int) -> None:
+        """A full batch: there is more waiting, open a lane. An empty one: close a lane (never the first)."""
+        most = self._settings.pollers_per_queue
+        if received >= self._settings.receive_batch_size and self.lanes < most:
+            self.lanes += 1
+        elif received == 0 and self.lanes > 1:
+            self.lanes -= 1
+        else:
+            return
+        self._metrics.receive_lanes.labels(self.name).set(self.lanes)
+        event, self._lanes_changed = self._lanes_changed, asyncio.Event()
+        event.set()
+
+    async def _opened(self, index: int) -> None:
+        while index >= self.lanes:
+            await self._lanes_changed.wait()
 
     async def _until_let_go(self, since: int) -> None:
         """Until sqs2pg lets go of one of its messages of this queue; at most HOLDING_RECHECK_S, so that a
@@ -122,7 +165,7 @@ class Poller:
     def _set_healthy(self, value: bool) -> None:
         if value != self.healthy:
             self.healthy = value
-            self._metrics.pollers_up.labels(self.name).inc(1 if value else -1)
+            self._metrics.pollers_up.labels(self.name).set(1 if value else 0)
 
 
 async def _finish(task: asyncio.Future[Any]) -> None:

@@ -10,17 +10,27 @@ from dataclasses import dataclass
 from typing import Any, Iterable, TypeVar
 
 import aioboto3
+import aiobotocore
+import aiobotocore.session
+import botocore
 import botocore.exceptions
 from botocore.config import Config as BotoConfig
+from botocore.httpsession import get_cert_path
+
+from . import __version__
 
 from .config import Settings
 from .errors import PermanentError, RetryableError, Sqs2pgError, StartupError, classify, sqs_error
 from .message import IDEMPOTENCY_ATTRIBUTE, Message
 from .metrics import Metrics
+from .sqs_json import HOT_OPERATIONS, SqsJsonClient
 
 # Attributes sqs2pg adds to a dead-lettered message, so whoever reads the DLQ sees why it is there.
 DLQ_ATTRIBUTES = ("sqs2pg_error_kind", "sqs2pg_error", "sqs2pg_receive_count", "sqs2pg_source_queue")
 MAX_ATTRIBUTES = 10  # SQS limit per message
+CONNECT_TIMEOUT_S = 5
+MAX_ATTEMPTS = 3  # botocore's standard mode: the first try and two retries
+USER_AGENT = f"sqs2pg/{__version__} aiobotocore/{aiobotocore.__version__} botocore/{botocore.__version__}"
 # SQS accepts only these characters in bodies and attribute values (the XML 1.0 set).
 _INVALID_CHARS = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -51,23 +61,39 @@ class Sqs:
         self._metrics = metrics
         self._stack = AsyncExitStack()
         self._client: Any = None
+        self._hot: SqsJsonClient | None = None  # the hot calls' lean client (sqs_json.py), unless switched off
 
     async def open(self) -> None:
+        s = self._settings
+        connections = max(10, s.pollers_per_queue * len(s.queue_urls) + 20)
         # The endpoint comes from the SDK's own settings (AWS_ENDPOINT_URL_SQS for an emulator).
         config = BotoConfig(
-            region_name=self._settings.region,
-            connect_timeout=5,
+            region_name=s.region,
+            connect_timeout=CONNECT_TIMEOUT_S,
             # a long poll legitimately takes receive_wait_s; anything much longer is a dead connection
-            read_timeout=self._settings.receive_wait_s + 10,
-            retries={"mode": "standard", "max_attempts": 3},
-            max_pool_connections=max(10, self._settings.pollers_per_queue * len(self._settings.queue_urls) + 20),
+            read_timeout=s.receive_wait_s + 10,
+            retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+            max_pool_connections=connections,
             # The requests are built here from fixed shapes the tests exercise, and SQS validates them again:
             # botocore's client-side validation was 2.4% of the service's CPU in the benchmark's profile.
             parameter_validation=False,
+            # A fixed user agent: botocore otherwise builds it again for every call.
+            user_agent=USER_AGENT,
         )
         try:
-            session = aioboto3.Session()
+            core = aiobotocore.session.get_session()
+            session = aioboto3.Session(botocore_session=core)
             self._client = await self._stack.enter_async_context(session.client("sqs", config=config))
+            if s.sqs_client == "lean":
+                meta = self._client.meta
+                self._hot = SqsJsonClient(
+                    meta.endpoint_url, meta.region_name, await core.get_credentials(), meta.service_model,
+                    user_agent=USER_AGENT, connect_timeout_s=CONNECT_TIMEOUT_S, read_timeout_s=s.receive_wait_s + 10,
+                    max_attempts=MAX_ATTEMPTS, max_connections=connections,
+                    ca_bundle=get_cert_path(core.get_config_variable("ca_bundle") or True),
+                )
+                await self._hot.open()
+                self._stack.push_async_callback(self._hot.close)
         except botocore.exceptions.BotoCoreError as exc:  # a missing profile, a malformed config file, ...
             raise StartupError(f"the AWS SDK cannot start ({exc}): check AWS_PROFILE, AWS_CONFIG_FILE and the AWS_* settings") from exc
 
@@ -79,9 +105,11 @@ class Sqs:
         """Where the SQS calls go (AWS's regional endpoint, or AWS_ENDPOINT_URL_SQS)."""
         return str(self._client.meta.endpoint_url) if self._client is not None else "?"
 
-    async def _call(self, queue: str, operation: str, **kwargs: Any) -> dict[str, Any]:
+    async def _call(self, queue: str, operation: str, read_timeout_s: float | None = None, **kwargs: Any) -> dict[str, Any]:
         self._metrics.sqs_requests.labels(queue, operation).inc()
         try:
+            if self._hot is not None and operation in HOT_OPERATIONS:
+                return await self._hot.call(operation, kwargs, read_timeout_s)
             return await getattr(self._client, operation)(**kwargs)  # type: ignore[no-any-return]
         except Exception as exc:
             err = classify(exc)
@@ -139,12 +167,14 @@ class Sqs:
         """One long poll. The SDK's own retries reuse the attempt id, so on SQS a retried receive returns the
         same messages instead of leaving the first ones in flight unseen."""
         s = self._settings
+        wait_s = s.receive_wait_s if wait_s is None else wait_s
         response = await self._call(
             queue_name(url),
             "receive_message",
+            read_timeout_s=wait_s + 10,
             QueueUrl=url,
             MaxNumberOfMessages=max_messages or s.receive_batch_size,
-            WaitTimeSeconds=s.receive_wait_s if wait_s is None else wait_s,
+            WaitTimeSeconds=wait_s,
             VisibilityTimeout=s.visibility_timeout_s if visibility_s is None else visibility_s,
             MessageSystemAttributeNames=["All"],
             MessageAttributeNames=["All"],

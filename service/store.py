@@ -7,7 +7,8 @@ heard: the idempotency record is there with the same body hash, ``apply`` return
 is deleted without applying it twice. That is the whole exactly-once argument; it needs nothing else.
 
 Several messages (each the head of a different group) may share one transaction: BEGIN, their idempotency
-records in one statement, each one's handler, one COMMIT: about one round trip per message instead of four. If anything
+records in one statement, the handler's batch form in one call when it offers one (handler.handles_many; else
+each one's handler), one COMMIT: four round trips for ten messages instead of forty. If anything
 fails in it (a bad body, a constraint, a duplicate, a lost connection, a COMMIT never answered), it is
 rolled back or its outcome is unknown, and each message is then applied at once in a transaction of its
 own, so every message gets its own outcome exactly as if it had been alone, and the argument above holds
@@ -35,7 +36,7 @@ from .errors import (
     classify,
     describe_database_error,
 )
-from .handler import Handler
+from .handler import Handler, batch_form
 from .message import Message
 from .retry import Outcome
 
@@ -74,6 +75,7 @@ class Store:
     def __init__(self, settings: Settings, handler: Handler) -> None:
         self._settings = settings
         self._handler = handler
+        self._many = batch_form(handler)
         self._pool: asyncpg.Pool | None = None
         self.last_success = 0.0  # monotonic time of the last successful transaction
 
@@ -140,8 +142,11 @@ class Store:
                 )
                 if len(claimed) != len(messages):
                     raise _Separately()  # a duplicate, or a key twice: settled each in its own transaction
-                for message in messages:
-                    await self._handler(conn, message)
+                if self._many is not None:
+                    await self._many(conn, messages)
+                else:
+                    for message in messages:
+                        await self._handler(conn, message)
             except BaseException:
                 await _rollback(conn)
                 raise

@@ -82,3 +82,47 @@ async def test_the_same_key_twice_in_one_batch_is_applied_once(database_url: str
         await store.close()
     assert results == [Outcome.COMMITTED, Outcome.DUPLICATE]
     assert await db.fetchval("SELECT count(*) FROM events") == 1
+
+
+async def test_the_built_in_batch_form_stores_what_the_handler_stores_message_by_message(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    """insert_event's batch form (one INSERT ... FROM unnest) against the same handler called per message."""
+    async def one_by_one(conn: asyncpg.Connection, message: Message) -> None:  # no batch form
+        await insert_event(conn, message)
+
+    def batch(prefix: str) -> list[Message]:
+        return [
+            Message(queue_url=URL, queue_name="q.fifo", message_id=f"id-{prefix}{i}", receipt_handle=f"rh-{i}",
+                    body=json.dumps({"i": i, "text": "é \u2603", "nested": {"n": [1, 2.5, None]}}), group_id=f"g{i}",
+                    deduplication_id=f"{prefix}{i}", receive_count=1, sent_timestamp_ms=1_700_000_000_123 + i if i else None,
+                    attributes={})
+            for i in range(4)
+        ]
+
+    for handler, prefix in ((insert_event, "batch-"), (one_by_one, "single-")):
+        store = await _store(database_url, handler)
+        try:
+            assert await store.apply_many(batch(prefix)) == [Outcome.COMMITTED] * 4
+        finally:
+            await store.close()
+    rows = await db.fetch("SELECT idempotency_key AS k, queue_name, message_group_id, message_id, body, sent_at FROM events")
+    by_key = {r["k"]: dict(r) for r in rows}
+    for i in range(4):
+        b, s = by_key[f"batch-{i}"], by_key[f"single-{i}"]
+        assert {k: v for k, v in b.items() if k not in ("k", "message_id")} == {k: v for k, v in s.items() if k not in ("k", "message_id")}
+    assert by_key["batch-0"]["sent_at"] is None and by_key["batch-1"]["sent_at"] is not None
+
+
+async def test_an_event_already_there_makes_the_batch_settle_one_by_one(database_url: str, db: asyncpg.Connection) -> None:
+    """The idempotency record was pruned but the event is still there (a redrive months later): that message is
+    a duplicate, the others are committed."""
+    store = await _store(database_url)
+    try:
+        assert await store.apply(_message("old", {"k": "old"})) is Outcome.COMMITTED
+        await db.execute("DELETE FROM sqs2pg_idempotency WHERE idempotency_key = 'old'")
+        results = await store.apply_many([_message("a", {"k": "a"}), _message("old", {"k": "old"}), _message("c", {"k": "c"})])
+    finally:
+        await store.close()
+    assert results == [Outcome.COMMITTED, Outcome.DUPLICATE, Outcome.COMMITTED]
+    assert await db.fetchval("SELECT count(*) FROM events") == 3
