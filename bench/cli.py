@@ -19,7 +19,7 @@ import asyncpg
 from botocore.config import Config
 
 from . import servers, workloads
-from .report import TARGETS, render
+from .report import TARGETS, cost, render
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -31,6 +31,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--groups", default="100,10,1000,1", help="group counts for sqs2pg and the queue ceiling; the first is the headline")
     p.add_argument("--single-group-messages", type=int, default=2_000, help="backlog when there is 1 group (it is sequential)")
     p.add_argument("--naive-messages", type=int, default=5_000, help="messages the naive consumer handles per run")
+    p.add_argument("--peer-messages", type=int, default=10_000, help="messages the peer (aws-sqs-consumer) handles per run")
     p.add_argument("--latency-rate", type=float, default=500.0, help="paced load for the latency run, msgs/s")
     p.add_argument("--latency-seconds", type=float, default=20.0, help="measured part of the latency run")
     p.add_argument("--warmup-seconds", type=float, default=3.0, help="paced load before the measured part (not counted)")
@@ -43,7 +44,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="ms added to every SQS request (bench/delay_proxy.py) for the far-SQS series: sqs2pg on the "
                         "headline group count through the proxy at each delay, 0 included (default 0,5,15,30)")
     p.add_argument("--delay-messages", type=int, default=10_000, help="backlog per run of the far-SQS series (default 10000)")
-    p.add_argument("--only", help="for tuning: run only these measurements (comma-separated: ceilings,naive,sqs2pg,latency,delays); "
+    p.add_argument("--only", help="for tuning: run only these measurements (comma-separated: ceilings,naive,peer,sqs2pg,latency,delays); "
                    "the ratios then cannot be computed")
     p.add_argument("--profile", metavar="FILE", help="py-spy the first sqs2pg backlog run into FILE (collapsed stacks)")
     p.add_argument("--json", default="bench/results/latest.json", help="where to write the figures")
@@ -93,7 +94,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             async def fresh_queue() -> workloads.Queue:
                 return await workloads.make_queue(sqs, f"bench-{uuid.uuid4().hex[:12]}")
 
-            only = set(args.only.split(",")) if args.only else {"ceilings", "naive", "sqs2pg", "latency", "delays"}
+            only = set(args.only.split(",")) if args.only else {"ceilings", "naive", "peer", "sqs2pg", "latency", "delays"}
             delays = [float(d) for d in args.delays.split(",")] if args.delays else []
             for r in range(args.runs):
                 print(f"run {r + 1} of {args.runs}", file=sys.stderr, flush=True)
@@ -108,6 +109,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     q = await fresh_queue()
                     await workloads.fill(sqs, q, args.naive_messages, groups[0], uuid.uuid4().hex)
                     record("naive", {"msgs_per_s": await workloads.naive(sqs, q, db_url, args.naive_messages)})
+                    await workloads.drop_queue(sqs, q)
+                if "peer" in only:
+                    q = await fresh_queue()
+                    record("peer", {"msgs_per_s": await workloads.peer(
+                        sqs, env, db_url, q, args.peer_messages, groups[0], uuid.uuid4().hex, log)})
                     await workloads.drop_queue(sqs, q)
                 for g in groups if "sqs2pg" in only else ():
                     q = await fresh_queue()
@@ -138,12 +144,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         return {"partial": True, "runs": runs, "service_exit_codes": exit_codes}
     medians = {name: {k: statistics.median(fig[k] for fig in figs) for k in figs[0]} for name, figs in runs.items()}
     head = groups[0]
+    rate = {name: fig["msgs_per_s"] for name, fig in medians.items() if "msgs_per_s" in fig}
     ratios = {
-        "sqs2pg_over_queue_ceiling": medians[f"sqs2pg_g{head}"]["msgs_per_s"] / medians[f"queue_ceiling_g{head}"]["msgs_per_s"],
-        "sqs2pg_over_naive": medians[f"sqs2pg_g{head}"]["msgs_per_s"] / medians["naive"]["msgs_per_s"],
+        "sqs2pg_over_queue_ceiling": rate[f"sqs2pg_g{head}"] / rate[f"queue_ceiling_g{head}"],
+        "sqs2pg_over_naive": rate[f"sqs2pg_g{head}"] / rate["naive"],
+        "sqs2pg_over_peer": rate[f"sqs2pg_g{head}"] / rate["peer"],
     }
     for g in groups:
-        ratios[f"sqs2pg_over_queue_ceiling_g{g}"] = medians[f"sqs2pg_g{g}"]["msgs_per_s"] / medians[f"queue_ceiling_g{g}"]["msgs_per_s"]
+        ratios[f"sqs2pg_over_queue_ceiling_g{g}"] = rate[f"sqs2pg_g{g}"] / rate[f"queue_ceiling_g{g}"]
+    for d in (15, 30):
+        if f"sqs2pg_g{head}_delay{d}" in rate and f"sqs2pg_g{head}_delay0" in rate:
+            ratios[f"delay{d}_over_delay0"] = rate[f"sqs2pg_g{head}_delay{d}"] / rate[f"sqs2pg_g{head}_delay0"]
     return {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": "scripts/bench.sh " + " ".join(sys.argv[1:]),
@@ -154,6 +165,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "service_exit_codes": exit_codes,
         "medians": medians,
         "ratios": ratios,
+        "cost": cost(medians[f"sqs2pg_g{head}"]),
         "targets": TARGETS,
         "runs": runs,
     }

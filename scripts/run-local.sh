@@ -6,7 +6,7 @@
 # Ctrl-C stops the service cleanly, then the emulator.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/bootstrap.sh
+scripts/bootstrap.sh local
 scripts/ensure-postgres.sh
 
 free_port() { .venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }

@@ -16,6 +16,7 @@ from .config import Settings
 from .consumer import Consumer
 from .depth import sample_forever
 from .dispatcher import Dispatcher
+from .errors import StartupError, database_misconfigured, describe_database_error
 from .handler import Handler, load_handler
 from .heartbeat import heartbeat
 from .metrics import Metrics
@@ -68,10 +69,15 @@ class App:
             await self.sqs.open()
             queues = {url: await self.sqs.describe(url) for url in s.queue_urls}
             # A database that does not answer is not a reason to exit (a cluster still booting, a database not
-            # created yet): say so now, start with the circuit open (nothing is received, so no receive count
-            # grows) and let the breaker's probe find it.
-            if (error := await self.store.unavailable(s.db_connect_timeout_s)) is not None:
-                self.breaker.open(f"at start: {error}")
+            # created yet, a schema not migrated yet): say so now, start with the circuit open (nothing is
+            # received, so no receive count grows) and let the breaker's probe find it.
+            if (problem := await self.store.probe(s.db_connect_timeout_s)) is not None:
+                reason = describe_database_error(problem, s.redacted_database_url())
+                if database_misconfigured(problem):
+                    # Waiting cannot fix these; exiting lets the orchestrator restart the task with fresh settings
+                    # (a rotated secret is read again at start).
+                    raise StartupError(f"the database refuses these settings: {reason}")
+                self.breaker.open(f"at start: {reason}")
             acker = Acknowledger(self.sqs, self.metrics, queues, s.ack_flush_interval_ms / 1000)
             consumer = Consumer(s, self.store, self.dispatcher, acker, self.metrics, self.breaker)
             self.pollers = [

@@ -77,7 +77,8 @@ def _parser() -> argparse.ArgumentParser:
         p = dlq_sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
         p.add_argument("--queue", help="only this source queue (name or URL); default: every configured queue")
         if name != "stats":
-            p.add_argument("--limit", type=_positive, default=10 if name == "peek" else 100, help="at most this many messages")
+            limit = 10 if name == "peek" else 100
+            p.add_argument("--limit", type=_positive, default=limit, help=f"at most this many messages (default {limit})")
         if name == "redrive":
             p.add_argument("--dry-run", action="store_true", help="say what would move, move nothing")
     return parser
@@ -133,11 +134,13 @@ async def _check(settings: Settings) -> int:
         conn = await migrate.connect(settings)
     except Exception as exc:  # noqa: BLE001 - reported, not raised
         report(False, f"database reachable: {describe_database_error(exc, settings.redacted_database_url())}")
+        report(False, "migrations current: not checked, the database did not answer")
     else:
         try:
             report(True, "database reachable (writer)")
             current, head = await migrate.current_revision(conn), migrate.head_revision(settings)
-            report(current == head, f"migrations current (database at {current}, code at {head})"
+            at = f"at {current}" if current else "not migrated"
+            report(current == head, f"migrations current (database {at}, code at {head})"
                    + ("" if current == head else ": run `sqs2pg migrate`"))
         finally:
             await conn.close()
@@ -202,9 +205,23 @@ async def _dlq_command(sqs: Sqs, queues: list[Any], args: argparse.Namespace) ->
 
 
 def _migrate(settings: Settings) -> int:
+    before = _in_loop(_revision(settings))
     migrate.upgrade(settings)
-    print(f"database at {migrate.head_revision(settings)}")
+    head = migrate.head_revision(settings)
+    print(f"database at {head}" + (" (it was already)" if before == head else f" (it was {'at ' + before if before else 'not migrated'})"))
     return 0
+
+
+async def _revision(settings: Settings) -> str | None:
+    """The database's revision before migrating, or None (not migrated, or unreachable: upgrade says why)."""
+    try:
+        conn = await migrate.connect(settings)
+    except Exception:  # noqa: BLE001 - migrate.upgrade reports the same failure in one line
+        return None
+    try:
+        return await migrate.current_revision(conn)
+    finally:
+        await conn.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,11 +6,12 @@ is rejected rather than ignored, so a typo cannot silently leave a default in fo
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from .errors import StartupError
 
@@ -68,9 +69,10 @@ class Settings:
 
     def connect_kwargs(self) -> dict[str, Any]:
         """Arguments for asyncpg.connect / create_pool, shared by the service, migrations and `check`."""
+        dsn, url_timeout = _split_connect_timeout(self.database_url)
         kwargs: dict[str, Any] = {
-            "dsn": self.database_url,
-            "timeout": self.db_connect_timeout_s,
+            "dsn": dsn,
+            "timeout": url_timeout or self.db_connect_timeout_s,
             "command_timeout": self.db_statement_timeout_s,
             "server_settings": {
                 "application_name": "sqs2pg",
@@ -83,6 +85,18 @@ class Settings:
             # With several hosts in DATABASE_URL, only the writer will do.
             kwargs["target_session_attrs"] = "read-write"
         return kwargs
+
+
+def _split_connect_timeout(url: str) -> tuple[str, float | None]:
+    """libpq's connect_timeout URL parameter, which asyncpg would send to the server as a setting (and the
+    server reject): taken out of the URL and used as the connect timeout."""
+    base, question, query = url.partition("?")
+    if not question or "connect_timeout" not in query:
+        return url, None
+    pairs = parse_qsl(query, keep_blank_values=True)
+    timeout = next((float(v) for k, v in pairs if k == "connect_timeout" and v.replace(".", "", 1).isdigit()), None)
+    rest = urlencode([(k, v) for k, v in pairs if k != "connect_timeout"])
+    return (f"{base}?{rest}" if rest else base), timeout
 
 
 def redact_url(url: str) -> str:
@@ -184,8 +198,10 @@ def load(env: Mapping[str, str] | None = None, require_database: bool = True, re
             values["http_port"] = _convert("HTTP_PORT", env["HTTP_PORT"], "int", 0, 65535)
     except ConfigError as exc:
         problems.append(str(exc))
-    handler = env.get("HANDLER", "").strip() or DEFAULT_HANDLER
-    if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", handler):
+    handler = env.get("HANDLER", DEFAULT_HANDLER).strip()
+    if not handler:
+        problems.append(f"HANDLER is set but empty: unset it for the built-in handler ({DEFAULT_HANDLER}) or name yours")
+    elif not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", handler):
         problems.append(f"HANDLER={handler!r} must look like package.module:function")
     values["handler"] = handler
 
@@ -200,7 +216,8 @@ def load(env: Mapping[str, str] | None = None, require_database: bool = True, re
                 problems.append(str(exc))
     unknown = sorted(k for k in env if k.startswith(PREFIX) and k not in known)
     if unknown:
-        problems.append(f"unknown setting(s): {', '.join(unknown)}")
+        named = [f"{k} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(k, known, n=1)) else k for k in unknown]
+        problems.append(f"unknown setting(s): {', '.join(named)}")
 
     if values.get("sqs_client", "lean") not in ("lean", "aioboto3"):
         problems.append(f"{PREFIX}SQS_CLIENT={values['sqs_client']!r} is not lean or aioboto3")

@@ -104,14 +104,21 @@ def load_handler(path: str) -> Handler:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        hint = " (the package is named sqs2pg since 0.2: sqs2pg.handler:insert_event)" if module_name.startswith("service.") else \
-            ": install it into the same environment or put it on PYTHONPATH"
+        missing = getattr(exc, "name", None)
+        if module_name.startswith("service."):
+            hint = " (the package is named sqs2pg since 0.2: sqs2pg.handler:insert_event)"
+        elif missing and missing != module_name and not module_name.startswith(missing + "."):
+            hint = f": the module imports {missing!r}, which is not installed here: install it beside sqs2pg"
+        else:
+            hint = ": install it into the same environment as sqs2pg, or put its folder on PYTHONPATH"
         raise StartupError(f"HANDLER={path!r}: cannot import {module_name!r} ({exc}){hint}") from exc
     except Exception as exc:  # the module itself fails: a syntax error, an exception at import time
         raise StartupError(f"HANDLER={path!r}: importing {module_name!r} failed: {type(exc).__name__}: {exc}") from exc
     handler = getattr(module, attr, None)
     if handler is None:
-        raise StartupError(f"HANDLER={path!r}: module {module_name!r} has no attribute {attr!r}")
+        names = [n for n in dir(module) if not n.startswith("_") and inspect.iscoroutinefunction(getattr(module, n))]
+        raise StartupError(f"HANDLER={path!r}: module {module_name!r} has no {attr!r}: name one of its async functions "
+                           f"({', '.join(names[:5]) or 'it has none'})")
     target = handler.__call__ if not inspect.isfunction(handler) and callable(handler) else handler
     if not inspect.iscoroutinefunction(target):
         raise StartupError(f"HANDLER={path!r} must be an async function taking (conn, message)")

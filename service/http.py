@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 import time
 from typing import Awaitable, Callable
@@ -66,8 +67,11 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.listen(128)
     except OSError as exc:
         sock.close()
-        raise StartupError(
-            f"cannot listen on {host}:{port} ({exc.strerror or exc}): set HTTP_PORT to a free port, or stop what holds it"
-        ) from exc
+        advice = {
+            errno.EADDRINUSE: "set HTTP_PORT to a free port, or stop what holds it",
+            errno.EADDRNOTAVAIL: "SQS2PG_HTTP_HOST is not an address of this host (0.0.0.0 listens on all)",
+            errno.EACCES: "ports below 1024 need privileges: set HTTP_PORT to 1024 or above",
+        }.get(exc.errno or 0, "check HTTP_PORT and SQS2PG_HTTP_HOST")
+        raise StartupError(f"cannot listen on {host}:{port} ({exc.strerror or exc}): {advice}") from exc
     sock.setblocking(False)
     return sock

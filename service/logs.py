@@ -37,7 +37,8 @@ def setup(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # botocore logs request details (and, at DEBUG, signed headers): keep it quiet.
-    for noisy in ("botocore", "aiobotocore", "aioboto3", "urllib3", "asyncio"):
+    # (alembic says "Running upgrade ..." per migration: `sqs2pg migrate` prints its own one-line result.)
+    for noisy in ("botocore", "aiobotocore", "aioboto3", "urllib3", "asyncio", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 

@@ -16,6 +16,9 @@ from .config import Settings
 from .errors import StartupError, describe_database_error
 
 
+VERSION_TABLE = "sqs2pg_alembic_version"  # as in migrations/env.py: alembic_version is the application's
+
+
 def migrations_dir() -> Path:
     """The migrations installed with the package (``sqs2pg.migrations``), or $MIGRATIONS_DIR when set."""
     override = os.environ.get("MIGRATIONS_DIR")
@@ -71,7 +74,7 @@ def head_revision(settings: Settings) -> str | None:
 
 async def current_revision(conn) -> str | None:  # type: ignore[no-untyped-def]
     """The revision recorded in the database, read over an asyncpg connection."""
-    exists = await conn.fetchval("SELECT to_regclass('alembic_version') IS NOT NULL")
+    exists = await conn.fetchval(f"SELECT to_regclass('{VERSION_TABLE}') IS NOT NULL")
     if not exists:
         return None
-    return await conn.fetchval("SELECT version_num FROM alembic_version LIMIT 1")
+    return await conn.fetchval(f"SELECT version_num FROM {VERSION_TABLE} LIMIT 1")

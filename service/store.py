@@ -211,18 +211,24 @@ class Store:
 
     async def ping(self, timeout_s: float = 2.0) -> bool:
         """True when the database answers a trivial query within the timeout."""
-        return await self.unavailable(timeout_s) is None
+        return await self.probe(timeout_s) is None
 
     async def unavailable(self, timeout_s: float = 2.0) -> str | None:
-        """None when the database answers a trivial query within the timeout, else why not (no password)."""
+        """None when the database answers (and sqs2pg's table is there), else why not, in one line (no password)."""
+        problem = await self.probe(timeout_s)
+        return None if problem is None else describe_database_error(problem, self._settings.redacted_database_url())
+
+    async def probe(self, timeout_s: float = 2.0) -> Exception | None:
+        """None when the database answers a trivial query within the timeout and sqs2pg's table is there, else
+        what went wrong."""
         try:
             async with self.pool.acquire(timeout=timeout_s) as conn:
                 migrated = await conn.fetchval(_MIGRATED, timeout=timeout_s)
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; the reason is for the log
-            return describe_database_error(exc, self._settings.redacted_database_url())
+            return exc
         if not migrated:
             # Messages would only fail and burn their receive counts: wait for the schema like for the server.
-            return f"table sqs2pg_idempotency does not exist in {self._settings.redacted_database_url()}: run `sqs2pg migrate`"
+            return SchemaMissing("table sqs2pg_idempotency does not exist")
         self.last_success = time.monotonic()
         return None
 
@@ -243,6 +249,10 @@ class Store:
             finally:
                 if not conn.is_closed():
                     await conn.execute("SELECT pg_advisory_unlock($1)", PRUNE_LOCK_ID)
+
+
+class SchemaMissing(Exception):
+    """The database answers but sqs2pg's tables are not there: `sqs2pg migrate` has not run."""
 
 
 class NotAttempted(Exception):

