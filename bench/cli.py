@@ -22,6 +22,8 @@ from . import servers, workloads
 from .report import TARGETS, cost, render
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+# The queue ceiling behind the delay proxy: enough pollers that the delay, not their number, is what limits.
+DELAY_CEILING_POLLERS = 32
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -122,12 +124,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         sqs, env, db_url, q, backlog(g), g, uuid.uuid4().hex, log, extra_env, profile))
                     await workloads.drop_queue(sqs, q)
                 for d in delays if "delays" in only else ():
-                    q = await fresh_queue()
                     with servers.delayed(endpoint, d) as far:
+                        # the queue alone through the same proxy: what the emulator allows at this delay
+                        q = await fresh_queue()
+                        await workloads.fill(sqs, q, args.delay_messages, groups[0], uuid.uuid4().hex)
+                        far_config = Config(region_name=servers.REGION, max_pool_connections=64, retries={"mode": "standard"})
+                        async with aioboto3.Session().client("sqs", config=far_config, endpoint_url=far) as far_sqs:
+                            record(f"queue_ceiling_g{groups[0]}_delay{d:g}", {"msgs_per_s": await workloads.queue_ceiling(
+                                far_sqs, q, args.delay_messages, pollers=DELAY_CEILING_POLLERS)})
+                        await workloads.drop_queue(sqs, q)
+                        q = await fresh_queue()
                         record(f"sqs2pg_g{groups[0]}_delay{d:g}", await workloads.sqs2pg_backlog(
                             sqs, servers.aws_env(far), db_url, q, args.delay_messages, groups[0], uuid.uuid4().hex, log,
                             extra_env))
-                    await workloads.drop_queue(sqs, q)
+                        await workloads.drop_queue(sqs, q)
                 if "latency" in only:
                     q = await fresh_queue()
                     record("latency", await workloads.sqs2pg_latency(

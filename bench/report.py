@@ -83,15 +83,17 @@ def render(result: dict[str, Any]) -> str:
         lines += [
             "",
             f"| SQS far away: ms added to every SQS request (bench/delay_proxy.py), {_groups(head)}, "
-            f"{s['delay_messages']:,} waiting, default settings | msgs/s | vs 0 ms | CPU µs/msg | msgs per receive | "
-            "msgs per delete | exactly once (lost/dup/order) |",
-            "| ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+            f"{s['delay_messages']:,} waiting, default settings | queue ceiling at that delay (32 pollers) | sqs2pg msgs/s | "
+            "vs its 0 ms | vs that ceiling | CPU µs/msg | msgs per receive | exactly once (lost/dup/order) |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
         ]
         for d in delays:
             r = m[f"sqs2pg_g{head}_delay{d:g}"]
+            far_ceiling = m.get(f"queue_ceiling_g{head}_delay{d:g}", {}).get("msgs_per_s")
             vs = f"{r['msgs_per_s'] / base:.2f}" if base else ""
-            lines.append(f"| {d:g} | {r['msgs_per_s']:,.0f} | {vs} | {r['cpu_us_per_msg']:.0f} | {r['msgs_per_receive']:.1f} | "
-                         f"{r['msgs_per_delete']:.1f} | {r['lost']:.0f}/{r['duplicates']:.0f}/{r['order_violations']:.0f} |")
+            vs_ceiling = f"{r['msgs_per_s'] / far_ceiling:.2f}" if far_ceiling else ""
+            lines.append(f"| {d:g} | {far_ceiling or 0:,.0f} | {r['msgs_per_s']:,.0f} | {vs} | {vs_ceiling} | {r['cpu_us_per_msg']:.0f} | "
+                         f"{r['msgs_per_receive']:.1f} | {r['lost']:.0f}/{r['duplicates']:.0f}/{r['order_violations']:.0f} |")
 
     lat = m["latency"]
     lines += [

@@ -41,7 +41,7 @@ class Settings:
     receive_batch_size: int = _knob(10, "messages asked for per ReceiveMessage call", 1, 10)
     visibility_timeout_s: int = _knob(30, "visibility timeout asked for on receive; the heartbeat extends it", 5, 43200)
     heartbeat_fraction: float = _knob(0.5, "extend a held message's visibility once this fraction of it has passed", 0.1, 0.9)
-    pollers_per_queue: int = _knob(8, "most ReceiveMessage calls in flight per queue; adapts from 1 (idle) up while receives come back full", 1, 64)
+    pollers_per_queue: int = _knob(16, "most ReceiveMessage calls in flight per queue; adapts from 1 (idle) up while receives come back full", 1, 64)
     max_concurrent_groups: int = _knob(16, "message groups handled at the same time (worker tasks)", 1, 1024)
     transaction_max_messages: int = _knob(10, "heads of different groups applied in one transaction when several are ready (1: one per transaction)", 1, 100)
     max_in_memory_messages: int = _knob(200, "messages held in memory (received, not yet acknowledged); pollers wait above it", 10, 100000)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import socket
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -28,6 +29,7 @@ class FaultPlan:
     seed: int = 7
     counts: Counter[str] = field(default_factory=Counter)
     enabled: bool = True
+    access_keys: Counter[str] = field(default_factory=Counter)  # the key id each request was signed with
 
 
 async def start_proxy(upstream: str, plan: FaultPlan) -> tuple[web.AppRunner, str]:
@@ -51,6 +53,8 @@ async def start_proxy(upstream: str, plan: FaultPlan) -> tuple[web.AppRunner, st
     async def handle(request: web.Request) -> web.StreamResponse:
         body = await request.read()
         op = request.headers.get("X-Amz-Target", "?").rsplit(".", 1)[-1]
+        if "Credential=" in (auth := request.headers.get("Authorization", "")):
+            plan.access_keys[auth.split("Credential=", 1)[1].split("/", 1)[0]] += 1
         if not plan.enabled:
             return await forward(request, body)
         draw = rng.random()
@@ -86,7 +90,7 @@ async def start_proxy(upstream: str, plan: FaultPlan) -> tuple[web.AppRunner, st
     app.on_cleanup.append(close_session)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}"
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    await web.SockSite(runner, sock).start()
+    return runner, f"http://127.0.0.1:{sock.getsockname()[1]}"
