@@ -46,6 +46,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="ms added to every SQS request (bench/delay_proxy.py) for the far-SQS series: sqs2pg on the "
                         "headline group count through the proxy at each delay, 0 included (default 0,5,15,30)")
     p.add_argument("--delay-messages", type=int, default=10_000, help="backlog per run of the far-SQS series (default 10000)")
+    p.add_argument("--delay-groups", default="100,1000",
+                   help="group counts of the far-SQS series; the first is the one the targets are judged on (default 100,1000)")
     p.add_argument("--only", help="for tuning: run only these measurements (comma-separated: ceilings,naive,peer,sqs2pg,latency,delays); "
                    "the ratios then cannot be computed")
     p.add_argument("--profile", metavar="FILE", help="py-spy the first sqs2pg backlog run into FILE (collapsed stacks)")
@@ -62,12 +64,15 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         pass
     result = asyncio.run(run(args))
-    if not result.get("partial"):
-        print(render(result))
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nfigures written to {out}")
+    if not result.get("partial"):
+        table = render(result)
+        print(table)
+        out.with_suffix(".md").write_text(f"# Latest benchmark\n\n`{result['command']}`\n\n{table}\n")
+        print(f"\ntables written to {out.with_suffix('.md')}")
+    print(f"figures written to {out}")
     return 0
 
 
@@ -98,6 +103,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
             only = set(args.only.split(",")) if args.only else {"ceilings", "naive", "peer", "sqs2pg", "latency", "delays"}
             delays = [float(d) for d in args.delays.split(",")] if args.delays else []
+            delay_groups = [int(g) for g in args.delay_groups.split(",")]
             for r in range(args.runs):
                 print(f"run {r + 1} of {args.runs}", file=sys.stderr, flush=True)
                 for g in groups if "ceilings" in only else ():
@@ -123,19 +129,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     record(f"sqs2pg_g{g}", await workloads.sqs2pg_backlog(
                         sqs, env, db_url, q, backlog(g), g, uuid.uuid4().hex, log, extra_env, profile))
                     await workloads.drop_queue(sqs, q)
-                for d in delays if "delays" in only else ():
+                for g, d in [(g, d) for g in delay_groups for d in delays] if "delays" in only else ():
                     with servers.delayed(endpoint, d) as far:
                         # the queue alone through the same proxy: what the emulator allows at this delay
                         q = await fresh_queue()
-                        await workloads.fill(sqs, q, args.delay_messages, groups[0], uuid.uuid4().hex)
+                        await workloads.fill(sqs, q, args.delay_messages, g, uuid.uuid4().hex)
                         far_config = Config(region_name=servers.REGION, max_pool_connections=64, retries={"mode": "standard"})
                         async with aioboto3.Session().client("sqs", config=far_config, endpoint_url=far) as far_sqs:
-                            record(f"queue_ceiling_g{groups[0]}_delay{d:g}", {"msgs_per_s": await workloads.queue_ceiling(
+                            record(f"queue_ceiling_g{g}_delay{d:g}", {"msgs_per_s": await workloads.queue_ceiling(
                                 far_sqs, q, args.delay_messages, pollers=DELAY_CEILING_POLLERS)})
                         await workloads.drop_queue(sqs, q)
                         q = await fresh_queue()
-                        record(f"sqs2pg_g{groups[0]}_delay{d:g}", await workloads.sqs2pg_backlog(
-                            sqs, servers.aws_env(far), db_url, q, args.delay_messages, groups[0], uuid.uuid4().hex, log,
+                        record(f"sqs2pg_g{g}_delay{d:g}", await workloads.sqs2pg_backlog(
+                            sqs, servers.aws_env(far), db_url, q, args.delay_messages, g, uuid.uuid4().hex, log,
                             extra_env))
                         await workloads.drop_queue(sqs, q)
                 if "latency" in only:
@@ -162,9 +168,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     for g in groups:
         ratios[f"sqs2pg_over_queue_ceiling_g{g}"] = rate[f"sqs2pg_g{g}"] / rate[f"queue_ceiling_g{g}"]
+    far = int(args.delay_groups.split(",")[0])
     for d in (15, 30):
-        if f"sqs2pg_g{head}_delay{d}" in rate and f"sqs2pg_g{head}_delay0" in rate:
-            ratios[f"delay{d}_over_delay0"] = rate[f"sqs2pg_g{head}_delay{d}"] / rate[f"sqs2pg_g{head}_delay0"]
+        if f"sqs2pg_g{far}_delay{d}" in rate and f"sqs2pg_g{far}_delay0" in rate:
+            ratios[f"delay{d}_over_delay0"] = rate[f"sqs2pg_g{far}_delay{d}"] / rate[f"sqs2pg_g{far}_delay0"]
     return {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": "scripts/bench.sh " + " ".join(sys.argv[1:]),

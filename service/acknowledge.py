@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from typing import Iterable
 
 from . import logs
@@ -30,11 +30,11 @@ class Acknowledger:
         self._something = asyncio.Event()  # a delete is pending
         self._full = asyncio.Event()  # a queue has a full batch of 10 pending
         self._flushes: set[asyncio.Task[None]] = set()
-        # Per queue URL: messages sqs2pg holds at SQS (received, not yet deleted or handed back), and how many it
-        # has let go so far. Their groups stay locked at SQS until then; pollers read this (see poller.py).
+        # Per queue URL: messages sqs2pg holds at SQS (received, not yet deleted or handed back). Their groups stay
+        # locked at SQS until then; pollers wait for these let-gos (see poller.py).
         self._holding: Counter[str] = Counter()
-        self._let_go: Counter[str] = Counter()
-        self._let_go_event = asyncio.Event()
+        self._let_go_waiters: dict[str, deque[asyncio.Future[None]]] = defaultdict(deque)
+        self._unclaimed: set[str] = set()  # queues with a let-go that no waiting poller took yet
 
     # --- what sqs2pg holds at SQS ---------------------------------------------------------------------
 
@@ -46,22 +46,44 @@ class Acknowledger:
     def holding(self, url: str) -> int:
         return self._holding[url]
 
-    def let_go_count(self, url: str) -> int:
-        return self._let_go[url]
+    async def next_let_go(self, url: str) -> None:
+        """Until sqs2pg next lets go of messages of the queue at SQS (at once if it did since the last waiter
+        took one, or holds nothing). Each let-go wakes one waiter, oldest first: what one delete batch unlocks
+        fits one receive, and polls that all woke together would only split it into smaller batches."""
+        if self._holding[url] <= 0:
+            return
+        if url in self._unclaimed:
+            self._unclaimed.discard(url)
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._let_go_waiters[url].append(waiter)
+        try:
+            await waiter
+        finally:
+            if not waiter.done():  # cancelled (a timeout): not waiting any more
+                self._let_go_waiters[url].remove(waiter)
 
-    async def wait_let_go(self, url: str, since: int) -> None:
-        """Wait until a message of the queue was let go at SQS after ``let_go_count(url)`` was ``since``, or
-        nothing of it is held any more."""
-        while self._let_go[url] == since and self._holding[url] > 0:
-            await self._let_go_event.wait()
+    def _letting_go(self, url: str) -> None:
+        """A delete or hand-back of the queue's messages is on its way: wake one waiting poller (see next_let_go).
+        Woken as the request is sent, not when it is answered, its receive reaches SQS just after it: when SQS
+        is tens of milliseconds away, waiting for the answer would add one more round trip per message of a
+        group. (If the receive overtakes it, it comes back short and the next let-go wakes a poller again.)"""
+        waiters = self._let_go_waiters[url]
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._unclaimed.add(url)
 
     def _let_go_of(self, messages: Iterable[Message]) -> None:
         """Deleted or handed back at SQS (or the call failed: then the message's own timeout frees it)."""
-        for m in messages:
-            self._holding[m.queue_url] -= 1
-            self._let_go[m.queue_url] += 1
-        event, self._let_go_event = self._let_go_event, asyncio.Event()
-        event.set()
+        for url, n in Counter(m.queue_url for m in messages).items():
+            self._holding[url] -= n
+            if self._holding[url] <= 0:  # holding nothing: every waiting poller may long-poll now
+                while self._let_go_waiters[url]:
+                    if not (waiter := self._let_go_waiters[url].popleft()).done():
+                        waiter.set_result(None)
 
     # --- outcomes -----------------------------------------------------------------------------------
 
@@ -81,6 +103,7 @@ class Acknowledger:
         they come back after it, in order. (Giving them all the same backoff is not safer: moto's server, for
         one, then returns the *last* of them first.) The head's change is sent first, in the same batch.
         """
+        self._letting_go(message.queue_url)
         await self._change_visibility([(message, visibility_s), *((m, 0) for m in behind)])
         self._let_go_of([message, *behind])
         self._record(message, Outcome.RETRIED, logging.WARNING, error=error, visibility_s=visibility_s)
@@ -91,6 +114,8 @@ class Acknowledger:
         """RELEASED: hand messages back unprocessed with visibility 0, so their groups are not blocked."""
         messages = list(messages)
         if messages:
+            for url in {m.queue_url for m in messages}:
+                self._letting_go(url)
             await self._change_visibility([(m, 0) for m in messages])
             self._let_go_of(messages)
         for m in messages:
@@ -194,6 +219,7 @@ class Acknowledger:
             await asyncio.gather(*self._flushes, return_exceptions=True)
 
     async def _delete(self, url: str, batch: list[Message]) -> None:
+        self._letting_go(url)
         try:
             failed = await self._sqs.delete(url, batch)
         except Sqs2pgError as exc:

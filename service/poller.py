@@ -52,6 +52,7 @@ class Poller:
         self.healthy = False  # the queue was described and no receive has failed since the last success
         self.lanes = 1  # how many lanes may receive now (1 .. settings.pollers_per_queue)
         self._receiving = 0  # ReceiveMessage calls in flight
+        self._starved = False  # the last receive while holding messages came back short (see _lane)
         self._lanes_changed = asyncio.Event()
 
     def runners(self) -> list[Any]:
@@ -87,7 +88,16 @@ class Poller:
             # (A receive another lane has in flight counts as holding: what it brings locks groups the moment the
             # server hands them out, before this lane could see them.)
             holding = self._acker.holding(self.url) > 0 or self._receiving > 0
-            let_go = self._acker.let_go_count(self.url)
+            # Starved (the last receive while holding came back short): what comes next is mostly what sqs2pg's
+            # own deletes unlock, so each lane polls once one of them landed, one lane per let-go; polls that
+            # all went at once would come back empty or split one batch. A full receive made without that
+            # wait shows more is waiting, and lanes poll freely again.
+            waited = holding and self._starved
+            if waited:
+                await unless(self._until_let_go(), self._stopping)
+                if self._stopping.is_set():
+                    break
+                holding = self._acker.holding(self.url) > 0 or self._receiving > 0
             # Room for a full batch is reserved before the call, so that lanes in flight together cannot take
             # more than SQS2PG_MAX_IN_MEMORY_MESSAGES between them.
             d.reserve(s.receive_batch_size)
@@ -119,10 +129,10 @@ class Poller:
                 self._receiving -= 1
                 self._metrics.receives_in_flight.labels(self.name).dec()
             self._adapt(len(raw))
-            if holding and len(raw) < s.receive_batch_size:
-                # Nothing more is waiting now but what sqs2pg's own deletes will unlock: poll again once some
-                # landed, so that each receive carries a fuller batch (fewer calls, less CPU on both sides).
-                await unless(self._until_let_go(let_go), self._stopping)
+            if len(raw) < s.receive_batch_size:
+                self._starved = holding
+            elif not waited:
+                self._starved = False
 
     def _adapt(self, received: int) -> None:
         """A full batch: there is more waiting, open a lane. An empty one: close a lane (never the first)."""
@@ -141,11 +151,11 @@ class Poller:
         while index >= self.lanes:
             await self._lanes_changed.wait()
 
-    async def _until_let_go(self, since: int) -> None:
-        """Until sqs2pg lets go of one of its messages of this queue; at most HOLDING_RECHECK_S, so that a
+    async def _until_let_go(self) -> None:
+        """Until sqs2pg lets go of some of its messages of this queue; at most HOLDING_RECHECK_S, so that a
         message held for long (a slow handler) does not keep new groups waiting."""
         try:
-            await asyncio.wait_for(self._acker.wait_let_go(self.url, since), HOLDING_RECHECK_S)
+            await asyncio.wait_for(self._acker.next_let_go(self.url), HOLDING_RECHECK_S)
         except TimeoutError:
             pass
 
