@@ -21,7 +21,9 @@ from .sqs import QueueInfo, Sqs, chunks
 
 
 class Acknowledger:
-    def __init__(self, sqs: Sqs, metrics: Metrics, queues: dict[str, QueueInfo], flush_interval_s: float) -> None:
+    def __init__(
+        self, sqs: Sqs, metrics: Metrics, queues: dict[str, QueueInfo], flush_interval_s: float, max_unclaimed: int = 16
+    ) -> None:
         self._sqs = sqs
         self._metrics = metrics
         self._queues = queues
@@ -34,7 +36,9 @@ class Acknowledger:
         # locked at SQS until then; pollers wait for these let-gos (see poller.py).
         self._holding: Counter[str] = Counter()
         self._let_go_waiters: dict[str, deque[asyncio.Future[None]]] = defaultdict(deque)
-        self._unclaimed: set[str] = set()  # queues with a let-go that no waiting poller took yet
+        # per queue: let-gos no waiting poller took yet, up to one per receive lane (each starts one receive)
+        self._unclaimed: Counter[str] = Counter()
+        self._max_unclaimed = max_unclaimed
 
     # --- what sqs2pg holds at SQS ---------------------------------------------------------------------
 
@@ -52,8 +56,8 @@ class Acknowledger:
         fits one receive, and polls that all woke together would only split it into smaller batches."""
         if self._holding[url] <= 0:
             return
-        if url in self._unclaimed:
-            self._unclaimed.discard(url)
+        if self._unclaimed[url] > 0:
+            self._unclaimed[url] -= 1
             return
         waiter = asyncio.get_running_loop().create_future()
         self._let_go_waiters[url].append(waiter)
@@ -74,7 +78,9 @@ class Acknowledger:
             if not waiter.done():
                 waiter.set_result(None)
                 return
-        self._unclaimed.add(url)
+        # Nobody waits now (the lanes are receiving): keep it, or the number of receives kept going shrinks
+        # by one every time this happens.
+        self._unclaimed[url] = min(self._unclaimed[url] + 1, self._max_unclaimed)
 
     def _let_go_of(self, messages: Iterable[Message]) -> None:
         """Deleted or handed back at SQS (or the call failed: then the message's own timeout frees it)."""

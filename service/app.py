@@ -78,7 +78,7 @@ class App:
                     # (a rotated secret is read again at start).
                     raise StartupError(f"the database refuses these settings: {reason}")
                 self.breaker.open(f"at start: {reason}")
-            acker = Acknowledger(self.sqs, self.metrics, queues, s.ack_flush_interval_ms / 1000)
+            acker = Acknowledger(self.sqs, self.metrics, queues, s.ack_flush_interval_ms / 1000, s.pollers_per_queue)
             consumer = Consumer(s, self.store, self.dispatcher, acker, self.metrics, self.breaker)
             self.pollers = [
                 Poller(url, s, self.sqs, self.dispatcher, acker, self.metrics, self.breaker, self._stopping)
