@@ -15,6 +15,9 @@ from typing import Any
 
 import asyncpg
 
+from tests.support.checks import exactly_once
+from tests.support.queues import create_fifo_queue
+
 from .servers import ROOT, free_port, http_ok, wait_for_port
 
 PAYLOAD = "x" * 120  # bodies of about 180 bytes: a typical small write
@@ -27,14 +30,8 @@ class Queue:
 
 
 async def make_queue(sqs: Any, name: str) -> Queue:
-    dlq = (await sqs.create_queue(QueueName=f"{name}-dlq.fifo", Attributes={"FifoQueue": "true"}))["QueueUrl"]
-    arn = (await sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"]))["Attributes"]["QueueArn"]
-    url = (await sqs.create_queue(QueueName=f"{name}.fifo", Attributes={
-        "FifoQueue": "true",
-        "VisibilityTimeout": "30",
-        "RedrivePolicy": json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": 25}),
-    }))["QueueUrl"]
-    return Queue(url, dlq)
+    url, dlq_url = await create_fifo_queue(sqs, name, max_receive_count=25)
+    return Queue(url, dlq_url)
 
 
 async def drop_queue(sqs: Any, q: Queue) -> None:
@@ -262,20 +259,12 @@ async def _wait_for_rows(conn: asyncpg.Connection, n: int, service: Service, tim
 
 
 async def check_exactly_once(conn: asyncpg.Connection, n: int) -> dict[str, int]:
-    """Lost, duplicated and out-of-order messages in table events (all three must be 0)."""
-    rows = await conn.fetch("SELECT message_group_id AS g, (body->>'seq')::int AS seq FROM events ORDER BY id")
-    seen: set[tuple[str, int]] = set()
-    last: dict[str, int] = {}
-    duplicates = order = 0
-    for r in rows:
-        key = (r["g"], r["seq"])
-        if key in seen:
-            duplicates += 1
-        seen.add(key)
-        if r["seq"] < last.get(r["g"], -1):
-            order += 1
-        last[r["g"]] = max(r["seq"], last.get(r["g"], -1))
-    return {"lost": n - len(seen), "duplicates": duplicates, "order_violations": order}
+    """Lost, duplicated and out-of-order messages in table events (all three must be 0). The bench's keys are
+    "TAG-i" for i in range(n): what was sent is known from any one of them."""
+    rows = await conn.fetch("SELECT idempotency_key AS k, message_group_id AS g, (body->>'seq')::int AS seq FROM events ORDER BY id")
+    tag = rows[0]["k"].rsplit("-", 1)[0] if rows else ""
+    check = exactly_once(((r["k"], r["g"], r["seq"]) for r in rows), {f"{tag}-{i}" for i in range(n)})
+    return {"lost": check.lost, "duplicates": check.duplicates, "order_violations": check.order_violations}
 
 
 async def reset_tables(conn: asyncpg.Connection) -> None:

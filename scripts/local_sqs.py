@@ -1,4 +1,4 @@
-"""Local development helper for an SQS emulator: create the FIFO queue and its DLQ, or send messages.
+"""Local development helper for an SQS emulator: create the FIFO queue and its DLQ, or send a message.
 
     python scripts/local_sqs.py create orders.fifo            # and orders-dlq.fifo, wired by RedrivePolicy
     python scripts/local_sqs.py send orders.fifo '{"hello": "world"}' --group g1 [--key k-1]
@@ -9,43 +9,35 @@ Uses the SDK's own settings: AWS_ENDPOINT_URL_SQS, AWS_REGION (or AWS_DEFAULT_RE
 from __future__ import annotations
 
 import argparse
-import json
+import asyncio
 import os
+import sys
 import uuid
+from pathlib import Path
 
-import boto3
+import aioboto3
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.support.queues import create_fifo_queue  # noqa: E402 - after the repository is on the path
 
 
-def client():  # type: ignore[no-untyped-def]
+def _client():  # type: ignore[no-untyped-def]
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return boto3.client("sqs", region_name=region, endpoint_url=os.environ.get("AWS_ENDPOINT_URL_SQS"))
+    return aioboto3.Session().client("sqs", region_name=region, endpoint_url=os.environ.get("AWS_ENDPOINT_URL_SQS"))
 
 
-def create(name: str, max_receive_count: int) -> str:
-    sqs = client()
-    dlq_name = name.removesuffix(".fifo") + "-dlq.fifo"
-    dlq_url = sqs.create_queue(QueueName=dlq_name, Attributes={"FifoQueue": "true"})["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    url = sqs.create_queue(
-        QueueName=name,
-        Attributes={
-            "FifoQueue": "true",
-            "VisibilityTimeout": "30",
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}),
-        },
-    )["QueueUrl"]
+async def create(name: str, max_receive_count: int) -> None:
+    async with _client() as sqs:
+        url, _ = await create_fifo_queue(sqs, name, max_receive_count=max_receive_count)
     print(url)
-    return url
 
 
-def send(name: str, body: str, group: str, key: str | None) -> None:
-    sqs = client()
-    url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
-    attributes = {"idempotency_key": {"DataType": "String", "StringValue": key}} if key else {}
-    r = sqs.send_message(
-        QueueUrl=url, MessageBody=body, MessageGroupId=group,
-        MessageDeduplicationId=uuid.uuid4().hex, MessageAttributes=attributes,
-    )
+async def send(name: str, body: str, group: str, key: str | None) -> None:
+    async with _client() as sqs:
+        url = (await sqs.get_queue_url(QueueName=name))["QueueUrl"]
+        attributes = {"idempotency_key": {"DataType": "String", "StringValue": key}} if key else {}
+        r = await sqs.send_message(QueueUrl=url, MessageBody=body, MessageGroupId=group,
+                                   MessageDeduplicationId=uuid.uuid4().hex, MessageAttributes=attributes)
     print(r["MessageId"])
 
 
@@ -62,9 +54,9 @@ def main() -> None:
     s.add_argument("--key")
     args = parser.parse_args()
     if args.command == "create":
-        create(args.name, args.max_receive_count)
+        asyncio.run(create(args.name, args.max_receive_count))
     else:
-        send(args.name, args.body, args.group, args.key)
+        asyncio.run(send(args.name, args.body, args.group, args.key))
 
 
 if __name__ == "__main__":

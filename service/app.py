@@ -10,18 +10,20 @@ import time
 from typing import Iterator
 
 from . import http, logs
-from .acknowledge import Acknowledger
 from .breaker import Breaker
 from .config import Settings
 from .consumer import Consumer
+from .deletes import DeleteBatcher
 from .depth import sample_forever
 from .dispatcher import Dispatcher
 from .errors import StartupError, database_misconfigured, describe_database_error
 from .handler import Handler, load_handler
 from .heartbeat import heartbeat
+from .holdings import Holdings
 from .metrics import Metrics
 from .poller import Poller
 from .pruner import prune_forever
+from .settle import Settler
 from .sqs import Sqs, queue_name
 from .store import Store
 
@@ -32,11 +34,13 @@ POLLERS_STOP_S = 5.0  # a poller handing back what a poll brought gets this long
 class App:
     """One sqs2pg service instance. ``run()`` returns after a clean shutdown once ``stop()`` is called."""
 
-    def __init__(self, settings: Settings, handler: Handler | None = None) -> None:
+    def __init__(self, settings: Settings, handler: Handler | None = None, *, store: Store | None = None,
+                 sqs: Sqs | None = None) -> None:
+        """``store`` and ``sqs`` replace the real ones (the unit tests' in-memory fakes, tests/support/fakes.py)."""
         self.settings = settings
         self.metrics = Metrics([queue_name(u) for u in settings.queue_urls])
-        self.store = Store(settings, handler or load_handler(settings.handler))
-        self.sqs = Sqs(settings, self.metrics)
+        self.store = store or Store(settings, handler or load_handler(settings.handler))
+        self.sqs = sqs or Sqs(settings, self.metrics)
         self.dispatcher = Dispatcher(settings.max_in_memory_messages)
         self.breaker = Breaker(settings.breaker_threshold, self.store.unavailable, self.metrics)
         self.probes = http.Probes()
@@ -78,10 +82,12 @@ class App:
                     # (a rotated secret is read again at start).
                     raise StartupError(f"the database refuses these settings: {reason}")
                 self.breaker.open(f"at start: {reason}")
-            acker = Acknowledger(self.sqs, self.metrics, queues, s.ack_flush_interval_ms / 1000, s.pollers_per_queue)
-            consumer = Consumer(s, self.store, self.dispatcher, acker, self.metrics, self.breaker)
+            holdings = Holdings(max_unclaimed=s.pollers_per_queue)
+            deletes = DeleteBatcher(self.sqs, holdings, s.ack_flush_interval_ms / 1000)
+            settler = Settler(s, self.sqs, queues, self.dispatcher, self.breaker, holdings, deletes, self.metrics)
+            consumer = Consumer(s, self.store, self.dispatcher, settler, deletes, self.breaker)
             self.pollers = [
-                Poller(url, s, self.sqs, self.dispatcher, acker, self.metrics, self.breaker, self._stopping)
+                Poller(url, s, self.sqs, self.dispatcher, settler, holdings, self.metrics, self.breaker, self._stopping)
                 for url in s.queue_urls
             ]
             self.probes.checks = {
@@ -91,9 +97,9 @@ class App:
             }
             async with asyncio.TaskGroup() as tg:
                 # If any of these dies, the TaskGroup cancels the rest and the process exits non-zero.
-                ack_task = tg.create_task(acker.run(), name="acknowledge")
+                deletes_task = tg.create_task(deletes.run(), name="deletes")
                 background = [
-                    tg.create_task(heartbeat(self.dispatcher, acker, s.visibility_timeout_s, s.heartbeat_fraction), name="heartbeat"),
+                    tg.create_task(heartbeat(self.dispatcher, settler, s.visibility_timeout_s, s.heartbeat_fraction), name="heartbeat"),
                     tg.create_task(self._tick(), name="loop-tick"),
                     tg.create_task(self.breaker.run(), name="breaker"),
                 ]
@@ -112,7 +118,7 @@ class App:
                 logs.event(logging.INFO, "receiving", "start", http_port=self.http_port, workers=len(workers), pollers=len(pollers))
                 self._started.set()
                 await self._stopping.wait()
-                await self._shutdown(consumer, acker, pollers, workers, background, ack_task)
+                await self._shutdown(consumer, settler, deletes, pollers, workers, background, deletes_task)
         finally:
             # Step 5 of the shutdown, and the clean-up after a crash or a failed start alike.
             if runner is not None:
@@ -124,11 +130,12 @@ class App:
     async def _shutdown(
         self,
         consumer: Consumer,
-        acker: Acknowledger,
+        settler: Settler,
+        deletes: DeleteBatcher,
         pollers: list[asyncio.Task[None]],
         workers: list[asyncio.Task[None]],
         background: list[asyncio.Task[None]],
-        ack_task: asyncio.Task[None],
+        deletes_task: asyncio.Task[None],
     ) -> None:
         """The shutdown order. Everything that stops, stops here, in this order."""
         s = self.settings
@@ -139,7 +146,7 @@ class App:
         #    those groups at once (a group's order holds: SQS keeps it locked while its head is in flight).
         #    From here on workers start nothing new, and handling still running at the deadline is abandoned,
         #    rolled back and released (a commit that raced the deadline is recognised as a duplicate later).
-        await acker.release(self.dispatcher.close(), "shutdown")
+        await settler.release(self.dispatcher.close(), "shutdown")
         consumer.set_deadline(deadline)
         # 2. Stop receiving: each poller returns at once, cutting a long poll short. That is safe: whatever the
         #    server may have handed to a cut poll at that instant stays invisible until its visibility timeout
@@ -155,8 +162,8 @@ class App:
         # 4. Stop the heartbeat and housekeeping, then flush the deletes of everything that committed.
         for task in background:
             task.cancel()
-        await acker.close()
-        ack_task.cancel()
+        await deletes.close()
+        deletes_task.cancel()
         # 5. (in run's finally) close the HTTP port, the SQS client and the database pool.
 
     async def _tick(self) -> None:

@@ -23,7 +23,7 @@ from typing import Awaitable, Callable
 from . import logs
 from .errors import AVAILABILITY_KINDS
 from .metrics import Metrics
-from .retry import backoff_s
+from .policy import backoff_s
 
 LOG_EVERY_S = 30.0  # at most one "still unavailable" line this often
 

@@ -21,6 +21,7 @@ from . import __version__, config, dlq, logs, migrate
 from .config import PREFIX, Settings, knob_fields
 from .errors import Sqs2pgError, StartupError, describe_database_error
 from .metrics import Metrics
+from .message import queue_name
 from .sqs import Sqs
 
 EXIT_FAILED = 1  # `check` found a problem, `dlq redrive` failed to move a message, or `run` crashed after starting
@@ -161,7 +162,7 @@ async def _check(settings: Settings) -> int:
 
 
 async def _dlq(settings: Settings, args: argparse.Namespace) -> int:
-    urls = [u for u in settings.queue_urls if args.queue in (None, u, u.rsplit("/", 1)[-1])]
+    urls = [u for u in settings.queue_urls if args.queue in (None, u, queue_name(u))]
     if not urls:
         raise StartupError(f"--queue {args.queue!r} is not one of SQS_QUEUE_URLS ({', '.join(settings.queue_urls)})")
     sqs = Sqs(settings, Metrics())

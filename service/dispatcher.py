@@ -126,9 +126,12 @@ class Dispatcher:
         return batch
 
     def done(self, message: Message) -> None:
-        """The message has been settled: release its slot and let its group's next message be handed out."""
+        """The message has been settled: release its slot and let its group's next message be handed out.
+        (Again for the same message: nothing.)"""
         key = group_key(message)
-        self._busy.pop(key, None)
+        if self._busy.get(key) is not message:
+            return
+        del self._busy[key]
         self._forget(1)
         queue = self._groups.get(key)
         if queue:
@@ -136,6 +139,10 @@ class Dispatcher:
                 self._ready.put_nowait(key)
         else:
             self._groups.pop(key, None)
+
+    def is_busy(self, message: Message) -> bool:
+        """Handed out to a worker and not yet done()."""
+        return self._busy.get(group_key(message)) is message
 
     def take_rest(self, message: Message) -> list[Message]:
         """Remove and return the messages held behind this one in its group (they share its fate)."""

@@ -60,6 +60,11 @@ class IdempotencyKeyReused(PermanentError):
     kind = "key_reused"
 
 
+class NotAttempted(Exception):
+    """Not tried: the database failed the messages before it in the same pass. It is tried again (or held
+    while the circuit is open) without counting a failure or spending a receive."""
+
+
 class AlreadyApplied(Exception):
     """Raised by a handler that finds the message's effect already in the database: a duplicate."""
 
@@ -109,6 +114,12 @@ _SQS_THROTTLING = {
     "TooManyRequestsException",
 }
 _SQS_UNAVAILABLE = {"ServiceUnavailable", "InternalError", "InternalFailure", "503", "500", "502", "504"}
+
+
+def from_database(exc: BaseException) -> bool:
+    """A failure of the database itself (as opposed to the handler rejecting a body): counted in
+    sqs2pg_db_errors and by the circuit breaker."""
+    return isinstance(exc, (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError, DatabaseUnavailable))
 
 
 def _sqlstate_kind(sqlstate: str, table: dict[str, str]) -> str | None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from .acknowledge import Acknowledger
 from .dispatcher import Dispatcher
+from .settle import Settler
 
 
 def interval_s(visibility_timeout_s: int, fraction: float) -> float:
@@ -14,7 +14,7 @@ def interval_s(visibility_timeout_s: int, fraction: float) -> float:
     return max(0.2, min(10.0, visibility_timeout_s * (1 - fraction) / 2))
 
 
-async def heartbeat(dispatcher: Dispatcher, acker: Acknowledger, visibility_timeout_s: int, fraction: float) -> None:
+async def heartbeat(dispatcher: Dispatcher, settler: Settler, visibility_timeout_s: int, fraction: float) -> None:
     """Extend a message once ``fraction`` of its visibility has passed (waiting or being handled)."""
     margin = visibility_timeout_s * (1 - fraction)
     while True:
@@ -24,6 +24,6 @@ async def heartbeat(dispatcher: Dispatcher, acker: Acknowledger, visibility_time
         if due:
             # Bounded: a hung call must not hold up the next round while the margin runs out.
             try:
-                await asyncio.wait_for(acker.extend(due, visibility_timeout_s), margin / 2)
-            except asyncio.TimeoutError:
+                await asyncio.wait_for(settler.extend(due, visibility_timeout_s), margin / 2)
+            except TimeoutError:
                 pass  # the next round tries again; a message that lapses comes back and is a duplicate

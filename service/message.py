@@ -16,6 +16,11 @@ MAX_KEY_LENGTH = 512
 _NOT_JSON = object()
 
 
+def queue_name(url: str) -> str:
+    """The queue's name, from its URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)."""
+    return url.rstrip("/").rsplit("/", 1)[-1]
+
+
 @dataclass(eq=False)
 class Message:
     queue_url: str
@@ -38,7 +43,7 @@ class Message:
         now = time.monotonic()
         return cls(
             queue_url=queue_url,
-            queue_name=queue_url.rstrip("/").rsplit("/", 1)[-1],
+            queue_name=queue_name(queue_url),
             message_id=raw["MessageId"],
             receipt_handle=raw["ReceiptHandle"],
             body=raw.get("Body", ""),

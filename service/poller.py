@@ -14,15 +14,16 @@ import logging
 from typing import Any
 
 from . import logs
-from .acknowledge import Acknowledger
 from .aio import unless
 from .breaker import Breaker
 from .config import Settings
 from .dispatcher import Dispatcher
 from .errors import Sqs2pgError
+from .holdings import Holdings
 from .message import Message
 from .metrics import Metrics
-from .retry import backoff_s
+from .policy import backoff_s
+from .settle import Settler
 from .sqs import Sqs, queue_name
 
 HOLDING_RECHECK_S = 1.0  # an empty poll while holding messages: poll again after this, or sooner (see _lane)
@@ -35,7 +36,8 @@ class Poller:
         settings: Settings,
         sqs: Sqs,
         dispatcher: Dispatcher,
-        acker: Acknowledger,
+        settler: Settler,
+        holdings: Holdings,
         metrics: Metrics,
         breaker: Breaker,
         stopping: asyncio.Event,
@@ -45,7 +47,8 @@ class Poller:
         self._settings = settings
         self._sqs = sqs
         self._dispatcher = dispatcher
-        self._acker = acker
+        self._settler = settler
+        self._holdings = holdings
         self._metrics = metrics
         self._breaker = breaker
         self._stopping = stopping
@@ -87,7 +90,7 @@ class Poller:
             # most the wait for the next let-go, and holding messages means one is coming.)
             # (A receive another lane has in flight counts as holding: what it brings locks groups the moment the
             # server hands them out, before this lane could see them.)
-            holding = self._acker.holding(self.url) > 0 or self._receiving > 0
+            holding = self._holdings.holding(self.url) > 0 or self._receiving > 0
             # Starved (the last receive while holding came back short): what comes next is mostly what sqs2pg's
             # own deletes unlock, so each lane polls once one of them landed, one lane per let-go; polls that
             # all went at once would come back empty or split one batch. A full receive made without that
@@ -97,7 +100,7 @@ class Poller:
                 await unless(self._until_let_go(), self._stopping)
                 if self._stopping.is_set():
                     break
-                holding = self._acker.holding(self.url) > 0 or self._receiving > 0
+                holding = self._holdings.holding(self.url) > 0 or self._receiving > 0
             # Room for a full batch is reserved before the call, so that lanes in flight together cannot take
             # more than SQS2PG_MAX_IN_MEMORY_MESSAGES between them.
             d.reserve(s.receive_batch_size)
@@ -155,7 +158,7 @@ class Poller:
         """Until sqs2pg lets go of some of its messages of this queue; at most HOLDING_RECHECK_S, so that a
         message held for long (a slow handler) does not keep new groups waiting."""
         try:
-            await asyncio.wait_for(self._acker.next_let_go(self.url), HOLDING_RECHECK_S)
+            await asyncio.wait_for(self._holdings.next_let_go(self.url), HOLDING_RECHECK_S)
         except TimeoutError:
             pass
 
@@ -170,11 +173,9 @@ class Poller:
                 # A malformed response entry (no id or receipt handle): nothing to act on. SQS makes it
                 # visible again after its visibility timeout, and its redrive policy bounds the repeats.
                 logs.event(logging.ERROR, "malformed message from SQS skipped", "receive", queue=self.name, error=repr(exc)[:300])
-        self._acker.hold(messages)
-        self._metrics.received.labels(self.name).inc(len(messages))
-        self._metrics.in_flight.labels(self.name).inc(len(messages))
+        self._settler.received(messages)
         if self._stopping.is_set() or self._dispatcher.closed:
-            await self._acker.release(messages, "shutdown")
+            await self._settler.release(messages, "shutdown")
             return
         for m in messages:
             self._dispatcher.add(m)

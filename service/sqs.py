@@ -21,7 +21,7 @@ from . import __version__
 
 from .config import Settings
 from .errors import PermanentError, RetryableError, Sqs2pgError, StartupError, classify, sqs_error
-from .message import IDEMPOTENCY_ATTRIBUTE, Message
+from .message import IDEMPOTENCY_ATTRIBUTE, Message, queue_name
 from .metrics import Metrics
 from .sqs_json import HOT_OPERATIONS, SqsJsonClient
 
@@ -47,10 +47,6 @@ class QueueInfo:
     dlq_url: str
     max_receive_count: int
     visibility_timeout_s: int
-
-
-def queue_name(url: str) -> str:
-    return url.rstrip("/").rsplit("/", 1)[-1]
 
 
 class Sqs:

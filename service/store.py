@@ -32,13 +32,14 @@ from .errors import (
     AlreadyApplied,
     DatabaseUnavailable,
     IdempotencyKeyReused,
+    NotAttempted,
     PermanentError,
     classify,
     describe_database_error,
 )
 from .handler import Handler, batch_form
 from .message import Message
-from .retry import Outcome
+from .outcome import Outcome
 
 _CLAIM_KEY = """
 INSERT INTO sqs2pg_idempotency (idempotency_key, body_sha256, queue_name, message_id)
@@ -69,6 +70,40 @@ PRUNE_LOCK_ID = int.from_bytes(b"sqs2pg", "big")
 # A connection that reports these is pointed at the wrong server (old writer, read-only) or is being shut
 # down: throw it away instead of handing it to the next message.
 _DISCARD_SQLSTATES = {"25006", "57P01", "57P02", "57P03"}
+
+
+class SchemaMissing(Exception):
+    """The database answers but sqs2pg's tables are not there: `sqs2pg migrate` has not run."""
+
+
+class _Separately(Exception):
+    """The messages cannot be settled together; apply each in its own transaction."""
+
+
+# In the one-by-one pass after a shared transaction failed: this many "database unavailable" failures and
+# the rest are failed alike without trying (a failover would otherwise cost a connect timeout per message).
+_UNAVAILABLE_GIVE_UP = 2
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """What a connection goes through on its way back to the pool: nothing beyond asyncpg's own clean-up (which
+    rolls back a transaction left open). asyncpg's default also runs RESET ALL, UNLISTEN and unlocks advisory
+    locks: a round trip per message, about 5% of the service's CPU in the benchmark. sqs2pg ends every
+    transaction itself, so only session-level changes a handler makes would outlive a message; the handler
+    contract says to make them transaction-local (SET LOCAL, pg_advisory_xact_lock)."""
+
+
+async def _rollback(conn: asyncpg.Connection) -> None:
+    """Roll back after a failure, keeping the original error; a connection that cannot is thrown away."""
+    if conn.is_closed():
+        return
+    try:
+        await conn.execute("ROLLBACK")
+    except asyncio.CancelledError:
+        conn.terminate()
+        raise
+    except Exception:  # noqa: BLE001 - the server rolls back a dropped connection by itself
+        conn.terminate()
 
 
 class Store:
@@ -249,42 +284,3 @@ class Store:
             finally:
                 if not conn.is_closed():
                     await conn.execute("SELECT pg_advisory_unlock($1)", PRUNE_LOCK_ID)
-
-
-class SchemaMissing(Exception):
-    """The database answers but sqs2pg's tables are not there: `sqs2pg migrate` has not run."""
-
-
-class NotAttempted(Exception):
-    """Not tried: the database failed the messages before it. The consumer tries it again (or holds it while
-    the circuit is open) without counting a failure or spending a receive."""
-
-
-class _Separately(Exception):
-    """The messages cannot be settled together; apply each in its own transaction."""
-
-
-# In the one-by-one pass after a shared transaction failed: this many "database unavailable" failures and
-# the rest are failed alike without trying (a failover would otherwise cost a connect timeout per message).
-_UNAVAILABLE_GIVE_UP = 2
-
-
-async def _keep_session(conn: asyncpg.Connection) -> None:
-    """What a connection goes through on its way back to the pool: nothing beyond asyncpg's own clean-up (which
-    rolls back a transaction left open). asyncpg's default also runs RESET ALL, UNLISTEN and unlocks advisory
-    locks: a round trip per message, about 5% of the service's CPU in the benchmark. sqs2pg ends every
-    transaction itself, so only session-level changes a handler makes would outlive a message; the handler
-    contract says to make them transaction-local (SET LOCAL, pg_advisory_xact_lock)."""
-
-
-async def _rollback(conn: asyncpg.Connection) -> None:
-    """Roll back after a failure, keeping the original error; a connection that cannot is thrown away."""
-    if conn.is_closed():
-        return
-    try:
-        await conn.execute("ROLLBACK")
-    except asyncio.CancelledError:
-        conn.terminate()
-        raise
-    except Exception:  # noqa: BLE001 - the server rolls back a dropped connection by itself
-        conn.terminate()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ..conftest import Queues, make_settings, running, scrape_metrics
+from ..support.helpers import Queues, make_settings, running, scrape_metrics
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ..conftest import Queues, make_settings, metric, running, wait_until, write_report
+from ..support.helpers import Queues, make_settings, metric, running, wait_until, write_report
 
 pytestmark = pytest.mark.integration
 
@@ -87,7 +87,7 @@ async def test_bad_input_never_crashes_and_never_blocks_good_messages(database_u
     if reuse_key and sent[0][1].kind not in GOOD_KINDS:
         # the first was bad and never committed its key, so the "reused" one is simply a good new message
         expected_good.append(sent[-1])
-    q = queues.url.rsplit("/", 1)[-1]
+    q = queues.name
 
     async with running(make_settings(database_url, [queues.url])) as app:
         await wait_until(lambda: _settled(app, q, len(sent), queues), timeout_s=60)

@@ -9,11 +9,11 @@ import asyncpg
 import pytest
 
 from sqs2pg.message import Message
-from sqs2pg.retry import Outcome
+from sqs2pg.outcome import Outcome
 from sqs2pg.store import Store
 from sqs2pg.handler import insert_event
 
-from ..conftest import Queues, group_sequences, make_settings, metric, running, scrape_metrics, wait_until
+from ..support.helpers import Queues, group_sequences, make_settings, metric, running, scrape_metrics, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -179,7 +179,7 @@ async def test_handler_that_swallows_a_database_error_is_not_reported_committed(
 
 
 def _name(queues: Queues) -> str:
-    return queues.url.rsplit("/", 1)[-1]
+    return queues.name
 
 
 async def _count_is(db: asyncpg.Connection, n: int) -> bool:

@@ -15,9 +15,9 @@ import pytest
 
 from sqs2pg import migrate
 
-from ..conftest import (
+from ..support.helpers import (
     Queues,
-    _create_test_tables,
+    create_test_tables,
     assert_no_loss_no_duplicates_in_order,
     exactly_once_report,
     fault_workload,
@@ -26,7 +26,7 @@ from ..conftest import (
     running,
     wait_until,
 )
-from ..pgcluster import Cluster, Clusters, bindir, wait_accepting
+from ..support.pgcluster import Cluster, Clusters, bindir, wait_accepting
 
 pytestmark = [
     pytest.mark.integration,
@@ -49,7 +49,7 @@ async def _prepare(primary: Cluster, database_url: str) -> None:
     await admin.execute("CREATE DATABASE sqs2pg")
     await admin.close()
     await asyncio.to_thread(migrate.upgrade, make_settings(database_url, ["http://x/1/q.fifo"]))
-    await _create_test_tables(primary.url("sqs2pg"))
+    await create_test_tables(primary.url("sqs2pg"))
 
 
 async def _applied_at_least(url: str, n: int) -> bool:
@@ -81,7 +81,7 @@ async def test_postgres_restarted_fast_and_immediate_under_load(clusters: Cluste
     sent = fault_workload(groups=6, per_group=25, sleep_s=0.02)
     await queues.send_batch(sent)
     settings = _settings(url, queues.url)
-    q = queues.url.rsplit("/", 1)[-1]
+    q = queues.name
     recoveries: list[float] = []
     async with running(settings) as app:
         for i, mode in enumerate(["fast", "immediate", "fast", "immediate"]):
@@ -118,7 +118,7 @@ async def test_failover_to_promoted_synchronous_replica_under_load(clusters: Clu
     await _prepare(primary, primary.url("sqs2pg"))
     sent = fault_workload(groups=6, per_group=25, sleep_s=0.02)
     await queues.send_batch(sent)
-    q = queues.url.rsplit("/", 1)[-1]
+    q = queues.name
     async with running(_settings(multi, queues.url)) as app:
         await wait_until(lambda: _applied_at_least(primary.url("sqs2pg"), len(sent) // 3), timeout_s=60)
         # The writer dies; a few seconds later the synchronous replica is promoted (what Aurora does, faster).

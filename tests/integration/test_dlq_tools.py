@@ -8,7 +8,7 @@ from sqs2pg import dlq
 from sqs2pg.metrics import Metrics
 from sqs2pg.sqs import Sqs
 
-from ..conftest import Queues, make_settings, metric, running, wait_until
+from ..support.helpers import Queues, make_settings, metric, running, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +20,7 @@ async def test_peek_dry_run_and_redrive_keep_group_key_and_lose_nothing(database
     await queues.send({"seq": 3}, "p", "p-3")
     await queues.send("bad too", "q", "q-0")
     settings = make_settings(database_url, [queues.url])
-    q = queues.url.rsplit("/", 1)[-1]
+    q = queues.name
     async with running(settings) as app:
         await wait_until(lambda: _dead(app, q, 3))
     await wait_until(lambda: _depth_is(queues, queues.dlq_url, 3))

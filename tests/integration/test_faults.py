@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from ..conftest import (
+from ..support.helpers import (
     Queues,
     applied_at_least,
     applied_count,

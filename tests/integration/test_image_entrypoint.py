@@ -24,7 +24,7 @@ from typing import Iterator
 import asyncpg
 import pytest
 
-from ..conftest import REGION, Queues, wait_until
+from ..support.helpers import REGION, Queues, wait_until
 from ..support.servers import free_port
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
-from ..conftest import (
+from ..support.helpers import (
     Queues,
     assert_no_loss_no_duplicates_in_order,
     exactly_once_report,
@@ -38,7 +38,7 @@ async def test_database_outage_pauses_instead_of_dead_lettering(postgres_admin_u
     admin = await asyncpg.connect(postgres_admin_url)
     try:
         async with running(settings) as app:
-            q = queues.url.rsplit("/", 1)[-1]
+            q = queues.name
             await wait_until(lambda: _committed_at_least(app, q, 3))
             # The outage: the server refuses new connections to the database and drops the existing ones,
             # as a failing-over writer does.

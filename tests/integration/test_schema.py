@@ -12,7 +12,7 @@ from sqs2pg import migrate
 from sqs2pg.handler import insert_event
 from sqs2pg.store import PRUNE_LOCK_ID, Store
 
-from ..conftest import _with_database, make_settings
+from ..support.helpers import with_database, make_settings
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +24,7 @@ async def test_upgrade_from_empty_to_head_then_downgrade_and_upgrade_again(postg
     admin = await asyncpg.connect(postgres_admin_url)
     await admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        url = _with_database(postgres_admin_url, name)
+        url = with_database(postgres_admin_url, name)
         settings = make_settings(url, ["http://x/1/q.fifo"])
         conn = await asyncpg.connect(url)
         try:
@@ -80,7 +80,7 @@ async def test_sqs2pg_keeps_its_own_version_table_beside_the_applications_alembi
     admin = await asyncpg.connect(postgres_admin_url)
     await admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        url = _with_database(postgres_admin_url, name)
+        url = with_database(postgres_admin_url, name)
         settings = make_settings(url, ["http://x/1/q.fifo"])
         conn = await asyncpg.connect(url)
         try:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from ..conftest import (
+from ..support.helpers import (
     Queues,
     applied_at_least,
     assert_no_loss_no_duplicates_in_order,

@@ -17,8 +17,8 @@ from sqs2pg.message import Message
 from sqs2pg.metrics import Metrics
 from sqs2pg.sqs import Sqs
 
-from ..conftest import Queues, make_settings
-from ..sqs_fault_proxy import FaultPlan, start_proxy
+from ..support.helpers import Queues, make_settings
+from ..support.sqs_fault_proxy import FaultPlan, start_proxy
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ..conftest import (
+from ..support.helpers import (
     Queues,
     applied_at_least,
     assert_no_loss_no_duplicates_in_order,
@@ -16,7 +16,7 @@ from ..conftest import (
     running,
     wait_until,
 )
-from ..sqs_fault_proxy import FaultPlan, start_proxy
+from ..support.sqs_fault_proxy import FaultPlan, start_proxy
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,7 @@ async def test_sqs_faults_through_a_proxy_lose_and_duplicate_nothing(database_ur
         )
         async with running(settings) as app:
             await wait_until(lambda: applied_at_least(db, len(sent)), timeout_s=120)
-            q = queues.url.rsplit("/", 1)[-1]
+            q = queues.name
             dead = metric(app, "sqs2pg_messages_total", queue=q, outcome="dead_lettered")
             plan.enabled = False  # let the final deletes and the shutdown through cleanly
             await wait_until(lambda: queue_empty(queues), timeout_s=60)

@@ -11,10 +11,10 @@ import pytest
 from sqs2pg.errors import InvalidMessage
 from sqs2pg.handler import insert_event
 from sqs2pg.message import Message
-from sqs2pg.retry import Outcome
+from sqs2pg.outcome import Outcome
 from sqs2pg.store import Store
 
-from ..conftest import make_settings
+from ..support.helpers import make_settings
 from ..handlers import swallow_database_error
 
 pytestmark = pytest.mark.integration

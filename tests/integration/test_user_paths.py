@@ -21,11 +21,13 @@ import aioboto3
 import asyncpg
 import pytest
 
+from sqs2pg.message import queue_name
+
 from ..support.servers import free_port
-from ..conftest import (
+from ..support.helpers import (
     REGION,
     Queues,
-    _with_database,
+    with_database,
     make_settings,
     metric,
     running,
@@ -131,7 +133,7 @@ async def test_a_database_missing_at_start_is_said_at_once_and_opens_the_circuit
     postgres_admin_url, template_database, queues: Queues, caplog
 ) -> None:
     name = f"sqs2pg_late_{uuid.uuid4().hex[:8]}"
-    url = _with_database(postgres_admin_url, name)
+    url = with_database(postgres_admin_url, name)
     await queues.send({"seq": 0}, "g", "late-0")
     caplog.set_level(logging.INFO, logger="sqs2pg")
     settings = make_settings(url, [queues.url])
@@ -159,7 +161,7 @@ async def test_a_database_missing_at_start_is_said_at_once_and_opens_the_circuit
 
 
 def _name(url: str) -> str:
-    return url.rsplit("/", 1)[-1]
+    return queue_name(url)
 
 
 async def _committed(app: Any, url: str) -> bool:

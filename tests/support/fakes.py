@@ -1,0 +1,234 @@
+"""In-memory stand-ins for SQS and the store, for unit tests of the ordering rules that run in milliseconds.
+
+They keep the promises sqs2pg relies on and nothing more (procrastinate's InMemoryConnector plays the same
+part there). Claims about loss, duplicates and order are still proven against real servers in
+tests/integration; these only make the rules fast to pin down.
+
+FakeSqs is one FIFO queue with its dead-letter queue: messages in send order; a group is locked while any of
+its messages is in flight (received, visibility not yet over, not deleted); a receive hands out visible
+messages of unlocked groups in order, up to ``per_group`` of one group (1 like fauxqs, 10 like SQS and moto);
+a receipt handle is new at every receive and a stale one fails a delete; past ``max_receive_count`` receives a
+message moves to the DLQ. Every call is recorded in ``calls``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from sqs2pg.errors import PermanentError, Sqs2pgError
+from sqs2pg.message import Message
+from sqs2pg.outcome import Outcome
+from sqs2pg.sqs import QueueInfo, queue_name
+
+QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/fake.fifo"
+DLQ_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/fake-dlq.fifo"
+
+
+@dataclass
+class Stored:
+    id: str
+    body: str
+    group: str
+    dedup: str
+    attributes: dict[str, Any]
+    sent_ms: int
+    receive_count: int = 0
+    visible_at: float = 0.0
+    receipt_handle: str = ""
+    deleted: bool = False
+
+
+@dataclass
+class FakeSqs:
+    per_group: int = 10
+    max_receive_count: int = 10
+    queue_url: str = QUEUE_URL
+    dlq_url: str = DLQ_URL
+    messages: list[Stored] = field(default_factory=list)
+    dead: list[Stored] = field(default_factory=list)
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+    receiving: int = 0  # receives in flight now
+    most_receiving: int = 0  # the most at once so far
+    _ids: Any = field(default_factory=itertools.count)
+    _changed: asyncio.Event | None = None
+
+    # --- what a producer does ---
+
+    def send_message(self, body: str, group: str, dedup: str, attributes: dict[str, Any] | None = None) -> None:
+        if any(m.dedup == dedup and not m.deleted for m in self.messages):
+            return  # deduplicated
+        self.messages.append(Stored(f"m{next(self._ids)}", body, group, dedup, attributes or {}, int(time.time() * 1000)))
+        self._notify()
+
+    def in_flight(self) -> list[Stored]:
+        now = time.monotonic()
+        return [m for m in self.messages if not m.deleted and m.visible_at > now]
+
+    def waiting(self) -> list[Stored]:
+        return [m for m in self.messages if not m.deleted]
+
+    # --- the Sqs interface the service uses ---
+
+    @property
+    def endpoint(self) -> str:
+        return "fake://sqs"
+
+    async def open(self) -> None:
+        self._changed = asyncio.Event()
+
+    async def close(self) -> None:
+        pass
+
+    async def describe(self, url: str) -> QueueInfo:
+        return QueueInfo(url=url, name=queue_name(url), arn="arn:aws:sqs:us-east-1:123456789012:fake.fifo",
+                         dlq_url=self.dlq_url, max_receive_count=self.max_receive_count, visibility_timeout_s=30)
+
+    async def receive(self, url: str, wait_s: int | None = None, visibility_s: int | None = None,
+                      max_messages: int | None = None) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + (wait_s if wait_s is not None else 1)
+        self.receiving += 1
+        self.most_receiving = max(self.most_receiving, self.receiving)
+        try:
+            while True:
+                taken = self._take(max_messages or 10, visibility_s if visibility_s is not None else 30)
+                if taken or time.monotonic() >= deadline:
+                    self.calls.append(("receive", (wait_s, len(taken))))
+                    return taken
+                assert self._changed is not None
+                self._changed.clear()
+                try:
+                    await asyncio.wait_for(self._changed.wait(), max(0.0, deadline - time.monotonic()))
+                except TimeoutError:
+                    pass
+        finally:
+            self.receiving -= 1
+
+    def _take(self, limit: int, visibility_s: int) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        locked = {m.group for m in self.messages if not m.deleted and m.visible_at > now}
+        per_group: dict[str, int] = {}
+        out = []
+        for m in self.messages:
+            if len(out) >= limit:
+                break
+            if m.deleted or m.group in locked or per_group.get(m.group, 0) >= self.per_group:
+                continue
+            if m.visible_at > now:
+                continue
+            if m.receive_count >= self.max_receive_count:  # SQS's own redrive, on the next receive
+                m.deleted = True
+                self.dead.append(m)
+                continue
+            m.receive_count += 1
+            m.visible_at = now + visibility_s
+            m.receipt_handle = f"{m.id}-r{m.receive_count}"
+            per_group[m.group] = per_group.get(m.group, 0) + 1
+            out.append({
+                "MessageId": m.id, "ReceiptHandle": m.receipt_handle, "Body": m.body,
+                "Attributes": {"MessageGroupId": m.group, "MessageDeduplicationId": m.dedup,
+                               "ApproximateReceiveCount": str(m.receive_count), "SentTimestamp": str(m.sent_ms)},
+                "MessageAttributes": m.attributes,
+            })
+            # A group stays together within a receive, as on SQS: later messages of a locked group wait.
+        return out
+
+    def _find(self, receipt_handle: str) -> Stored | None:
+        return next((m for m in self.messages if m.receipt_handle == receipt_handle and not m.deleted), None)
+
+    async def delete(self, url: str, messages: list[Message]) -> list[tuple[Message, str]]:
+        self.calls.append(("delete", [m.message_id for m in messages]))
+        failed = []
+        for message in messages:
+            stored = self._find(message.receipt_handle)
+            if stored is None or stored.visible_at <= time.monotonic():
+                failed.append((message, "ReceiptHandleIsInvalid: stale receipt handle"))
+            else:
+                stored.deleted = True
+        self._notify()
+        return failed
+
+    async def change_visibility(self, url: str, entries: list[tuple[Message, int]]) -> list[tuple[Message, str]]:
+        self.calls.append(("change_visibility", [(m.message_id, s) for m, s in entries]))
+        failed = []
+        for message, seconds in entries:
+            stored = self._find(message.receipt_handle)
+            if stored is None:
+                failed.append((message, "ReceiptHandleIsInvalid: stale receipt handle"))
+            else:
+                stored.visible_at = time.monotonic() + seconds
+        self._notify()
+        return failed
+
+    async def send_to_dlq(self, dlq_url: str, message: Message, error: Sqs2pgError, minimal: bool = False) -> None:
+        self.calls.append(("send_to_dlq", (message.message_id, error.kind)))
+        self.dead.append(Stored(message.message_id, message.body, message.group_id, message.message_id,
+                                {"sqs2pg_error_kind": {"DataType": "String", "StringValue": error.kind}}, 0))
+
+    async def send(self, url: str, message: Message, attributes: dict[str, Any], dedup_id: str,
+                   keep_original: bool = True) -> None:
+        self.calls.append(("send", message.message_id))
+        self.send_message(message.body, message.group_id, dedup_id, attributes)
+
+    async def counts(self, url: str) -> dict[str, int]:
+        pool = self.dead if url == self.dlq_url else [m for m in self.messages if not m.deleted]
+        now = time.monotonic()
+        return {"visible": sum(m.visible_at <= now for m in pool), "in_flight": sum(m.visible_at > now for m in pool),
+                "delayed": 0}
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+
+
+@dataclass
+class FakeStore:
+    """The store's contract in memory: each message applied once under its idempotency key, or failed with what
+    ``fail(message)`` returns (an exception to raise), in the order they came."""
+
+    fail: Callable[[Message], Exception | None] = lambda message: None
+    applied: list[tuple[str, str, str]] = field(default_factory=list)  # (key, group, body), in commit order
+    keys: set[str] = field(default_factory=set)
+    down: Exception | None = None  # what the probe says while the database is "down"
+    delay_s: float = 0.0  # each transaction takes this long
+    last_success: float = 0.0
+
+    async def open(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def apply_many(self, messages: list[Message]) -> list[Outcome | Exception]:
+        await asyncio.sleep(self.delay_s)  # a transaction is a round trip
+        results: list[Outcome | Exception] = []
+        for message in messages:
+            error = self.fail(message)
+            if error is not None:
+                results.append(error)
+            elif message.idempotency_key in self.keys:
+                results.append(Outcome.DUPLICATE)
+            else:
+                if not message.is_json:
+                    results.append(PermanentError("body is not valid JSON", kind="invalid_message"))
+                    continue
+                self.keys.add(message.idempotency_key)
+                self.applied.append((message.idempotency_key, message.group_id, message.body))
+                self.last_success = time.monotonic()
+                results.append(Outcome.COMMITTED)
+        return results
+
+    async def probe(self, timeout_s: float = 2.0) -> Exception | None:
+        return self.down
+
+    async def unavailable(self, timeout_s: float = 2.0) -> str | None:
+        return None if self.down is None else str(self.down)
+
+    async def ping(self, timeout_s: float = 2.0) -> bool:
+        return self.down is None
+
+    async def prune(self, retention_s: float, batch_size: int, pause_s: float = 0.05) -> int | None:
+        return 0

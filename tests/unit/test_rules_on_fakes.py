@@ -1,0 +1,227 @@
+"""The ordering and settling rules, on in-memory fakes (tests/support/fakes.py): milliseconds, no server.
+
+The same claims are proven against real PostgreSQL and real SQS emulators in tests/integration; these pin
+the rules themselves so that a change that breaks one fails here first, and fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from sqs2pg.app import App
+from sqs2pg.breaker import Breaker
+from sqs2pg.deletes import DeleteBatcher
+from sqs2pg.dispatcher import Dispatcher
+from sqs2pg.errors import PermanentError, RetryableError
+from sqs2pg.heartbeat import heartbeat
+from sqs2pg.holdings import Holdings
+from sqs2pg.message import Message, queue_name
+from sqs2pg.metrics import Metrics
+from sqs2pg.outcome import Outcome
+from sqs2pg.settle import Settler
+
+from ..support.helpers import make_settings, metric, running, wait_until
+from ..support.fakes import QUEUE_URL, FakeSqs, FakeStore
+
+
+def _settings(**knobs: str):  # type: ignore[no-untyped-def]
+    return make_settings("postgresql://fake@127.0.0.1:1/fake", [QUEUE_URL], **{"retry_base_s": "0", **knobs})
+
+
+async def _fake_app(sqs: FakeSqs, store: FakeStore, **knobs: str) -> App:
+    return App(_settings(**knobs), store=store, sqs=sqs)  # type: ignore[arg-type]
+
+
+def _in_order(store: FakeStore, groups: int, per_group: int) -> None:
+    seqs: dict[str, list[int]] = {}
+    for _, group, body in store.applied:
+        seqs.setdefault(group, []).append(json.loads(body)["seq"])
+    assert seqs == {f"g{g}": list(range(per_group)) for g in range(groups)}
+    assert len(store.keys) == groups * per_group
+
+
+@pytest.mark.parametrize("per_group", [1, 10])
+async def test_every_message_once_and_in_order_though_some_fail_transiently_at_first(per_group: int) -> None:
+    """per_group 1 is fauxqs's rule (one message of a group in flight), 10 is SQS's and moto's."""
+    sqs = FakeSqs(per_group=per_group)
+    for s in range(10):
+        for g in range(20):
+            sqs.send_message(json.dumps({"seq": s}), f"g{g}", f"g{g}-{s}")
+
+    def fail(message: Message) -> Exception | None:
+        seq = json.loads(message.body)["seq"]
+        return RetryableError("serialization failure", kind="serialization") if seq % 4 == 1 and message.receive_count == 1 else None
+
+    store = FakeStore(fail=fail)
+    async with running(App(_settings(), store=store, sqs=sqs)) as app:  # type: ignore[arg-type]
+        await wait_until(lambda: _applied(store, 200), timeout_s=30, interval_s=0.01)
+        q = queue_name(QUEUE_URL)
+        assert metric(app, "sqs2pg_messages_total", queue=q, outcome="retried") == 60  # seqs 1, 5 and 9 of each group, once each
+    _in_order(store, 20, 10)
+    assert sqs.waiting() == [] and sqs.dead == []
+
+
+async def _applied(store: FakeStore, n: int) -> bool:
+    return len(store.applied) >= n
+
+
+def _message(sqs: FakeSqs, raw: dict) -> Message:  # type: ignore[type-arg]
+    return Message.from_sqs(sqs.queue_url, raw, 30)
+
+
+async def _settler(sqs: FakeSqs, dispatcher: Dispatcher) -> tuple[Settler, DeleteBatcher, Metrics]:
+    await sqs.open()
+    metrics = Metrics(["fake.fifo"])
+    holdings = Holdings(max_unclaimed=4)
+    deletes = DeleteBatcher(sqs, holdings, flush_interval_s=0.005)  # type: ignore[arg-type]
+    breaker = Breaker(3, _never_down, metrics)
+    settler = Settler(_settings(), sqs, {sqs.queue_url: await sqs.describe(sqs.queue_url)}, dispatcher, breaker,  # type: ignore[arg-type]
+                      holdings, deletes, metrics)
+    return settler, deletes, metrics
+
+
+async def _never_down() -> str | None:
+    return None
+
+
+async def test_deletes_are_queued_before_anything_is_awaited() -> None:
+    """A cancellation that lands in the first await of settling (here: the dead-letter copy) must find the
+    commits' deletes already queued: a commit must never lose its delete to a cancellation."""
+    sqs = FakeSqs()
+    for i in range(3):
+        sqs.send_message(json.dumps({"i": i}), f"g{i}", f"d{i}")
+    await sqs.open()
+    dispatcher = Dispatcher(100)
+    settler, deletes, _ = await _settler(sqs, dispatcher)
+    batch = [_message(sqs, raw) for raw in await sqs.receive(sqs.queue_url, wait_s=0)]
+    for m in batch:
+        dispatcher.add(m)
+    batch = await dispatcher.next_batch(3)
+    copy_started, never = asyncio.Event(), asyncio.Event()
+
+    async def blocked_copy(*args: object, **kwargs: object) -> None:
+        copy_started.set()
+        await never.wait()
+
+    sqs.send_to_dlq = blocked_copy  # type: ignore[method-assign]
+    results: list[Outcome | Exception] = [Outcome.COMMITTED, PermanentError("bad", kind="invalid_message"), Outcome.COMMITTED]
+    task = asyncio.create_task(settler.settle(batch, results, 0.001, abandoned=False))
+    await copy_started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await deletes.close()
+    deleted = [ids for op, ids in sqs.calls if op == "delete"]
+    assert sorted(i for ids in deleted for i in ids) == sorted([batch[0].message_id, batch[2].message_id])
+
+
+async def test_a_retried_head_hands_back_the_rest_of_its_group_behind_it() -> None:
+    sqs = FakeSqs(per_group=10)
+    for s in range(3):
+        sqs.send_message(json.dumps({"seq": s}), "g", f"g-{s}")
+    await sqs.open()
+    dispatcher = Dispatcher(100)
+    settler, _, metrics = await _settler(sqs, dispatcher)
+    received = [_message(sqs, raw) for raw in await sqs.receive(sqs.queue_url, wait_s=0)]
+    settler.received(received)
+    for m in received:
+        dispatcher.add(m)
+    (head,) = await dispatcher.next_batch(10)  # one group: only its head is handed out
+    held = await settler.settle([head], [RetryableError("lost connection", kind="connection")], 0.001, abandoned=False)
+    assert held == [] and dispatcher.held == 0
+    (change,) = [entries for op, entries in sqs.calls if op == "change_visibility"]
+    # one call, the head first with its backoff, then the rest with visibility 0, in order
+    assert [mid for mid, _ in change] == [m.message_id for m in received]
+    assert change[0][1] >= 0 and [s for _, s in change[1:]] == [0, 0]
+    assert metrics.registry.get_sample_value("sqs2pg_messages_total", {"queue": "fake.fifo", "outcome": "retried"}) == 1
+    assert metrics.registry.get_sample_value("sqs2pg_messages_total", {"queue": "fake.fifo", "outcome": "released"}) == 2
+    assert metrics.registry.get_sample_value("sqs2pg_in_flight_messages", {"queue": "fake.fifo"}) == 0
+
+
+async def test_the_breaker_counts_only_unavailability_and_closes_on_the_first_good_probe() -> None:
+    answers = ["connection refused", None]
+
+    async def probe() -> str | None:
+        return answers.pop(0) if answers else None
+
+    metrics = Metrics()
+    breaker = Breaker(3, probe, metrics)
+    breaker.failure("connection")
+    breaker.failure("serialization")  # a conflict is the message's, not the database's: not counted
+    breaker.failure("failover")
+    assert not breaker.is_open
+    breaker.success()  # a success starts the count again
+    for _ in range(3):
+        breaker.failure("connection")
+    assert breaker.is_open and metrics.registry.get_sample_value("sqs2pg_circuit_open") == 1
+    runner = asyncio.create_task(breaker.run())
+    try:
+        await asyncio.wait_for(breaker.wait_closed(), 10)  # the first probe fails, the second answers
+    finally:
+        runner.cancel()
+    assert not breaker.is_open and answers == [] and metrics.registry.get_sample_value("sqs2pg_circuit_open") == 0
+
+
+async def test_a_stop_hands_back_what_was_not_started_and_deletes_what_committed() -> None:
+    sqs = FakeSqs(per_group=10)
+    for s in range(10):
+        for g in range(5):
+            sqs.send_message(json.dumps({"seq": s}), f"g{g}", f"g{g}-{s}")
+    store = FakeStore(delay_s=0.01)
+    app = App(_settings(max_concurrent_groups="1", transaction_max_messages="1"), store=store, sqs=sqs)  # type: ignore[arg-type]
+    async with running(app):
+        await wait_until(lambda: _applied(store, 3), timeout_s=30, interval_s=0.005)
+        stopped = time.monotonic()
+    assert time.monotonic() - stopped < 2
+    assert sqs.in_flight() == []  # everything received and not finished went back at once
+    handed_back = [mid for op, entries in sqs.calls if op == "change_visibility" for mid, s in entries if s == 0]
+    deleted = [mid for op, ids in sqs.calls if op == "delete" for mid in ids]
+    assert handed_back and len(deleted) == len(store.applied)
+    assert len(sqs.waiting()) == 50 - len(store.applied)
+    _prefix_in_order(store)
+
+
+def _prefix_in_order(store: FakeStore) -> None:
+    seqs: dict[str, list[int]] = {}
+    for _, group, body in store.applied:
+        seqs.setdefault(group, []).append(json.loads(body)["seq"])
+    assert all(s == list(range(len(s))) for s in seqs.values()), seqs
+
+
+async def test_the_heartbeat_extends_a_message_held_past_its_fraction() -> None:
+    sqs = FakeSqs()
+    sqs.send_message("{}", "g", "d")
+    await sqs.open()
+    dispatcher = Dispatcher(10)
+    settler, _, _ = await _settler(sqs, dispatcher)
+    (raw,) = await sqs.receive(sqs.queue_url, wait_s=0, visibility_s=1)
+    message = _message(sqs, raw)
+    message.visible_until = time.monotonic() + 0.3  # within the margin of a 1 s visibility at fraction 0.5
+    dispatcher.add(message)
+    beat = asyncio.create_task(heartbeat(dispatcher, settler, visibility_timeout_s=1, fraction=0.5))
+    try:
+        await wait_until(lambda: _extended(sqs), timeout_s=5, interval_s=0.01)
+    finally:
+        beat.cancel()
+    assert message.visible_until > time.monotonic() + 0.5
+
+
+async def _extended(sqs: FakeSqs) -> bool:
+    return any(op == "change_visibility" and entries[0][1] == 1 for op, entries in sqs.calls)
+
+
+async def test_an_idle_queue_costs_one_long_poll_and_a_stop_cuts_it_short() -> None:
+    sqs = FakeSqs()
+    async with running(App(_settings(receive_wait_s="20"), store=FakeStore(), sqs=sqs)) as app:  # type: ignore[arg-type]
+        await wait_until(lambda: _receiving(sqs), timeout_s=5, interval_s=0.01)
+        assert metric(app, "sqs2pg_receive_lanes", queue="fake.fifo") == 1
+        stopped = time.monotonic()
+    assert time.monotonic() - stopped < 2 and sqs.most_receiving == 1
+
+
+async def _receiving(sqs: FakeSqs) -> bool:
+    return sqs.receiving == 1
