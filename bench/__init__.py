@@ -1,4 +1,4 @@
 """sqs2pg benchmark: the queue and database ceilings, a naive consumer and sqs2pg itself, in one run.
 
-    scripts/bench.sh            # or: .venv/bin/python -m bench --help
+scripts/bench.sh            # or: .venv/bin/python -m bench --help
 """

@@ -30,26 +30,55 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--runs", type=int, default=3, help="runs of each measurement; figures are medians (default 3)")
     p.add_argument("--messages", type=int, default=20_000, help="backlog for the ceilings and sqs2pg (default 20000)")
-    p.add_argument("--groups", default="100,10,1000,1", help="group counts for sqs2pg and the queue ceiling; the first is the headline")
-    p.add_argument("--single-group-messages", type=int, default=2_000, help="backlog when there is 1 group (it is sequential)")
+    p.add_argument(
+        "--groups",
+        default="100,10,1000,1",
+        help="group counts for sqs2pg and the queue ceiling; the first is the headline",
+    )
+    p.add_argument(
+        "--single-group-messages", type=int, default=2_000, help="backlog when there is 1 group (it is sequential)"
+    )
     p.add_argument("--naive-messages", type=int, default=5_000, help="messages the naive consumer handles per run")
-    p.add_argument("--peer-messages", type=int, default=10_000, help="messages the peer (aws-sqs-consumer) handles per run")
+    p.add_argument(
+        "--peer-messages", type=int, default=10_000, help="messages the peer (aws-sqs-consumer) handles per run"
+    )
     p.add_argument("--latency-rate", type=float, default=500.0, help="paced load for the latency run, msgs/s")
     p.add_argument("--latency-seconds", type=float, default=20.0, help="measured part of the latency run")
-    p.add_argument("--warmup-seconds", type=float, default=3.0, help="paced load before the measured part (not counted)")
+    p.add_argument(
+        "--warmup-seconds", type=float, default=3.0, help="paced load before the measured part (not counted)"
+    )
     p.add_argument("--sqs-endpoint", help="an SQS endpoint to use instead of starting fauxqs")
-    p.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_ADMIN_URL),
-                   help="PostgreSQL admin URL; database sqs2pg_bench is created there")
-    p.add_argument("--service-env", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra environment for the sqs2pg process (e.g. SQS2PG_POLLERS_PER_QUEUE=2)")
-    p.add_argument("--delays", default="0,5,15,30",
-                   help="ms added to every SQS request (bench/delay_proxy.py) for the far-SQS series: sqs2pg on the "
-                        "headline group count through the proxy at each delay, 0 included (default 0,5,15,30)")
-    p.add_argument("--delay-messages", type=int, default=10_000, help="backlog per run of the far-SQS series (default 10000)")
-    p.add_argument("--delay-groups", default="100,1000",
-                   help="group counts of the far-SQS series; the first is the one the targets are judged on (default 100,1000)")
-    p.add_argument("--only", help="for tuning: run only these measurements (comma-separated: ceilings,naive,peer,sqs2pg,latency,delays); "
-                   "the ratios then cannot be computed")
+    p.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_ADMIN_URL),
+        help="PostgreSQL admin URL; database sqs2pg_bench is created there",
+    )
+    p.add_argument(
+        "--service-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the sqs2pg process (e.g. SQS2PG_POLLERS_PER_QUEUE=2)",
+    )
+    p.add_argument(
+        "--delays",
+        default="0,5,15,30",
+        help="ms added to every SQS request (bench/delay_proxy.py) for the far-SQS series: sqs2pg on the "
+        "headline group count through the proxy at each delay, 0 included (default 0,5,15,30)",
+    )
+    p.add_argument(
+        "--delay-messages", type=int, default=10_000, help="backlog per run of the far-SQS series (default 10000)"
+    )
+    p.add_argument(
+        "--delay-groups",
+        default="100,1000",
+        help="group counts of the far-SQS series; the first is the one the targets are judged on (default 100,1000)",
+    )
+    p.add_argument(
+        "--only",
+        help="for tuning: run only these measurements (comma-separated: ceilings,naive,peer,sqs2pg,latency,delays); "
+        "the ratios then cannot be computed",
+    )
     p.add_argument("--profile", metavar="FILE", help="py-spy the first sqs2pg backlog run into FILE (collapsed stacks)")
     p.add_argument("--json", default="bench/results/latest.json", help="where to write the figures")
     p.add_argument("--log", default=".local/bench/sqs2pg.log", help="the service processes' log")
@@ -60,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     try:
         import uvloop
+
         uvloop.install()
     except ImportError:
         pass
@@ -101,7 +131,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             async def fresh_queue() -> workloads.Queue:
                 return await workloads.make_queue(sqs, f"bench-{uuid.uuid4().hex[:12]}")
 
-            only = set(args.only.split(",")) if args.only else {"ceilings", "naive", "peer", "sqs2pg", "latency", "delays"}
+            only = (
+                set(args.only.split(",")) if args.only else {"ceilings", "naive", "peer", "sqs2pg", "latency", "delays"}
+            )
             delays = [float(d) for d in args.delays.split(",")] if args.delays else []
             delay_groups = [int(g) for g in args.delay_groups.split(",")]
             for r in range(args.runs):
@@ -120,35 +152,77 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     await workloads.drop_queue(sqs, q)
                 if "peer" in only:
                     q = await fresh_queue()
-                    record("peer", {"msgs_per_s": await workloads.peer(
-                        sqs, env, db_url, q, args.peer_messages, groups[0], uuid.uuid4().hex, log)})
+                    record(
+                        "peer",
+                        {
+                            "msgs_per_s": await workloads.peer(
+                                sqs, env, db_url, q, args.peer_messages, groups[0], uuid.uuid4().hex, log
+                            )
+                        },
+                    )
                     await workloads.drop_queue(sqs, q)
                 for g in groups if "sqs2pg" in only else ():
                     q = await fresh_queue()
                     profile = Path(args.profile) if args.profile and r == 0 and g == groups[0] else None
-                    record(f"sqs2pg_g{g}", await workloads.sqs2pg_backlog(
-                        sqs, env, db_url, q, backlog(g), g, uuid.uuid4().hex, log, extra_env, profile))
+                    record(
+                        f"sqs2pg_g{g}",
+                        await workloads.sqs2pg_backlog(
+                            sqs, env, db_url, q, backlog(g), g, uuid.uuid4().hex, log, extra_env, profile
+                        ),
+                    )
                     await workloads.drop_queue(sqs, q)
                 for g, d in [(g, d) for g in delay_groups for d in delays] if "delays" in only else ():
                     with servers.delayed(endpoint, d) as far:
                         # the queue alone through the same proxy: what the emulator allows at this delay
                         q = await fresh_queue()
                         await workloads.fill(sqs, q, args.delay_messages, g, uuid.uuid4().hex)
-                        far_config = Config(region_name=servers.REGION, max_pool_connections=64, retries={"mode": "standard"})
+                        far_config = Config(
+                            region_name=servers.REGION, max_pool_connections=64, retries={"mode": "standard"}
+                        )
                         async with aioboto3.Session().client("sqs", config=far_config, endpoint_url=far) as far_sqs:
-                            record(f"queue_ceiling_g{g}_delay{d:g}", {"msgs_per_s": await workloads.queue_ceiling(
-                                far_sqs, q, args.delay_messages, pollers=DELAY_CEILING_POLLERS)})
+                            record(
+                                f"queue_ceiling_g{g}_delay{d:g}",
+                                {
+                                    "msgs_per_s": await workloads.queue_ceiling(
+                                        far_sqs, q, args.delay_messages, pollers=DELAY_CEILING_POLLERS
+                                    )
+                                },
+                            )
                         await workloads.drop_queue(sqs, q)
                         q = await fresh_queue()
-                        record(f"sqs2pg_g{g}_delay{d:g}", await workloads.sqs2pg_backlog(
-                            sqs, servers.aws_env(far), db_url, q, args.delay_messages, g, uuid.uuid4().hex, log,
-                            extra_env))
+                        record(
+                            f"sqs2pg_g{g}_delay{d:g}",
+                            await workloads.sqs2pg_backlog(
+                                sqs,
+                                servers.aws_env(far),
+                                db_url,
+                                q,
+                                args.delay_messages,
+                                g,
+                                uuid.uuid4().hex,
+                                log,
+                                extra_env,
+                            ),
+                        )
                         await workloads.drop_queue(sqs, q)
                 if "latency" in only:
                     q = await fresh_queue()
-                    record("latency", await workloads.sqs2pg_latency(
-                        sqs, env, db_url, q, args.latency_rate, args.latency_seconds, args.warmup_seconds, groups[0],
-                        uuid.uuid4().hex, log, extra_env))
+                    record(
+                        "latency",
+                        await workloads.sqs2pg_latency(
+                            sqs,
+                            env,
+                            db_url,
+                            q,
+                            args.latency_rate,
+                            args.latency_seconds,
+                            args.warmup_seconds,
+                            groups[0],
+                            uuid.uuid4().hex,
+                            log,
+                            extra_env,
+                        ),
+                    )
                     await workloads.drop_queue(sqs, q)
 
         exit_codes = await asyncio.to_thread(workloads.Service.reap_all)
@@ -168,15 +242,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     for g in groups:
         ratios[f"sqs2pg_over_queue_ceiling_g{g}"] = rate[f"sqs2pg_g{g}"] / rate[f"queue_ceiling_g{g}"]
-    far = int(args.delay_groups.split(",")[0])
+    far_groups = int(args.delay_groups.split(",")[0])
     for d in (15, 30):
-        if f"sqs2pg_g{far}_delay{d}" in rate and f"sqs2pg_g{far}_delay0" in rate:
-            ratios[f"delay{d}_over_delay0"] = rate[f"sqs2pg_g{far}_delay{d}"] / rate[f"sqs2pg_g{far}_delay0"]
+        if f"sqs2pg_g{far_groups}_delay{d}" in rate and f"sqs2pg_g{far_groups}_delay0" in rate:
+            ratios[f"delay{d}_over_delay0"] = (
+                rate[f"sqs2pg_g{far_groups}_delay{d}"] / rate[f"sqs2pg_g{far_groups}_delay0"]
+            )
     return {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": "scripts/bench.sh " + " ".join(sys.argv[1:]),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "postgresql": pg_version,
-                    "sqs": "fauxqs" if not args.sqs_endpoint else args.sqs_endpoint},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "postgresql": pg_version,
+            "sqs": "fauxqs" if not args.sqs_endpoint else args.sqs_endpoint,
+        },
         "settings": {k: v for k, v in vars(args).items() if k not in ("database_url",)},
         "headline_groups": head,
         "service_exit_codes": exit_codes,

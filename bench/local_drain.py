@@ -35,37 +35,68 @@ def main() -> None:
 
     port = free_port()
     if args.plain:
-        emulator = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        emulator = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     else:
         emulator = start_moto(port)
-    env = {**os.environ, "AWS_ENDPOINT_URL_SQS": f"http://127.0.0.1:{port}", "AWS_REGION": "us-east-1",
-           "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL_SQS": f"http://127.0.0.1:{port}",
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+    }
     try:
         wait_for_port(port, emulator)
         _fresh_database()
-        url = subprocess.run([sys.executable, "scripts/local_sqs.py", "create", "orders.fifo"], cwd=ROOT, env=env,
-                             check=True, capture_output=True, text=True).stdout.strip()
-        sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=env["AWS_ENDPOINT_URL_SQS"],
-                           aws_access_key_id="local", aws_secret_access_key="local")
+        url = subprocess.run(
+            [sys.executable, "scripts/local_sqs.py", "create", "orders.fifo"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        sqs = boto3.client(
+            "sqs",
+            region_name="us-east-1",
+            endpoint_url=env["AWS_ENDPOINT_URL_SQS"],
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
         sent = [(json.dumps({"seq": s}), f"g{g}", f"{g}-{s}") for s in range(args.messages) for g in range(args.groups)]
         sent = sent[: args.messages]
         for i in range(0, len(sent), 10):
-            sqs.send_message_batch(QueueUrl=url, Entries=[
-                {"Id": str(j), "MessageBody": b, "MessageGroupId": g, "MessageDeduplicationId": d}
-                for j, (b, g, d) in enumerate(sent[i : i + 10])
-            ])
+            sqs.send_message_batch(
+                QueueUrl=url,
+                Entries=[
+                    {"Id": str(j), "MessageBody": b, "MessageGroupId": g, "MessageDeduplicationId": d}
+                    for j, (b, g, d) in enumerate(sent[i : i + 10])
+                ],
+            )
         started = time.monotonic()
-        service = subprocess.Popen(["scripts/run-local.sh"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL, start_new_session=True)
+        service = subprocess.Popen(
+            ["scripts/run-local.sh"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             span = _wait_for(len(sent), started)
             total = time.monotonic() - started
         finally:
             os.killpg(service.pid, signal.SIGINT)
             service.wait(30)
-        print(f"{'plain moto' if args.plain else 'run-local.sh own emulator'}: {len(sent)} messages over {args.groups} groups: "
-              f"first to last commit {span:.1f} s; {total:.1f} s from the script's start")
+        print(
+            f"{'plain moto' if args.plain else 'run-local.sh own emulator'}: "
+            f"{len(sent)} messages over {args.groups} groups: "
+            f"first to last commit {span:.1f} s; {total:.1f} s from the script's start"
+        )
     finally:
         emulator.terminate()
         emulator.wait(10)
@@ -92,10 +123,15 @@ def _wait_for(n: int, started: float, timeout_s: float = 600) -> float:
                 continue
             try:
                 while time.monotonic() - started < timeout_s:
-                    if await conn.fetchval("SELECT to_regclass('events') IS NOT NULL") and \
-                            await conn.fetchval("SELECT count(*) FROM events") >= n:
-                        return float(await conn.fetchval(
-                            "SELECT extract(epoch FROM max(committed_at) - min(committed_at)) FROM events"))
+                    if (
+                        await conn.fetchval("SELECT to_regclass('events') IS NOT NULL")
+                        and await conn.fetchval("SELECT count(*) FROM events") >= n
+                    ):
+                        return float(
+                            await conn.fetchval(
+                                "SELECT extract(epoch FROM max(committed_at) - min(committed_at)) FROM events"
+                            )
+                        )
                     await asyncio.sleep(0.05)
             finally:
                 await conn.close()

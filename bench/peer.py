@@ -14,16 +14,26 @@ import os
 import psycopg
 from aws_sqs_consumer import Consumer, Message
 
-_KEY = ("INSERT INTO bench_peer_keys (idempotency_key, body_sha256, queue_name, message_id) VALUES (%s, %s, %s, %s) "
-        "ON CONFLICT (idempotency_key) DO NOTHING")
-_EVENT = ("INSERT INTO bench_peer (idempotency_key, queue_name, message_group_id, message_id, body, sent_at) "
-          "VALUES (%s, %s, %s, %s, %s::jsonb, to_timestamp(%s / 1000.0)) ON CONFLICT (idempotency_key) DO NOTHING")
+_KEY = (
+    "INSERT INTO bench_peer_keys (idempotency_key, body_sha256, queue_name, message_id) VALUES (%s, %s, %s, %s) "
+    "ON CONFLICT (idempotency_key) DO NOTHING"
+)
+_EVENT = (
+    "INSERT INTO bench_peer (idempotency_key, queue_name, message_group_id, message_id, body, sent_at) "
+    "VALUES (%s, %s, %s, %s, %s::jsonb, to_timestamp(%s / 1000.0)) ON CONFLICT (idempotency_key) DO NOTHING"
+)
 
 
 class PeerConsumer(Consumer):  # type: ignore[misc]
     def __init__(self, queue_url: str, database_url: str, messages: int) -> None:
-        super().__init__(queue_url=queue_url, region=os.environ["AWS_REGION"], batch_size=10, wait_time_seconds=1,
-                         attribute_names=["All"], visibility_timeout_seconds=30)
+        super().__init__(
+            queue_url=queue_url,
+            region=os.environ["AWS_REGION"],
+            batch_size=10,
+            wait_time_seconds=1,
+            attribute_names=["All"],
+            visibility_timeout_seconds=30,
+        )
         self._db = psycopg.connect(database_url, autocommit=True)  # each message in its own transaction block
         self._queue = queue_url.rsplit("/", 1)[-1]
         self._left = messages
@@ -34,8 +44,17 @@ class PeerConsumer(Consumer):  # type: ignore[misc]
             with self._db.transaction(), self._db.cursor() as cur:
                 cur.execute(_KEY, (key, hashlib.sha256(m.Body.encode()).digest(), self._queue, m.MessageId))
                 if cur.rowcount:
-                    cur.execute(_EVENT, (key, self._queue, m.Attributes["MessageGroupId"], m.MessageId, m.Body,
-                                         int(m.Attributes["SentTimestamp"])))
+                    cur.execute(
+                        _EVENT,
+                        (
+                            key,
+                            self._queue,
+                            m.Attributes["MessageGroupId"],
+                            m.MessageId,
+                            m.Body,
+                            int(m.Attributes["SentTimestamp"]),
+                        ),
+                    )
         self._left -= len(messages)
         if self._left <= 0:
             self.stop()

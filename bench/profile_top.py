@@ -1,6 +1,6 @@
 """Summarise py-spy's collapsed stacks: where the service's samples go, by function (self and total).
 
-    .venv/bin/python -m bench.profile_top FILE [--top 30] [--match service/]
+.venv/bin/python -m bench.profile_top FILE [--top 30] [--match service/]
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ def main() -> None:
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
     samples = 0
-    for line in open(args.file):
-        stack, _, count = line.rstrip().rpartition(" ")
+    with open(args.file) as lines:
+        stacks = [line.rstrip().rpartition(" ") for line in lines]
+    for stack, _, count in stacks:
         n = int(count)
         samples += n
         frames = stack.split(";")

@@ -63,12 +63,20 @@ def render(result: dict[str, Any]) -> str:
     ]
     for g in groups:
         q = m[f"queue_ceiling_g{g}"]
-        lines.append(f"| queue ceiling, {_groups(g)} (8 pollers, receive 10 + delete batch) | {backlog(g):,} | {q['msgs_per_s']:,.0f} | 1.00 | | | |")
-    lines.append(f"| database ceiling (16 connections, INSERT per message) | {s['messages']:,} | {m['db_ceiling']['msgs_per_s']:,.0f} | | | | |")
+        lines.append(
+            f"| queue ceiling, {_groups(g)} (8 pollers, receive 10 + delete batch) | {backlog(g):,} | {q['msgs_per_s']:,.0f} | 1.00 | | | |"
+        )
+    lines.append(
+        f"| database ceiling (16 connections, INSERT per message) | {s['messages']:,} | {m['db_ceiling']['msgs_per_s']:,.0f} | | | | |"
+    )
     ceiling = m[f"queue_ceiling_g{head}"]["msgs_per_s"]
-    for name, label, n in (("naive", "naive consumer (receive 1, INSERT, delete)", s["naive_messages"]),
-                           ("peer", "aws-sqs-consumer 0.0.15 (batch 10, one transaction per message)", s["peer_messages"])):
-        lines.append(f"| {label}, {_groups(head)} | {n:,} | {m[name]['msgs_per_s']:,.0f} | {m[name]['msgs_per_s'] / ceiling:.2f} | | | |")
+    for name, label, n in (
+        ("naive", "naive consumer (receive 1, INSERT, delete)", s["naive_messages"]),
+        ("peer", "aws-sqs-consumer 0.0.15 (batch 10, one transaction per message)", s["peer_messages"]),
+    ):
+        lines.append(
+            f"| {label}, {_groups(head)} | {n:,} | {m[name]['msgs_per_s']:,.0f} | {m[name]['msgs_per_s'] / ceiling:.2f} | | | |"
+        )
     for g in groups:
         r = m[f"sqs2pg_g{g}"]
         lines.append(
@@ -94,9 +102,11 @@ def render(result: dict[str, Any]) -> str:
                 far_ceiling = m.get(f"queue_ceiling_g{g}_delay{d:g}", {}).get("msgs_per_s")
                 vs = f"{r['msgs_per_s'] / base:.2f}" if base else ""
                 vs_ceiling = f"{r['msgs_per_s'] / far_ceiling:.2f}" if far_ceiling else ""
-                lines.append(f"| {d:g} | {g:,} | {far_ceiling or 0:,.0f} | {r['msgs_per_s']:,.0f} | {vs} | {vs_ceiling} | "
-                             f"{r['cpu_us_per_msg']:.0f} | {r['msgs_per_receive']:.1f} | "
-                             f"{r['lost']:.0f}/{r['duplicates']:.0f}/{r['order_violations']:.0f} |")
+                lines.append(
+                    f"| {d:g} | {g:,} | {far_ceiling or 0:,.0f} | {r['msgs_per_s']:,.0f} | {vs} | {vs_ceiling} | "
+                    f"{r['cpu_us_per_msg']:.0f} | {r['msgs_per_receive']:.1f} | "
+                    f"{r['lost']:.0f}/{r['duplicates']:.0f}/{r['order_violations']:.0f} |"
+                )
 
     lat = m["latency"]
     lines += [
@@ -124,25 +134,62 @@ def render(result: dict[str, Any]) -> str:
     rss = max([m[f"sqs2pg_g{g}"]["peak_rss_mb"] for g in groups] + [lat["peak_rss_mb"]])
     cpu = m[f"sqs2pg_g{head}"]["cpu_us_per_msg"]
     checks = [
-        (f"CPU per message ({_groups(head)})", f"{cpu:.0f} µs", f"<= {t['cpu_us_per_msg']:.0f} µs", cpu <= t["cpu_us_per_msg"]),
-        (f"sqs2pg / queue ceiling ({_groups(head)})", f"{ratios['sqs2pg_over_queue_ceiling']:.2f}", f">= {t['sqs2pg_over_queue_ceiling']}",
-         ratios["sqs2pg_over_queue_ceiling"] >= t["sqs2pg_over_queue_ceiling"]),
+        (
+            f"CPU per message ({_groups(head)})",
+            f"{cpu:.0f} µs",
+            f"<= {t['cpu_us_per_msg']:.0f} µs",
+            cpu <= t["cpu_us_per_msg"],
+        ),
+        (
+            f"sqs2pg / queue ceiling ({_groups(head)})",
+            f"{ratios['sqs2pg_over_queue_ceiling']:.2f}",
+            f">= {t['sqs2pg_over_queue_ceiling']}",
+            ratios["sqs2pg_over_queue_ceiling"] >= t["sqs2pg_over_queue_ceiling"],
+        ),
     ]
     for g in groups[1:]:
         r = ratios[f"sqs2pg_over_queue_ceiling_g{g}"]
-        checks.append((f"no collapse: sqs2pg / queue ceiling ({_groups(g)})", f"{r:.2f}", f">= {t['no_collapse']}", r >= t["no_collapse"]))
+        checks.append(
+            (
+                f"no collapse: sqs2pg / queue ceiling ({_groups(g)})",
+                f"{r:.2f}",
+                f">= {t['no_collapse']}",
+                r >= t["no_collapse"],
+            )
+        )
     for d, key in ((15.0, "delay15_over_delay0"), (30.0, "delay30_over_delay0")):
         if key in ratios:
-            checks.append((f"{d:g} ms added / 0 ms ({_groups(delay_groups[0])})", f"{ratios[key]:.2f}", f">= {t[key]}",
-                           ratios[key] >= t[key]))
+            checks.append(
+                (
+                    f"{d:g} ms added / 0 ms ({_groups(delay_groups[0])})",
+                    f"{ratios[key]:.2f}",
+                    f">= {t[key]}",
+                    ratios[key] >= t[key],
+                )
+            )
     checks += [
-        (f"sqs2pg / aws-sqs-consumer ({_groups(head)})", f"{ratios['sqs2pg_over_peer']:.1f}x", f">= {t['sqs2pg_over_peer']:.0f}x",
-         ratios["sqs2pg_over_peer"] >= t["sqs2pg_over_peer"]),
-        (f"latency p99 at {s['latency_rate']:.0f} msgs/s", f"{lat['p99_ms']:.1f} ms", f"< {t['latency_p99_ms']:.0f} ms",
-         lat["p99_ms"] < t["latency_p99_ms"]),
-        (f"peak RSS with {s['messages']:,} waiting", f"{rss:.0f} MiB", f"< {t['peak_rss_mb']:.0f} MiB", rss < t["peak_rss_mb"]),
+        (
+            f"sqs2pg / aws-sqs-consumer ({_groups(head)})",
+            f"{ratios['sqs2pg_over_peer']:.1f}x",
+            f">= {t['sqs2pg_over_peer']:.0f}x",
+            ratios["sqs2pg_over_peer"] >= t["sqs2pg_over_peer"],
+        ),
+        (
+            f"latency p99 at {s['latency_rate']:.0f} msgs/s",
+            f"{lat['p99_ms']:.1f} ms",
+            f"< {t['latency_p99_ms']:.0f} ms",
+            lat["p99_ms"] < t["latency_p99_ms"],
+        ),
+        (
+            f"peak RSS with {s['messages']:,} waiting",
+            f"{rss:.0f} MiB",
+            f"< {t['peak_rss_mb']:.0f} MiB",
+            rss < t["peak_rss_mb"],
+        ),
     ]
-    exactly_once = [(n, r) for n, runs in result["runs"].items() if n.startswith("sqs2pg") or n == "latency" for r in runs]
+    exactly_once = [
+        (n, r) for n, runs in result["runs"].items() if n.startswith("sqs2pg") or n == "latency" for r in runs
+    ]
     bad = sum(1 for _, r in exactly_once if (r["lost"], r["duplicates"], r["order_violations"]) != (0, 0, 0))
     checks.append(("runs with anything lost, duplicated or reordered", f"{bad} of {len(exactly_once)}", "0", bad == 0))
     for name, value, target, ok in checks:

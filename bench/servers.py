@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import asyncpg
 
@@ -40,8 +40,21 @@ def delayed(endpoint: str, delay_ms: float) -> Iterator[str]:
     port = free_port()
     upstream = endpoint.split("://", 1)[1].rstrip("/")
     proc = subprocess.Popen(
-        [str(ROOT / ".venv" / "bin" / "python"), "-m", "bench.delay_proxy", "--upstream", upstream,
-         "--delay-ms", str(delay_ms), "--port", str(port)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            str(ROOT / ".venv" / "bin" / "python"),
+            "-m",
+            "bench.delay_proxy",
+            "--upstream",
+            upstream,
+            "--delay-ms",
+            str(delay_ms),
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for_port(port, proc)
         yield f"http://127.0.0.1:{port}"
@@ -74,8 +87,12 @@ async def fresh_database(admin_url: str, dbname: str) -> str:
     finally:
         await conn.close()
     url = with_database(admin_url, dbname)
-    subprocess.run([str(ROOT / ".venv" / "bin" / "sqs2pg"), "migrate"], env={**os.environ, "DATABASE_URL": url}, check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "sqs2pg"), "migrate"],
+        env={**os.environ, "DATABASE_URL": url},
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     conn = await asyncpg.connect(url)
     try:
         # the database ceiling's table: what one INSERT of an event costs, with no idempotency record

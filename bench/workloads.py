@@ -79,13 +79,21 @@ async def queue_ceiling(sqs: Any, q: Queue, n: int, pollers: int = 8) -> float:
     async def poll() -> None:
         nonlocal done, t_end
         while not finished.is_set():
-            r = await sqs.receive_message(QueueUrl=q.url, MaxNumberOfMessages=10, WaitTimeSeconds=1, VisibilityTimeout=30,
-                                          MessageSystemAttributeNames=["All"], MessageAttributeNames=["All"])
+            r = await sqs.receive_message(
+                QueueUrl=q.url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=1,
+                VisibilityTimeout=30,
+                MessageSystemAttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
             msgs = r.get("Messages", [])
             if not msgs:
                 continue
-            await sqs.delete_message_batch(QueueUrl=q.url, Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(msgs)])
+            await sqs.delete_message_batch(
+                QueueUrl=q.url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(msgs)],
+            )
             done += len(msgs)
             if done >= n:
                 t_end = time.perf_counter()
@@ -98,8 +106,10 @@ async def queue_ceiling(sqs: Any, q: Queue, n: int, pollers: int = 8) -> float:
 async def db_ceiling(db_url: str, n: int, connections: int = 16) -> float:
     """The database alone: one INSERT (committed on its own) per message over a pool, no queue."""
     pool = await asyncpg.create_pool(db_url, min_size=connections, max_size=connections)
-    sql = ("INSERT INTO bench_ceiling (idempotency_key, queue_name, message_group_id, message_id, body, sent_at) "
-           "VALUES ($1, 'ceiling', $2, $1, $3::jsonb, now())")
+    sql = (
+        "INSERT INTO bench_ceiling (idempotency_key, queue_name, message_group_id, message_id, body, sent_at) "
+        "VALUES ($1, 'ceiling', $2, $1, $3::jsonb, now())"
+    )
     next_i = 0
 
     async def work() -> None:
@@ -123,14 +133,21 @@ async def db_ceiling(db_url: str, n: int, connections: int = 16) -> float:
 async def naive(sqs: Any, q: Queue, db_url: str, n: int) -> float:
     """What one writes by hand first: one poller, one message at a time: receive, INSERT + COMMIT, delete."""
     conn = await asyncpg.connect(db_url)
-    sql = ("INSERT INTO bench_naive (idempotency_key, queue_name, message_group_id, message_id, body, sent_at) "
-           "VALUES ($1, 'naive', $2, $3, $4::jsonb, now())")
+    sql = (
+        "INSERT INTO bench_naive (idempotency_key, queue_name, message_group_id, message_id, body, sent_at) "
+        "VALUES ($1, 'naive', $2, $3, $4::jsonb, now())"
+    )
     done = 0
     try:
         t0 = time.perf_counter()
         while done < n:
-            r = await sqs.receive_message(QueueUrl=q.url, MaxNumberOfMessages=1, WaitTimeSeconds=1, VisibilityTimeout=30,
-                                          MessageSystemAttributeNames=["All"])
+            r = await sqs.receive_message(
+                QueueUrl=q.url,
+                MaxNumberOfMessages=1,
+                WaitTimeSeconds=1,
+                VisibilityTimeout=30,
+                MessageSystemAttributeNames=["All"],
+            )
             for m in r.get("Messages", []):
                 a = m["Attributes"]
                 await conn.execute(sql, a["MessageDeduplicationId"], a["MessageGroupId"], m["MessageId"], m["Body"])
@@ -143,7 +160,9 @@ async def naive(sqs: Any, q: Queue, db_url: str, n: int) -> float:
     return rate
 
 
-async def peer(sqs: Any, endpoint_env: dict[str, str], db_url: str, q: Queue, n: int, groups: int, tag: str, log: Path) -> float:
+async def peer(
+    sqs: Any, endpoint_env: dict[str, str], db_url: str, q: Queue, n: int, groups: int, tag: str, log: Path
+) -> float:
     """aws-sqs-consumer 0.0.15 (bench/peer.py) on a backlog of n, in its own process: msgs/s, first to last commit."""
     await fill(sqs, q, n, groups, tag)
     conn = await asyncpg.connect(db_url)
@@ -151,9 +170,23 @@ async def peer(sqs: Any, endpoint_env: dict[str, str], db_url: str, q: Queue, n:
     try:
         await conn.execute("TRUNCATE bench_peer, bench_peer_keys")
         with log.open("ab") as out:
-            proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "python"), "-m", "bench.peer", "--queue-url", q.url,
-                                     "--database-url", db_url, "--messages", str(n)], cwd=ROOT, env=env, stdout=out,
-                                    stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                [
+                    str(ROOT / ".venv" / "bin" / "python"),
+                    "-m",
+                    "bench.peer",
+                    "--queue-url",
+                    q.url,
+                    "--database-url",
+                    db_url,
+                    "--messages",
+                    str(n),
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
             try:
                 deadline = time.monotonic() + max(120.0, n / 50)
                 while await conn.fetchval("SELECT count(*) FROM bench_peer") < n:
@@ -172,13 +205,21 @@ async def peer(sqs: Any, endpoint_env: dict[str, str], db_url: str, q: Queue, n:
 
 # --- sqs2pg itself, as a separate process started the way users start it --------------------------------
 
+
 class Service:
     """`sqs2pg run` in its own process, with only environment variables, as in a container."""
 
-    stopping: list["Service"] = []  # stopped and not yet reaped: a stop waits out a long poll (up to 20 s)
+    stopping: list[Service] = []  # stopped and not yet reaped: a stop waits out a long poll (up to 20 s)
 
-    def __init__(self, endpoint_env: dict[str, str], db_url: str, q: Queue, log: Path, extra_env: dict[str, str],
-                 profile: Path | None = None) -> None:
+    def __init__(
+        self,
+        endpoint_env: dict[str, str],
+        db_url: str,
+        q: Queue,
+        log: Path,
+        extra_env: dict[str, str],
+        profile: Path | None = None,
+    ) -> None:
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("SQS2PG_")}
         env.update(endpoint_env, DATABASE_URL=db_url, SQS_QUEUE_URLS=q.url, HTTP_PORT=str(self.port), **extra_env)
@@ -186,7 +227,18 @@ class Service:
         cmd = [str(ROOT / ".venv" / "bin" / "sqs2pg"), "run"]
         self.profiled = profile is not None
         if profile is not None:  # py-spy samples the service from outside; --subprocesses is not needed
-            cmd = [str(ROOT / ".venv" / "bin" / "py-spy"), "record", "--format", "raw", "--rate", "200", "-o", str(profile), "--", *cmd]
+            cmd = [
+                str(ROOT / ".venv" / "bin" / "py-spy"),
+                "record",
+                "--format",
+                "raw",
+                "--rate",
+                "200",
+                "-o",
+                str(profile),
+                "--",
+                *cmd,
+            ]
         self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
     def ready(self) -> bool:
@@ -261,7 +313,9 @@ async def _wait_for_rows(conn: asyncpg.Connection, n: int, service: Service, tim
 async def check_exactly_once(conn: asyncpg.Connection, n: int) -> dict[str, int]:
     """Lost, duplicated and out-of-order messages in table events (all three must be 0). The bench's keys are
     "TAG-i" for i in range(n): what was sent is known from any one of them."""
-    rows = await conn.fetch("SELECT idempotency_key AS k, message_group_id AS g, (body->>'seq')::int AS seq FROM events ORDER BY id")
+    rows = await conn.fetch(
+        "SELECT idempotency_key AS k, message_group_id AS g, (body->>'seq')::int AS seq FROM events ORDER BY id"
+    )
     tag = rows[0]["k"].rsplit("-", 1)[0] if rows else ""
     check = exactly_once(((r["k"], r["g"], r["seq"]) for r in rows), {f"{tag}-{i}" for i in range(n)})
     return {"lost": check.lost, "duplicates": check.duplicates, "order_violations": check.order_violations}
@@ -271,8 +325,18 @@ async def reset_tables(conn: asyncpg.Connection) -> None:
     await conn.execute("TRUNCATE events, sqs2pg_idempotency")
 
 
-async def sqs2pg_backlog(sqs: Any, endpoint_env: dict[str, str], db_url: str, q: Queue, n: int, groups: int, tag: str,
-                         log: Path, extra_env: dict[str, str], profile: Path | None = None) -> dict[str, Any]:
+async def sqs2pg_backlog(
+    sqs: Any,
+    endpoint_env: dict[str, str],
+    db_url: str,
+    q: Queue,
+    n: int,
+    groups: int,
+    tag: str,
+    log: Path,
+    extra_env: dict[str, str],
+    profile: Path | None = None,
+) -> dict[str, Any]:
     """A backlog of n messages waiting, then sqs2pg started: throughput (first to last commit) and peak RSS."""
     await fill(sqs, q, n, groups, tag)
     conn = await asyncpg.connect(db_url)
@@ -288,18 +352,35 @@ async def sqs2pg_backlog(sqs: Any, endpoint_env: dict[str, str], db_url: str, q:
         finally:
             service.stop()
         span = await conn.fetchval("SELECT extract(epoch FROM max(committed_at) - min(committed_at)) FROM events")
-        result = {"msgs_per_s": (n - 1) / float(span), "wall_s": wall, "peak_rss_mb": rss,
-                  "cpu_us_per_msg": 1e6 * cpu / n, "cpu_busy": cpu / float(span),
-                  "msgs_per_receive": n / calls.get("receive_message", 1), "msgs_per_delete": n / calls.get("delete_message_batch", 1),
-                  **await check_exactly_once(conn, n)}
+        result = {
+            "msgs_per_s": (n - 1) / float(span),
+            "wall_s": wall,
+            "peak_rss_mb": rss,
+            "cpu_us_per_msg": 1e6 * cpu / n,
+            "cpu_busy": cpu / float(span),
+            "msgs_per_receive": n / calls.get("receive_message", 1),
+            "msgs_per_delete": n / calls.get("delete_message_batch", 1),
+            **await check_exactly_once(conn, n),
+        }
         await reset_tables(conn)
         return result
     finally:
         await conn.close()
 
 
-async def sqs2pg_latency(sqs: Any, endpoint_env: dict[str, str], db_url: str, q: Queue, rate: float, duration_s: float,
-                         warmup_s: float, groups: int, tag: str, log: Path, extra_env: dict[str, str]) -> dict[str, Any]:
+async def sqs2pg_latency(
+    sqs: Any,
+    endpoint_env: dict[str, str],
+    db_url: str,
+    q: Queue,
+    rate: float,
+    duration_s: float,
+    warmup_s: float,
+    groups: int,
+    tag: str,
+    log: Path,
+    extra_env: dict[str, str],
+) -> dict[str, Any]:
     """sqs2pg running and idle, then a paced load: end-to-end latency from SentTimestamp to the commit."""
     conn = await asyncpg.connect(db_url)
     try:
@@ -321,17 +402,24 @@ async def sqs2pg_latency(sqs: Any, endpoint_env: dict[str, str], db_url: str, q:
                      WHERE sent_at >= to_timestamp($1)) t""",
             measured_from,
         )
-        result = {"p50_ms": float(row["p50"]), "p99_ms": float(row["p99"]), "max_ms": float(row["max"]),
-                  "measured_messages": int(row["n"]), "achieved_msgs_per_s": achieved, "peak_rss_mb": rss,
-                  **await check_exactly_once(conn, sent)}
+        result = {
+            "p50_ms": float(row["p50"]),
+            "p99_ms": float(row["p99"]),
+            "max_ms": float(row["max"]),
+            "measured_messages": int(row["n"]),
+            "achieved_msgs_per_s": achieved,
+            "peak_rss_mb": rss,
+            **await check_exactly_once(conn, sent),
+        }
         await reset_tables(conn)
         return result
     finally:
         await conn.close()
 
 
-async def _paced_send(sqs: Any, q: Queue, rate: float, duration_s: float, warmup_s: float, groups: int,
-                      tag: str, tick_s: float = 0.01) -> tuple[int, float, float]:
+async def _paced_send(
+    sqs: Any, q: Queue, rate: float, duration_s: float, warmup_s: float, groups: int, tag: str, tick_s: float = 0.01
+) -> tuple[int, float, float]:
     """Send at `rate` msgs/s for warmup_s + duration_s: every tick, the messages due, in one SendMessageBatch
     (at 500/s: 5 every 10 ms). Returns (sent, wall-clock start of the measured part, achieved rate)."""
     loop = asyncio.get_running_loop()

@@ -49,9 +49,12 @@ def _adopt_legacy_version(connection) -> None:  # type: ignore[no-untyped-def]
     mine = [revision for revision in found if revision in ours]
     if not mine:
         return
-    connection.execute(sa.text(
-        f"CREATE TABLE {VERSION_TABLE} (version_num VARCHAR(32) NOT NULL, CONSTRAINT {VERSION_TABLE}_pkc PRIMARY KEY (version_num))"
-    ))
+    connection.execute(
+        sa.text(
+            f"CREATE TABLE {VERSION_TABLE} (version_num VARCHAR(32) NOT NULL,"
+            f" CONSTRAINT {VERSION_TABLE}_pkc PRIMARY KEY (version_num))"
+        )
+    )
     for revision in mine:
         connection.execute(sa.text(f"INSERT INTO {VERSION_TABLE} (version_num) VALUES (:r)"), {"r": revision})
         connection.execute(sa.text("DELETE FROM alembic_version WHERE version_num = :r"), {"r": revision})

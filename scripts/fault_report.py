@@ -26,9 +26,15 @@ SCENARIOS = [
     "tests/integration/test_bad_input.py",
 ]
 COLUMNS = [
-    ("scenario", "scenario"), ("sqs", "SQS"), ("sent", "sent"), ("committed", "committed"),
-    ("duplicates_applied", "duplicates applied"), ("lost", "lost"), ("order_violations", "order violations"),
-    ("dead_lettered", "dead-lettered"), ("recover_s_max", "recovered after fault (s)"),
+    ("scenario", "scenario"),
+    ("sqs", "SQS"),
+    ("sent", "sent"),
+    ("committed", "committed"),
+    ("duplicates_applied", "duplicates applied"),
+    ("lost", "lost"),
+    ("order_violations", "order violations"),
+    ("dead_lettered", "dead-lettered"),
+    ("recover_s_max", "recovered after fault (s)"),
 ]
 
 
@@ -38,7 +44,8 @@ def main() -> int:
     env = {**os.environ, "FAULT_REPORT_FILE": path}
     result = subprocess.run(
         [str(ROOT / ".venv" / "bin" / "pytest"), "-q", "-p", "no:cacheprovider", *SCENARIOS, *sys.argv[1:]],
-        cwd=ROOT, env=env,
+        cwd=ROOT,
+        env=env,
     )
     rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
     os.unlink(path)
@@ -49,7 +56,10 @@ def main() -> int:
         r.setdefault("dead_lettered", 0)
         print("| " + " | ".join(str(r.get(key, "")) for key, _ in COLUMNS) + " |")
         bad += any(r.get(k) not in (0, "n/a") for k in ("duplicates_applied", "lost", "order_violations"))
-    print(f"\n{len(rows)} scenario runs; pytest exit code {result.returncode}; runs with loss, duplicates or disorder: {bad}")
+    print(
+        f"\n{len(rows)} scenario runs; pytest exit code {result.returncode}; "
+        f"runs with loss, duplicates or disorder: {bad}"
+    )
     return 1 if result.returncode or bad else 0
 
 

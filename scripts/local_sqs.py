@@ -36,8 +36,13 @@ async def send(name: str, body: str, group: str, key: str | None) -> None:
     async with _client() as sqs:
         url = (await sqs.get_queue_url(QueueName=name))["QueueUrl"]
         attributes = {"idempotency_key": {"DataType": "String", "StringValue": key}} if key else {}
-        r = await sqs.send_message(QueueUrl=url, MessageBody=body, MessageGroupId=group,
-                                   MessageDeduplicationId=uuid.uuid4().hex, MessageAttributes=attributes)
+        r = await sqs.send_message(
+            QueueUrl=url,
+            MessageBody=body,
+            MessageGroupId=group,
+            MessageDeduplicationId=uuid.uuid4().hex,
+            MessageAttributes=attributes,
+        )
     print(r["MessageId"])
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable
+from collections.abc import Awaitable
+from typing import Any
 
 
 async def unless(aw: Awaitable[Any], stop: asyncio.Event) -> bool:

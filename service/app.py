@@ -7,7 +7,7 @@ import contextlib
 import logging
 import signal
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 from . import http, logs
 from .breaker import Breaker
@@ -20,11 +20,12 @@ from .errors import StartupError, database_misconfigured, describe_database_erro
 from .handler import Handler, load_handler
 from .heartbeat import heartbeat
 from .holdings import Holdings
+from .message import queue_name
 from .metrics import Metrics
 from .poller import Poller
 from .pruner import prune_forever
 from .settle import Settler
-from .sqs import Sqs, queue_name
+from .sqs import Sqs
 from .store import Store
 
 READY_DB_FRESH_S = 10.0  # a commit this recent proves the database answers without another query
@@ -34,8 +35,9 @@ POLLERS_STOP_S = 5.0  # a poller handing back what a poll brought gets this long
 class App:
     """One sqs2pg service instance. ``run()`` returns after a clean shutdown once ``stop()`` is called."""
 
-    def __init__(self, settings: Settings, handler: Handler | None = None, *, store: Store | None = None,
-                 sqs: Sqs | None = None) -> None:
+    def __init__(
+        self, settings: Settings, handler: Handler | None = None, *, store: Store | None = None, sqs: Sqs | None = None
+    ) -> None:
         """``store`` and ``sqs`` replace the real ones (the unit tests' in-memory fakes, tests/support/fakes.py)."""
         self.settings = settings
         self.metrics = Metrics([queue_name(u) for u in settings.queue_urls])
@@ -64,7 +66,14 @@ class App:
     async def run(self) -> None:
         """Start, run until stop(), shut down. StartupError when it cannot start (port, queues, SQS)."""
         s = self.settings
-        logs.event(logging.INFO, "starting", "start", queues=[queue_name(u) for u in s.queue_urls], database=s.redacted_database_url(), handler=s.handler)
+        logs.event(
+            logging.INFO,
+            "starting",
+            "start",
+            queues=[queue_name(u) for u in s.queue_urls],
+            database=s.redacted_database_url(),
+            handler=s.handler,
+        )
         runner = None
         try:
             # The HTTP port first: a port in use fails at once, and /healthz answers while the rest starts.
@@ -99,23 +108,47 @@ class App:
                 # If any of these dies, the TaskGroup cancels the rest and the process exits non-zero.
                 deletes_task = tg.create_task(deletes.run(), name="deletes")
                 background = [
-                    tg.create_task(heartbeat(self.dispatcher, settler, s.visibility_timeout_s, s.heartbeat_fraction), name="heartbeat"),
+                    tg.create_task(
+                        heartbeat(self.dispatcher, settler, s.visibility_timeout_s, s.heartbeat_fraction),
+                        name="heartbeat",
+                    ),
                     tg.create_task(self._tick(), name="loop-tick"),
                     tg.create_task(self.breaker.run(), name="breaker"),
                 ]
                 if s.idempotency_retention_days > 0:
-                    background.append(tg.create_task(
-                        prune_forever(self.store, self.metrics, s.idempotency_retention_days * 86400, s.prune_interval_s, s.prune_batch_size),
-                        name="prune",
-                    ))
+                    background.append(
+                        tg.create_task(
+                            prune_forever(
+                                self.store,
+                                self.metrics,
+                                s.idempotency_retention_days * 86400,
+                                s.prune_interval_s,
+                                s.prune_batch_size,
+                            ),
+                            name="prune",
+                        )
+                    )
                 if s.depth_sample_interval_s > 0:
-                    background.append(tg.create_task(
-                        sample_forever(self.sqs, self.metrics, list(queues.values()), s.depth_sample_interval_s),
-                        name="depth",
-                    ))
+                    background.append(
+                        tg.create_task(
+                            sample_forever(self.sqs, self.metrics, list(queues.values()), s.depth_sample_interval_s),
+                            name="depth",
+                        )
+                    )
                 workers = [tg.create_task(consumer.work(), name=f"worker-{i}") for i in range(s.max_concurrent_groups)]
-                pollers = [tg.create_task(lane, name=f"poll-{p.name}-{i}") for p in self.pollers for i, lane in enumerate(p.runners())]
-                logs.event(logging.INFO, "receiving", "start", http_port=self.http_port, workers=len(workers), pollers=len(pollers))
+                pollers = [
+                    tg.create_task(lane, name=f"poll-{p.name}-{i}")
+                    for p in self.pollers
+                    for i, lane in enumerate(p.runners())
+                ]
+                logs.event(
+                    logging.INFO,
+                    "receiving",
+                    "start",
+                    http_port=self.http_port,
+                    workers=len(workers),
+                    pollers=len(pollers),
+                )
                 self._started.set()
                 await self._stopping.wait()
                 await self._shutdown(consumer, settler, deletes, pollers, workers, background, deletes_task)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from . import logs
 from .errors import AVAILABILITY_KINDS
@@ -30,7 +30,11 @@ LOG_EVERY_S = 30.0  # at most one "still unavailable" line this often
 
 class Breaker:
     def __init__(
-        self, threshold: int, probe: Callable[[], Awaitable[str | None]], metrics: Metrics, max_probe_interval_s: float = 5.0
+        self,
+        threshold: int,
+        probe: Callable[[], Awaitable[str | None]],
+        metrics: Metrics,
+        max_probe_interval_s: float = 5.0,
     ) -> None:
         """``probe`` returns None when the database answers, else why it does not."""
         self._threshold = threshold
@@ -80,8 +84,15 @@ class Breaker:
                 attempt += 1
                 if time.monotonic() - logged_at >= LOG_EVERY_S:
                     logged_at = time.monotonic()
-                    logs.event(logging.ERROR, "database still unavailable", "breaker", state="open", attempts=attempt,
-                               down_s=round(logged_at - (self.opened_at or logged_at), 1), error=error[:300])
+                    logs.event(
+                        logging.ERROR,
+                        "database still unavailable",
+                        "breaker",
+                        state="open",
+                        attempts=attempt,
+                        down_s=round(logged_at - (self.opened_at or logged_at), 1),
+                        error=error[:300],
+                    )
                 await asyncio.sleep(backoff_s(attempt, 0.5, self._max_probe_interval_s))
             down_s = time.monotonic() - (self.opened_at or time.monotonic())
             self._failures = 0

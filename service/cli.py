@@ -13,17 +13,19 @@ import logging
 import os
 import sys
 import traceback
-from typing import Any, Callable, Coroutine
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 import uvloop
 
 from . import __version__, config, dlq, logs, migrate
 from .config import PREFIX, Settings, knob_fields
 from .errors import Sqs2pgError, StartupError, describe_database_error
-from .metrics import Metrics
 from .message import queue_name
+from .metrics import Metrics
 from .sqs import Sqs
 
+T = TypeVar("T")
 EXIT_FAILED = 1  # `check` found a problem, `dlq redrive` failed to move a message, or `run` crashed after starting
 EXIT_CANNOT_START = 2  # configuration or environment unusable: restarting will not help
 
@@ -57,18 +59,34 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sqs2pg", description=DESCRIPTION, formatter_class=raw)
     parser.add_argument("--version", action="version", version=f"sqs2pg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{run,migrate,check,dlq}")
-    sub.add_parser("run", help="consume the queues until SIGTERM/SIGINT", formatter_class=raw,
-                   description="Consume the queues until SIGTERM/SIGINT (exit 0 after a clean stop).",
-                   epilog=_settings_help())
-    sub.add_parser("migrate", help="apply the database migrations up to head", formatter_class=raw,
-                   description="Apply sqs2pg's database migrations up to head (needs only DATABASE_URL).",
-                   epilog="MIGRATIONS_DIR overrides the migrations installed with the package.")
-    sub.add_parser("check", help="check configuration, handler, database, migrations and queues", formatter_class=raw,
-                   description="Check configuration, handler, database (writer), migrations and each queue; "
-                               "one line per check, exit 1 if any failed.", epilog=REQUIRED)
-    dlq_parser = sub.add_parser("dlq", help="dead-letter queue tools: stats, peek, redrive",
-                                description="Dead-letter queue tools. Need SQS_QUEUE_URLS and the AWS settings, "
-                                            "not DATABASE_URL; each queue's DLQ is found through its RedrivePolicy.")
+    sub.add_parser(
+        "run",
+        help="consume the queues until SIGTERM/SIGINT",
+        formatter_class=raw,
+        description="Consume the queues until SIGTERM/SIGINT (exit 0 after a clean stop).",
+        epilog=_settings_help(),
+    )
+    sub.add_parser(
+        "migrate",
+        help="apply the database migrations up to head",
+        formatter_class=raw,
+        description="Apply sqs2pg's database migrations up to head (needs only DATABASE_URL).",
+        epilog="MIGRATIONS_DIR overrides the migrations installed with the package.",
+    )
+    sub.add_parser(
+        "check",
+        help="check configuration, handler, database, migrations and queues",
+        formatter_class=raw,
+        description="Check configuration, handler, database (writer), migrations and each queue; "
+        "one line per check, exit 1 if any failed.",
+        epilog=REQUIRED,
+    )
+    dlq_parser = sub.add_parser(
+        "dlq",
+        help="dead-letter queue tools: stats, peek, redrive",
+        description="Dead-letter queue tools. Need SQS_QUEUE_URLS and the AWS settings, "
+        "not DATABASE_URL; each queue's DLQ is found through its RedrivePolicy.",
+    )
     dlq_sub = dlq_parser.add_subparsers(dest="dlq_command", required=True, metavar="{stats,peek,redrive}")
     for name, text in (
         ("stats", "message counts in each queue's dead-letter queue"),
@@ -79,7 +97,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--queue", help="only this source queue (name or URL); default: every configured queue")
         if name != "stats":
             limit = 10 if name == "peek" else 100
-            p.add_argument("--limit", type=_positive, default=limit, help=f"at most this many messages (default {limit})")
+            p.add_argument(
+                "--limit", type=_positive, default=limit, help=f"at most this many messages (default {limit})"
+            )
         if name == "redrive":
             p.add_argument("--dry-run", action="store_true", help="say what would move, move nothing")
     return parser
@@ -108,8 +128,13 @@ async def _run(settings: Settings) -> int:
             if not app.has_started:
                 raise
             # A crash after start: the service stops (the TaskGroup cancelled everything else); exit 1.
-            logs.event(logging.ERROR, "crashed", "stop", error=f"{type(exc).__name__}: {exc}"[:500],
-                       exception="".join(traceback.format_exception(exc))[-4000:])
+            logs.event(
+                logging.ERROR,
+                "crashed",
+                "stop",
+                error=f"{type(exc).__name__}: {exc}"[:500],
+                exception="".join(traceback.format_exception(exc))[-4000:],
+            )
             return EXIT_FAILED
     return 0
 
@@ -141,8 +166,11 @@ async def _check(settings: Settings) -> int:
             report(True, "database reachable (writer)")
             current, head = await migrate.current_revision(conn), migrate.head_revision(settings)
             at = f"at {current}" if current else "not migrated"
-            report(current == head, f"migrations current (database {at}, code at {head})"
-                   + ("" if current == head else ": run `sqs2pg migrate`"))
+            report(
+                current == head,
+                f"migrations current (database {at}, code at {head})"
+                + ("" if current == head else ": run `sqs2pg migrate`"),
+            )
         finally:
             await conn.close()
     sqs = Sqs(settings, Metrics())
@@ -151,7 +179,11 @@ async def _check(settings: Settings) -> int:
         for url in settings.queue_urls:
             try:
                 info = await sqs.describe(url)
-                report(True, f"queue {info.name}: FIFO, dead-letter queue {info.dlq_url} (maxReceiveCount {info.max_receive_count})")
+                report(
+                    True,
+                    f"queue {info.name}: FIFO, dead-letter queue {info.dlq_url}"
+                    f" (maxReceiveCount {info.max_receive_count})",
+                )
             except StartupError as exc:
                 report(False, str(exc))
     except StartupError as exc:
@@ -172,8 +204,11 @@ async def _dlq(settings: Settings, args: argparse.Namespace) -> int:
         try:
             return await _dlq_command(sqs, queues, args)
         except Sqs2pgError as exc:  # SQS failed part-way: what was held is visible again after HOLD_S at worst
-            print(f"sqs2pg dlq {args.dlq_command}: an SQS call failed at {sqs.endpoint} ({exc}): nothing was lost; "
-                  "run the command again", file=sys.stderr)
+            print(
+                f"sqs2pg dlq {args.dlq_command}: an SQS call failed at {sqs.endpoint} ({exc}): nothing was lost; "
+                "run the command again",
+                file=sys.stderr,
+            )
             return EXIT_FAILED
     finally:
         await sqs.close()
@@ -182,7 +217,10 @@ async def _dlq(settings: Settings, args: argparse.Namespace) -> int:
 async def _dlq_command(sqs: Sqs, queues: list[Any], args: argparse.Namespace) -> int:
     if args.dlq_command == "stats":
         for row in await dlq.stats(sqs, queues):
-            print(f"{row['queue']}: dead-letter queue {row['dlq']}: {row['visible']} waiting, {row['in_flight']} in flight")
+            print(
+                f"{row['queue']}: dead-letter queue {row['dlq']}: "
+                f"{row['visible']} waiting, {row['in_flight']} in flight"
+            )
         return 0
     failures = 0
     for q in queues:
@@ -209,7 +247,10 @@ def _migrate(settings: Settings) -> int:
     before = _in_loop(_revision(settings))
     migrate.upgrade(settings)
     head = migrate.head_revision(settings)
-    print(f"database at {head}" + (" (it was already)" if before == head else f" (it was {'at ' + before if before else 'not migrated'})"))
+    print(
+        f"database at {head}"
+        + (" (it was already)" if before == head else f" (it was {'at ' + before if before else 'not migrated'})")
+    )
     return 0
 
 
@@ -256,7 +297,7 @@ def _cannot_start(command: str, message: str, exc: BaseException, debug: bool) -
     return EXIT_CANNOT_START
 
 
-def _in_loop(coro: Coroutine[Any, Any, int]) -> int:
+def _in_loop(coro: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(coro)
 
 

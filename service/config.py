@@ -9,8 +9,9 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from .errors import StartupError
@@ -40,24 +41,49 @@ class Settings:
     receive_wait_s: int = _knob(20, "long-poll wait of one ReceiveMessage call", 0, 20)
     receive_batch_size: int = _knob(10, "messages asked for per ReceiveMessage call", 1, 10)
     visibility_timeout_s: int = _knob(30, "visibility timeout asked for on receive; the heartbeat extends it", 5, 43200)
-    heartbeat_fraction: float = _knob(0.5, "extend a held message's visibility once this fraction of it has passed", 0.1, 0.9)
-    pollers_per_queue: int = _knob(16, "most ReceiveMessage calls in flight per queue; adapts from 1 (idle) up while receives come back full", 1, 64)
+    heartbeat_fraction: float = _knob(
+        0.5, "extend a held message's visibility once this fraction of it has passed", 0.1, 0.9
+    )
+    pollers_per_queue: int = _knob(
+        16,
+        "most ReceiveMessage calls in flight per queue; adapts from 1 (idle) up while receives come back full",
+        1,
+        64,
+    )
     max_concurrent_groups: int = _knob(16, "message groups handled at the same time (worker tasks)", 1, 1024)
-    transaction_max_messages: int = _knob(10, "heads of different groups applied in one transaction when several are ready (1: one per transaction)", 1, 100)
-    max_in_memory_messages: int = _knob(200, "messages held in memory (received, not yet acknowledged); pollers wait above it", 10, 100000)
+    transaction_max_messages: int = _knob(
+        10,
+        "heads of different groups applied in one transaction when several are ready (1: one per transaction)",
+        1,
+        100,
+    )
+    max_in_memory_messages: int = _knob(
+        200, "messages held in memory (received, not yet acknowledged); pollers wait above it", 10, 100000
+    )
     db_pool_size: int = _knob(0, "PostgreSQL connections; 0 means max_concurrent_groups + 2", 0, 1000)
     db_connect_timeout_s: float = _knob(5.0, "time allowed to open a PostgreSQL connection", 0.5, 120)
-    db_statement_timeout_s: float = _knob(15.0, "time allowed for one statement (client side and server side)", 0.5, 3600)
+    db_statement_timeout_s: float = _knob(
+        15.0, "time allowed for one statement (client side and server side)", 0.5, 3600
+    )
     breaker_threshold: int = _knob(3, "consecutive database-unavailable failures that pause receiving", 1, 1000)
     retry_base_s: float = _knob(2.0, "first retry delay after a transient failure; doubles per receive", 0.0, 43200)
     retry_max_s: float = _knob(300.0, "cap on the retry delay", 1.0, 43200)
     shutdown_grace_s: float = _knob(20.0, "time in-flight work gets to finish after SIGTERM", 0.0, 110)
-    ack_flush_interval_ms: int = _knob(5, "longest a commit waits to be batched into DeleteMessageBatch (none when nothing else in memory could join)", 0, 1000)
+    ack_flush_interval_ms: int = _knob(
+        5,
+        "longest a commit waits to be batched into DeleteMessageBatch (none when nothing else in memory could join)",
+        0,
+        1000,
+    )
     idempotency_retention_days: float = _knob(7.0, "how long idempotency records are kept", 0.0, 3650)
     prune_interval_s: float = _knob(600.0, "how often one replica prunes expired idempotency records", 1.0, 86400)
     prune_batch_size: int = _knob(1000, "rows deleted per pruning transaction", 1, 100000)
-    depth_sample_interval_s: float = _knob(15.0, "how often queue and dead-letter queue depths are sampled into metrics; 0 turns it off", 0.0, 3600)
-    sqs_client: str = _knob("lean", "the hot SQS calls through sqs2pg's lean JSON client (lean) or the AWS SDK (aioboto3)")
+    depth_sample_interval_s: float = _knob(
+        15.0, "how often queue and dead-letter queue depths are sampled into metrics; 0 turns it off", 0.0, 3600
+    )
+    sqs_client: str = _knob(
+        "lean", "the hot SQS calls through sqs2pg's lean JSON client (lean) or the AWS SDK (aioboto3)"
+    )
     log_level: str = _knob("INFO", "DEBUG, INFO, WARNING or ERROR")
 
     @property
@@ -130,8 +156,10 @@ def _database_url_problem(url: str) -> str | None:
         if colon and port and not port.isdigit():
             # Never echoed: with a raw '#', '?' or '/' in the password, what is parsed as the port is a
             # piece of the password.
-            return ("DATABASE_URL has an invalid host:port (a password containing @ : / ? # must be "
-                    "percent-encoded, e.g. %40 for @)")
+            return (
+                "DATABASE_URL has an invalid host:port (a password containing @ : / ? # must be "
+                "percent-encoded, e.g. %40 for @)"
+            )
         if colon and port and not 1 <= int(port) <= 65535:
             return f"DATABASE_URL has port {port}: a port is a number from 1 to 65535"
     return None
@@ -200,7 +228,9 @@ def load(env: Mapping[str, str] | None = None, require_database: bool = True, re
         problems.append(str(exc))
     handler = env.get("HANDLER", DEFAULT_HANDLER).strip()
     if not handler:
-        problems.append(f"HANDLER is set but empty: unset it for the built-in handler ({DEFAULT_HANDLER}) or name yours")
+        problems.append(
+            f"HANDLER is set but empty: unset it for the built-in handler ({DEFAULT_HANDLER}) or name yours"
+        )
     elif not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", handler):
         problems.append(f"HANDLER={handler!r} must look like package.module:function")
     values["handler"] = handler
@@ -216,7 +246,10 @@ def load(env: Mapping[str, str] | None = None, require_database: bool = True, re
                 problems.append(str(exc))
     unknown = sorted(k for k in env if k.startswith(PREFIX) and k not in known)
     if unknown:
-        named = [f"{k} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(k, known, n=1)) else k for k in unknown]
+        named = [
+            f"{k} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(k, known, n=1)) else k
+            for k in unknown
+        ]
         problems.append(f"unknown setting(s): {', '.join(named)}")
 
     if values.get("sqs_client", "lean") not in ("lean", "aioboto3"):

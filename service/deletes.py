@@ -7,6 +7,7 @@ or never happens only brings the message back, and it is then recognised as a du
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
 
@@ -47,10 +48,8 @@ class DeleteBatcher:
         while True:
             await self._something.wait()
             if not self._full.is_set() and self._flush_interval_s > 0:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._full.wait(), self._flush_interval_s)
-                except TimeoutError:
-                    pass
             # Take the batch now, before anything else can add to it, and send it without blocking the loop.
             task = asyncio.create_task(self._send(self._take()), name="deletes.flush")
             self._flushes.add(task)

@@ -22,8 +22,13 @@ async def sample_once(sqs: Sqs, metrics: Metrics, queues: list[QueueInfo], faili
         except Exception as exc:  # noqa: BLE001 - a missed sample is not a reason to stop consuming
             if q.name not in failing:  # once per streak: the gauges keep their last values meanwhile
                 failing.add(q.name)
-                logs.event(logging.WARNING, "depth sample failed: queue gauges are stale", "depth", queue=q.name,
-                           error=f"{type(exc).__name__}: {exc}"[:300])
+                logs.event(
+                    logging.WARNING,
+                    "depth sample failed: queue gauges are stale",
+                    "depth",
+                    queue=q.name,
+                    error=f"{type(exc).__name__}: {exc}"[:300],
+                )
             continue
         if q.name in failing:
             failing.discard(q.name)

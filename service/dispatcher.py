@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Iterator
+from collections.abc import Iterator
 
 from .message import Message
 

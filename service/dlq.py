@@ -10,8 +10,9 @@ SQS drop a second send within 5 minutes, and sqs2pg's idempotency key recognises
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .errors import PermanentError, Sqs2pgError
 from .message import IDEMPOTENCY_ATTRIBUTE, Message

@@ -119,7 +119,9 @@ _SQS_UNAVAILABLE = {"ServiceUnavailable", "InternalError", "InternalFailure", "5
 def from_database(exc: BaseException) -> bool:
     """A failure of the database itself (as opposed to the handler rejecting a body): counted in
     sqs2pg_db_errors and by the circuit breaker."""
-    return isinstance(exc, (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError, DatabaseUnavailable))
+    return isinstance(
+        exc, (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError, DatabaseUnavailable)
+    )
 
 
 def _sqlstate_kind(sqlstate: str, table: dict[str, str]) -> str | None:
@@ -178,7 +180,8 @@ _DATABASE_HINTS = {
     "3D000": "create the database, or fix its name in DATABASE_URL",
     "28P01": "check the user and password in DATABASE_URL",
     "28000": "check the user in DATABASE_URL and the server's pg_hba.conf",
-    "42704": "DATABASE_URL has a parameter the driver passes to the server as a setting and the server does not know: remove it",
+    "42704": "DATABASE_URL has a parameter the driver passes to the server as a setting and the server does not"
+    " know: remove it",
 }
 
 
@@ -188,7 +191,9 @@ def describe_database_error(exc: BaseException, database: str) -> str:
     what = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
     if type(cause).__name__ == "SchemaMissing":
         return f"{cause} in {database}: run `sqs2pg migrate`"
-    hint = _DATABASE_HINTS.get(getattr(cause, "sqlstate", None) or "", "check DATABASE_URL and that the server is up and reachable")
+    hint = _DATABASE_HINTS.get(
+        getattr(cause, "sqlstate", None) or "", "check DATABASE_URL and that the server is up and reachable"
+    )
     if "SSL" in str(cause):
         hint = "check sslmode in DATABASE_URL against what the server accepts"
     return f"{what[:200]} (database {database}): {hint}"
@@ -201,6 +206,8 @@ def database_misconfigured(exc: BaseException) -> bool:
     state = getattr(exc, "sqlstate", None) or ""
     if state.startswith("28") or state == "42704":
         return True
-    if isinstance(exc, asyncpg.ClientConfigurationError) or (isinstance(exc, ValueError) and not isinstance(exc, UnicodeError)):
+    if isinstance(exc, asyncpg.ClientConfigurationError) or (
+        isinstance(exc, ValueError) and not isinstance(exc, UnicodeError)
+    ):
         return True
     return isinstance(exc, ConnectionError) and "SSL" in str(exc)

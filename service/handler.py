@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from typing import Callable, Protocol, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
 
 import asyncpg
 
@@ -77,8 +78,12 @@ async def insert_events(conn: asyncpg.Connection, messages: Sequence[Message]) -
         _object(message)
     status = await conn.execute(
         _INSERT_EVENTS,
-        [m.idempotency_key for m in messages], [m.queue_name for m in messages], [m.group_id for m in messages],
-        [m.message_id for m in messages], [m.body for m in messages], [m.sent_timestamp_ms for m in messages],
+        [m.idempotency_key for m in messages],
+        [m.queue_name for m in messages],
+        [m.group_id for m in messages],
+        [m.message_id for m in messages],
+        [m.body for m in messages],
+        [m.sent_timestamp_ms for m in messages],
     )
     if int(status.rsplit(" ", 1)[-1]) != len(messages):
         raise AlreadyApplied()  # some event was there already: let each message find out alone which
@@ -90,7 +95,12 @@ async def insert_event(conn: asyncpg.Connection, message: Message) -> None:
     _object(message)
     # The body goes to PostgreSQL as text and is parsed there, so jsonb gets exactly what was sent.
     status = await conn.execute(
-        _INSERT_EVENT, message.idempotency_key, message.queue_name, message.group_id, message.message_id, message.body,
+        _INSERT_EVENT,
+        message.idempotency_key,
+        message.queue_name,
+        message.group_id,
+        message.message_id,
+        message.body,
         message.sent_timestamp_ms,
     )
     if status.endswith(" 0"):
@@ -117,8 +127,10 @@ def load_handler(path: str) -> Handler:
     handler = getattr(module, attr, None)
     if handler is None:
         names = [n for n in dir(module) if not n.startswith("_") and inspect.iscoroutinefunction(getattr(module, n))]
-        raise StartupError(f"HANDLER={path!r}: module {module_name!r} has no {attr!r}: name one of its async functions "
-                           f"({', '.join(names[:5]) or 'it has none'})")
+        raise StartupError(
+            f"HANDLER={path!r}: module {module_name!r} has no {attr!r}: name one of its async functions "
+            f"({', '.join(names[:5]) or 'it has none'})"
+        )
     target = handler.__call__ if not inspect.isfunction(handler) and callable(handler) else handler
     if not inspect.iscoroutinefunction(target):
         raise StartupError(f"HANDLER={path!r} must be an async function taking (conn, message)")

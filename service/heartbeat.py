@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 from .dispatcher import Dispatcher
@@ -22,8 +23,7 @@ async def heartbeat(dispatcher: Dispatcher, settler: Settler, visibility_timeout
         now = time.monotonic()
         due = [m for m in dispatcher.held_messages() if m.visible_until - now <= margin]
         if due:
-            # Bounded: a hung call must not hold up the next round while the margin runs out.
-            try:
+            # Bounded: a hung call must not hold up the next round while the margin runs out. The next round
+            # tries again; a message that lapses comes back and is then a duplicate.
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(settler.extend(due, visibility_timeout_s), margin / 2)
-            except TimeoutError:
-                pass  # the next round tries again; a message that lapses comes back and is a duplicate

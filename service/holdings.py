@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter, defaultdict, deque
-from typing import Iterable
+from collections.abc import Iterable
 
 from .message import Message
 

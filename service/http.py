@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import socket
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -36,7 +36,9 @@ async def start(metrics: Metrics, probes: Probes, host: str, port: int) -> tuple
     async def healthz(_: web.Request) -> web.Response:
         stalled = time.monotonic() - probes.last_tick
         ok = stalled < LOOP_STALL_S
-        return web.json_response({"status": "ok" if ok else "stalled", "loop_lag_s": round(stalled, 3)}, status=200 if ok else 503)
+        return web.json_response(
+            {"status": "ok" if ok else "stalled", "loop_lag_s": round(stalled, 3)}, status=200 if ok else 503
+        )
 
     async def readyz(_: web.Request) -> web.Response:
         results = {name: await check() for name, check in probes.checks.items()}
@@ -57,7 +59,9 @@ async def start(metrics: Metrics, probes: Probes, host: str, port: int) -> tuple
 def _bind(host: str, port: int) -> socket.socket:
     """The listening socket, bound here so that a port in use is one clear StartupError."""
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
         sock = socket.socket(family, kind, proto)
     except OSError as exc:
         raise StartupError(f"cannot listen on {host}:{port} ({exc}): check SQS2PG_HTTP_HOST") from exc

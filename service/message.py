@@ -37,7 +37,7 @@ class Message:
     visible_until: float = 0.0  # monotonic time our hold on it ends unless extended
 
     @classmethod
-    def from_sqs(cls, queue_url: str, raw: dict[str, Any], visibility_timeout_s: int) -> "Message":
+    def from_sqs(cls, queue_url: str, raw: dict[str, Any], visibility_timeout_s: int) -> Message:
         attrs = raw.get("Attributes", {})
         sent = attrs.get("SentTimestamp")
         now = time.monotonic()
@@ -70,7 +70,7 @@ class Message:
             raise InvalidMessage(f"no {IDEMPOTENCY_ATTRIBUTE} attribute and no MessageDeduplicationId")
         if not key or len(key) > MAX_KEY_LENGTH:
             raise InvalidMessage(f"idempotency key must be 1 to {MAX_KEY_LENGTH} characters")
-        return key
+        return str(key)
 
     @cached_property
     def body_sha256(self) -> bytes:

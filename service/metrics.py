@@ -16,9 +16,7 @@ class Metrics:
     def __init__(self, queue_names: list[str] | tuple[str, ...] = ()) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.messages = Counter(
-            "sqs2pg_messages", "Messages settled, by outcome", ["queue", "outcome"], registry=r
-        )
+        self.messages = Counter("sqs2pg_messages", "Messages settled, by outcome", ["queue", "outcome"], registry=r)
         self.received = Counter("sqs2pg_received_messages", "Messages received from SQS", ["queue"], registry=r)
         self.handle_seconds = Histogram(
             "sqs2pg_handle_duration_seconds",
@@ -38,17 +36,30 @@ class Metrics:
             "sqs2pg_in_flight_messages", "Messages held in memory: received and not yet settled", ["queue"], registry=r
         )
         self.sqs_requests = Counter(
-            "sqs2pg_sqs_requests", "SQS API calls made (each is billed), by operation", ["queue", "operation"], registry=r
+            "sqs2pg_sqs_requests",
+            "SQS API calls made (each is billed), by operation",
+            ["queue", "operation"],
+            registry=r,
         )
         self.sqs_errors = Counter(
-            "sqs2pg_sqs_errors", "Failed SQS calls or batch entries, by operation and kind", ["queue", "operation", "kind"], registry=r
+            "sqs2pg_sqs_errors",
+            "Failed SQS calls or batch entries, by operation and kind",
+            ["queue", "operation", "kind"],
+            registry=r,
         )
-        self.db_errors = Counter("sqs2pg_db_errors", "Failed database transactions, by kind", ["queue", "kind"], registry=r)
+        self.db_errors = Counter(
+            "sqs2pg_db_errors", "Failed database transactions, by kind", ["queue", "kind"], registry=r
+        )
         self.pollers_up = Gauge(
-            "sqs2pg_pollers_up", "1 when the queue was described and its last receive did not fail", ["queue"], registry=r
+            "sqs2pg_pollers_up",
+            "1 when the queue was described and its last receive did not fail",
+            ["queue"],
+            registry=r,
         )
         self.receive_lanes = Gauge(
-            "sqs2pg_receive_lanes", "Receive lanes open on the queue (adapts from 1 to SQS2PG_POLLERS_PER_QUEUE)", ["queue"],
+            "sqs2pg_receive_lanes",
+            "Receive lanes open on the queue (adapts from 1 to SQS2PG_POLLERS_PER_QUEUE)",
+            ["queue"],
             registry=r,
         )
         self.receives_in_flight = Gauge(
@@ -64,7 +75,10 @@ class Metrics:
             registry=r,
         )
         self.dead_letter_messages = Gauge(
-            "sqs2pg_dead_letter_messages", "Approximate messages in the queue's dead-letter queue, sampled", ["queue"], registry=r
+            "sqs2pg_dead_letter_messages",
+            "Approximate messages in the queue's dead-letter queue, sampled",
+            ["queue"],
+            registry=r,
         )
         self.pruned = Counter("sqs2pg_idempotency_pruned", "Expired idempotency records deleted", registry=r)
         for q in queue_names:

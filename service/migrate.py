@@ -15,7 +15,6 @@ from alembic.script import ScriptDirectory
 from .config import Settings
 from .errors import StartupError, describe_database_error
 
-
 VERSION_TABLE = "sqs2pg_alembic_version"  # as in migrations/env.py: alembic_version is the application's
 
 
@@ -46,7 +45,9 @@ def upgrade(settings: Settings, revision: str = "head") -> None:
         command.upgrade(migrations, revision)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, sqlalchemy.exc.DBAPIError) as exc:
         cause = _driver_error(exc)
-        raise StartupError(f"cannot migrate: {describe_database_error(cause, settings.redacted_database_url())}") from exc
+        raise StartupError(
+            f"cannot migrate: {describe_database_error(cause, settings.redacted_database_url())}"
+        ) from exc
 
 
 def _driver_error(exc: BaseException) -> BaseException:
@@ -72,9 +73,10 @@ def head_revision(settings: Settings) -> str | None:
     return ScriptDirectory.from_config(alembic_config(settings)).get_current_head()
 
 
-async def current_revision(conn) -> str | None:  # type: ignore[no-untyped-def]
+async def current_revision(conn: asyncpg.Connection) -> str | None:
     """The revision recorded in the database, read over an asyncpg connection."""
     exists = await conn.fetchval(f"SELECT to_regclass('{VERSION_TABLE}') IS NOT NULL")
     if not exists:
         return None
-    return await conn.fetchval(f"SELECT version_num FROM {VERSION_TABLE} LIMIT 1")
+    revision = await conn.fetchval(f"SELECT version_num FROM {VERSION_TABLE} LIMIT 1")
+    return None if revision is None else str(revision)

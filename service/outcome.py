@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from .errors import Sqs2pgError
 
 
-class Outcome(str, enum.Enum):
+class Outcome(enum.StrEnum):
     """Log field ``outcome`` and metric label ``outcome`` alike."""
 
     COMMITTED = "committed"  # applied and committed; deleted from the queue

@@ -17,7 +17,9 @@ def backoff_s(receive_count: int, base_s: float, cap_s: float, rng: random.Rando
     return max(1, min(43200, math.ceil(delay))) if ceiling > 0 else 0
 
 
-def on_failure(error: Sqs2pgError, receive_count: int, base_s: float, cap_s: float, rng: random.Random | None = None) -> Decision:
+def on_failure(
+    error: Sqs2pgError, receive_count: int, base_s: float, cap_s: float, rng: random.Random | None = None
+) -> Decision:
     """A failed message: dead-letter it if the failure is permanent, otherwise leave it for a retry after a backoff."""
     if isinstance(error, PermanentError):
         return Decision(Outcome.DEAD_LETTERED, error=error)

@@ -10,6 +10,7 @@ receives in flight instead of waiting for each.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -20,11 +21,11 @@ from .config import Settings
 from .dispatcher import Dispatcher
 from .errors import Sqs2pgError
 from .holdings import Holdings
-from .message import Message
+from .message import Message, queue_name
 from .metrics import Metrics
 from .policy import backoff_s
 from .settle import Settler
-from .sqs import Sqs, queue_name
+from .sqs import Sqs
 
 HOLDING_RECHECK_S = 1.0  # an empty poll while holding messages: poll again after this, or sooner (see _lane)
 
@@ -71,9 +72,13 @@ class Poller:
             # (Each wait is skipped when it would return at once: unless() costs two tasks.)
             if index >= self.lanes and not await unless(self._opened(index), self._stopping):
                 break
-            if not d.has_room(s.receive_batch_size) and not await unless(d.wait_for_room(s.receive_batch_size), self._stopping):
+            if not d.has_room(s.receive_batch_size) and not await unless(
+                d.wait_for_room(s.receive_batch_size), self._stopping
+            ):
                 break
-            if not d.has_demand(s.max_concurrent_groups) and not await unless(d.wait_for_demand(s.max_concurrent_groups), self._stopping):
+            if not d.has_demand(s.max_concurrent_groups) and not await unless(
+                d.wait_for_demand(s.max_concurrent_groups), self._stopping
+            ):
                 break
             # While the database is unreachable, receiving would only burn the messages' receive counts.
             if self._breaker.is_open and not await unless(self._breaker.wait_closed(), self._stopping):
@@ -120,8 +125,16 @@ class Poller:
                     failures += 1
                     self._set_healthy(False)
                     delay = backoff_s(failures, 1.0, 30.0)
-                    logs.event(logging.WARNING, "receive failed", "receive", queue=self.name, lane=index,
-                               error_kind=exc.kind, error=str(exc)[:300], retry_in_s=delay)
+                    logs.event(
+                        logging.WARNING,
+                        "receive failed",
+                        "receive",
+                        queue=self.name,
+                        lane=index,
+                        error_kind=exc.kind,
+                        error=str(exc)[:300],
+                        retry_in_s=delay,
+                    )
                     await unless(asyncio.sleep(delay), self._stopping)
                     continue
                 failures = 0
@@ -157,10 +170,8 @@ class Poller:
     async def _until_let_go(self) -> None:
         """Until sqs2pg lets go of some of its messages of this queue; at most HOLDING_RECHECK_S, so that a
         message held for long (a slow handler) does not keep new groups waiting."""
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._holdings.next_let_go(self.url), HOLDING_RECHECK_S)
-        except TimeoutError:
-            pass
 
     async def _accept(self, raw: list[dict[str, Any]]) -> None:
         if not raw:
@@ -172,7 +183,13 @@ class Poller:
             except (KeyError, ValueError, TypeError) as exc:
                 # A malformed response entry (no id or receipt handle): nothing to act on. SQS makes it
                 # visible again after its visibility timeout, and its redrive policy bounds the repeats.
-                logs.event(logging.ERROR, "malformed message from SQS skipped", "receive", queue=self.name, error=repr(exc)[:300])
+                logs.event(
+                    logging.ERROR,
+                    "malformed message from SQS skipped",
+                    "receive",
+                    queue=self.name,
+                    error=repr(exc)[:300],
+                )
         self._settler.received(messages)
         if self._stopping.is_set() or self._dispatcher.closed:
             await self._settler.release(messages, "shutdown")

@@ -23,7 +23,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from typing import Iterable
+from collections.abc import Iterable
 
 from . import logs
 from .breaker import Breaker
@@ -84,8 +84,14 @@ class Settler:
                 self._metrics.db_errors.labels(message.queue_name, kind).inc()
                 self._breaker.failure(kind)
                 circuit_open = self._breaker.is_open
-            decision = decide(result, message.receive_count, abandoned=abandoned, circuit_open=circuit_open,
-                              base_s=s.retry_base_s, cap_s=s.retry_max_s)
+            decision = decide(
+                result,
+                message.receive_count,
+                abandoned=abandoned,
+                circuit_open=circuit_open,
+                base_s=s.retry_base_s,
+                cap_s=s.retry_max_s,
+            )
             decided.append((message, decision))
         # Deletes first, with no await before them: a cancellation cannot come between a commit and its delete.
         for message, decision in decided:
@@ -138,8 +144,12 @@ class Settler:
         for m in messages:
             self._metrics.in_flight.labels(m.queue_name).dec()
             self._holdings.let_go([m])
-            logs.event(logging.WARNING, "message abandoned at shutdown: it comes back after its visibility timeout",
-                       "settle", **m.log_fields())
+            logs.event(
+                logging.WARNING,
+                "message abandoned at shutdown: it comes back after its visibility timeout",
+                "settle",
+                **m.log_fields(),
+            )
 
     async def _retry(self, message: Message, behind: list[Message], visibility_s: int, error: Sqs2pgError) -> None:
         """RETRIED: leave it in the queue for visibility_s; hand back the messages held behind it.
@@ -183,7 +193,9 @@ class Settler:
         for entry in entries:
             by_queue[entry[0].queue_url].append(entry)
         batches = [(url, batch) for url, es in by_queue.items() for batch in chunks(es)]
-        results = await asyncio.gather(*(self._sqs.change_visibility(url, batch) for url, batch in batches), return_exceptions=True)
+        results = await asyncio.gather(
+            *(self._sqs.change_visibility(url, batch) for url, batch in batches), return_exceptions=True
+        )
         failed: set[Message] = set()
         for (_, batch), result in zip(batches, results, strict=True):
             if isinstance(result, BaseException):
@@ -196,14 +208,21 @@ class Settler:
                 failed.update(batch_failed)
                 # Not fatal: the message comes back when its current visibility ends, and is then applied or
                 # recognised as a duplicate.
-                logs.event(logging.WARNING, "visibility change failed", "change_visibility",
-                           failed=len(batch_failed), error=reason[:300])
+                logs.event(
+                    logging.WARNING,
+                    "visibility change failed",
+                    "change_visibility",
+                    failed=len(batch_failed),
+                    error=reason[:300],
+                )
         return failed
 
     def _backoff(self, message: Message) -> int:
         return backoff_s(message.receive_count, self._settings.retry_base_s, self._settings.retry_max_s)
 
-    def _record(self, message: Message, outcome: Outcome, level: int, error: Sqs2pgError | None = None, **fields: object) -> None:
+    def _record(
+        self, message: Message, outcome: Outcome, level: int, error: Sqs2pgError | None = None, **fields: object
+    ) -> None:
         self._metrics.messages.labels(message.queue_name, outcome.value).inc()
         self._metrics.in_flight.labels(message.queue_name).dec()
         if error is not None:

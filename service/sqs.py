@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import uuid
+from collections.abc import Iterable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any, Iterable, TypeVar
+from typing import Any, TypeVar
 
 import aioboto3
 import aiobotocore
@@ -18,7 +20,6 @@ from botocore.config import Config as BotoConfig
 from botocore.httpsession import get_cert_path
 
 from . import __version__
-
 from .config import Settings
 from .errors import PermanentError, RetryableError, Sqs2pgError, StartupError, classify, sqs_error
 from .message import IDEMPOTENCY_ATTRIBUTE, Message, queue_name
@@ -83,15 +84,23 @@ class Sqs:
             if s.sqs_client == "lean":
                 meta = self._client.meta
                 self._hot = SqsJsonClient(
-                    meta.endpoint_url, meta.region_name, await core.get_credentials(), meta.service_model,
-                    user_agent=USER_AGENT, connect_timeout_s=CONNECT_TIMEOUT_S, read_timeout_s=s.receive_wait_s + 10,
-                    max_attempts=MAX_ATTEMPTS, max_connections=connections,
+                    meta.endpoint_url,
+                    meta.region_name,
+                    await core.get_credentials(),
+                    meta.service_model,
+                    user_agent=USER_AGENT,
+                    connect_timeout_s=CONNECT_TIMEOUT_S,
+                    read_timeout_s=s.receive_wait_s + 10,
+                    max_attempts=MAX_ATTEMPTS,
+                    max_connections=connections,
                     ca_bundle=get_cert_path(core.get_config_variable("ca_bundle") or True),
                 )
                 await self._hot.open()
                 self._stack.push_async_callback(self._hot.close)
         except botocore.exceptions.BotoCoreError as exc:  # a missing profile, a malformed config file, ...
-            raise StartupError(f"the AWS SDK cannot start ({exc}): check AWS_PROFILE, AWS_CONFIG_FILE and the AWS_* settings") from exc
+            raise StartupError(
+                f"the AWS SDK cannot start ({exc}): check AWS_PROFILE, AWS_CONFIG_FILE and the AWS_* settings"
+            ) from exc
 
     async def close(self) -> None:
         await self._stack.aclose()
@@ -101,7 +110,9 @@ class Sqs:
         """Where the SQS calls go (AWS's regional endpoint, or AWS_ENDPOINT_URL_SQS)."""
         return str(self._client.meta.endpoint_url) if self._client is not None else "?"
 
-    async def _call(self, queue: str, operation: str, read_timeout_s: float | None = None, **kwargs: Any) -> dict[str, Any]:
+    async def _call(
+        self, queue: str, operation: str, read_timeout_s: float | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
         self._metrics.sqs_requests.labels(queue, operation).inc()
         try:
             if self._hot is not None and operation in HOT_OPERATIONS:
@@ -130,11 +141,15 @@ class Sqs:
         # arn:aws:sqs:REGION:ACCOUNT:NAME
         _, _, _, _, account, dlq_name = dlq_arn.split(":", 5)
         try:
-            dlq_url = (await self._call(name, "get_queue_url", QueueName=dlq_name, QueueOwnerAWSAccountId=account))["QueueUrl"]
+            dlq_url = (await self._call(name, "get_queue_url", QueueName=dlq_name, QueueOwnerAWSAccountId=account))[
+                "QueueUrl"
+            ]
         except Sqs2pgError as exc:
             raise QueueError(self._unusable(f"{url}'s dead-letter queue {dlq_arn}", exc)) from exc
         if not dlq_name.endswith(".fifo"):
-            raise QueueError(f"queue {url}: its dead-letter queue {dlq_name} is not FIFO: point RedrivePolicy at a FIFO queue")
+            raise QueueError(
+                f"queue {url}: its dead-letter queue {dlq_name} is not FIFO: point RedrivePolicy at a FIFO queue"
+            )
         return QueueInfo(
             url=url,
             name=name,
@@ -147,14 +162,27 @@ class Sqs:
     def _unusable(self, what: str, exc: Sqs2pgError) -> str:
         """One line: why a queue cannot be used, and what to do about it."""
         if exc.kind in ("sqs_NonExistentQueue", "sqs_QueueDoesNotExist"):
-            return f"queue {what} does not exist at {self.endpoint}: check SQS_QUEUE_URLS, AWS_REGION and AWS_ENDPOINT_URL_SQS"
+            return (
+                f"queue {what} does not exist at {self.endpoint}: "
+                "check SQS_QUEUE_URLS, AWS_REGION and AWS_ENDPOINT_URL_SQS"
+            )
         if exc.kind == "sqs_credentials":
-            return "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or AWS_PROFILE, or give the task a role"
-        if exc.kind in ("sqs_AccessDenied", "sqs_AccessDeniedException", "sqs_InvalidClientTokenId", "sqs_SignatureDoesNotMatch",
-                        "sqs_UnrecognizedClientException"):
+            return (
+                "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or AWS_PROFILE, "
+                "or give the task a role"
+            )
+        if exc.kind in (
+            "sqs_AccessDenied",
+            "sqs_AccessDeniedException",
+            "sqs_InvalidClientTokenId",
+            "sqs_SignatureDoesNotMatch",
+            "sqs_UnrecognizedClientException",
+        ):
             return f"not allowed to use queue {what} ({exc}): check the credentials and the role's SQS permissions"
         if isinstance(exc, RetryableError):
-            return f"cannot reach SQS at {self.endpoint} ({exc}): check AWS_ENDPOINT_URL_SQS, AWS_REGION and the network"
+            return (
+                f"cannot reach SQS at {self.endpoint} ({exc}): check AWS_ENDPOINT_URL_SQS, AWS_REGION and the network"
+            )
         return f"queue {what}: {exc}"
 
     async def receive(
@@ -180,9 +208,19 @@ class Sqs:
 
     async def counts(self, url: str) -> dict[str, int]:
         """Approximate numbers of visible, in-flight and delayed messages."""
-        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"]
-        attrs = (await self._call(queue_name(url), "get_queue_attributes", QueueUrl=url, AttributeNames=names))["Attributes"]
-        return {"visible": int(attrs.get(names[0], 0)), "in_flight": int(attrs.get(names[1], 0)), "delayed": int(attrs.get(names[2], 0))}
+        names = [
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ]
+        attrs = (await self._call(queue_name(url), "get_queue_attributes", QueueUrl=url, AttributeNames=names))[
+            "Attributes"
+        ]
+        return {
+            "visible": int(attrs.get(names[0], 0)),
+            "in_flight": int(attrs.get(names[1], 0)),
+            "delayed": int(attrs.get(names[2], 0)),
+        }
 
     async def delete(self, url: str, messages: list[Message]) -> list[tuple[Message, str]]:
         """DeleteMessageBatch (up to 10); returns the messages whose entries failed, with the reason."""
@@ -190,9 +228,13 @@ class Sqs:
 
     async def change_visibility(self, url: str, entries: list[tuple[Message, int]]) -> list[tuple[Message, str]]:
         """ChangeMessageVisibilityBatch for up to 10 (message, seconds); returns the failed entries."""
-        return await self._batch(url, "change_message_visibility_batch", [(m, {"VisibilityTimeout": s}) for m, s in entries])
+        return await self._batch(
+            url, "change_message_visibility_batch", [(m, {"VisibilityTimeout": s}) for m, s in entries]
+        )
 
-    async def _batch(self, url: str, operation: str, items: list[tuple[Message, dict[str, Any]]]) -> list[tuple[Message, str]]:
+    async def _batch(
+        self, url: str, operation: str, items: list[tuple[Message, dict[str, Any]]]
+    ) -> list[tuple[Message, str]]:
         name = queue_name(url)
         by_id = {str(i): m for i, (m, _) in enumerate(items)}
         entries = [{"Id": str(i), "ReceiptHandle": m.receipt_handle, **extra} for i, (m, extra) in enumerate(items)]
@@ -214,10 +256,9 @@ class Sqs:
             "sqs2pg_receive_count": {"DataType": "Number", "StringValue": str(message.receive_count)},
             "sqs2pg_source_queue": _string(message.queue_name),
         }
-        try:
+        # (When the key itself is what is wrong, the original attribute, if any, is kept below.)
+        with contextlib.suppress(PermanentError):
             ours[IDEMPOTENCY_ATTRIBUTE] = _string(message.idempotency_key)
-        except PermanentError:
-            pass  # the key itself is what is wrong; the original attribute, if any, is kept below
         await self.send(dlq_url, message, ours, dedup_id=message.message_id, keep_original=not minimal)
 
     async def send(

@@ -81,7 +81,9 @@ class SqsJsonClient:
         if self._url.startswith("https:"):
             tls = ssl.create_default_context(cafile=self._ca_bundle)
         connector = aiohttp.TCPConnector(limit=self._max_connections, ssl=tls, keepalive_timeout=60)
-        self._http = aiohttp.ClientSession(connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",))
+        self._http = aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
+        )
 
     async def close(self) -> None:
         if self._http is not None:
@@ -92,7 +94,9 @@ class SqsJsonClient:
         assert self._http is not None, "open() was not called"
         name = HOT_OPERATIONS[operation]
         body = json.dumps(params, separators=(",", ":")).encode()
-        timeout = aiohttp.ClientTimeout(sock_connect=self._connect_timeout_s, sock_read=read_timeout_s or self._read_timeout_s)
+        timeout = aiohttp.ClientTimeout(
+            sock_connect=self._connect_timeout_s, sock_read=read_timeout_s or self._read_timeout_s
+        )
         request_context: dict[str, Any] = {}
         attempt = 0
         while True:
@@ -112,7 +116,7 @@ class SqsJsonClient:
                         {"status_code": status, "headers": response.headers, "body": raw},
                         self._service_model.operation_model(name).output_shape,
                     )
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 caught = botocore.exceptions.ReadTimeoutError(endpoint_url=self._url)
             except aiohttp.ClientConnectorError as exc:
                 caught = botocore.exceptions.EndpointConnectionError(endpoint_url=self._url, error=exc)
@@ -132,7 +136,7 @@ class SqsJsonClient:
             if caught is not None:
                 raise caught
             assert parsed is not None
-            raise botocore.exceptions.ClientError(parsed, name)  # type: ignore[arg-type]
+            raise botocore.exceptions.ClientError(parsed, name)
 
     async def _signed_headers(self, target: str, body: bytes) -> dict[str, str]:
         if self._credentials is None:

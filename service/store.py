@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import asyncpg
 
@@ -117,15 +117,18 @@ class Store:
     async def open(self) -> None:
         # min_size=0: the service starts (and reports not ready) while the database is still down.
         self._pool = await asyncpg.create_pool(
-            min_size=0, max_size=self._settings.pool_size, max_inactive_connection_lifetime=120,
-            reset=_keep_session, **self._settings.connect_kwargs()
+            min_size=0,
+            max_size=self._settings.pool_size,
+            max_inactive_connection_lifetime=120,
+            reset=_keep_session,
+            **self._settings.connect_kwargs(),
         )
 
     async def close(self, timeout_s: float = 5.0) -> None:
         if self._pool is not None:
             try:
                 await asyncio.wait_for(self._pool.close(), timeout_s)
-            except (asyncio.TimeoutError, OSError, asyncpg.InterfaceError):
+            except (TimeoutError, OSError, asyncpg.InterfaceError):
                 self._pool.terminate()
 
     @property
@@ -150,8 +153,13 @@ class Store:
             except Exception as exc:  # noqa: BLE001 - nothing was committed (or, at COMMIT, idempotency decides)
                 # Whatever failed the shared transaction, each message is tried once alone, at once: a lost
                 # connection then costs only the message that lost it a retry, not every one beside it.
-                logs.event(logging.DEBUG, "shared transaction failed: one by one", "apply", messages=len(messages),
-                           error_kind=classify(exc).kind)
+                logs.event(
+                    logging.DEBUG,
+                    "shared transaction failed: one by one",
+                    "apply",
+                    messages=len(messages),
+                    error_kind=classify(exc).kind,
+                )
         results: list[Outcome | Exception] = []
         unavailable = 0
         for i, message in enumerate(messages):
@@ -172,7 +180,10 @@ class Store:
             await conn.execute("BEGIN")
             try:
                 claimed = await conn.fetch(
-                    _CLAIM_KEYS, keys, [m.body_sha256 for m in messages], [m.queue_name for m in messages],
+                    _CLAIM_KEYS,
+                    keys,
+                    [m.body_sha256 for m in messages],
+                    [m.queue_name for m in messages],
                     [m.message_id for m in messages],
                 )
                 if len(claimed) != len(messages):

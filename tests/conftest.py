@@ -15,7 +15,8 @@ import os
 import shutil
 import subprocess
 import uuid
-from typing import Any, AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import aioboto3
 import asyncpg

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import asyncpg
 
 from sqs2pg import Message
@@ -34,7 +36,11 @@ async def accept_anything(conn: asyncpg.Connection, message: Message) -> None:
         await conn.execute(
             "INSERT INTO events (idempotency_key, queue_name, message_group_id, message_id, body)"
             " VALUES ($1, $2, $3, $4, jsonb_build_object('raw', $5::text))",
-            message.idempotency_key, message.queue_name, message.group_id, message.message_id, message.body,
+            message.idempotency_key,
+            message.queue_name,
+            message.group_id,
+            message.message_id,
+            message.body,
         )
         return
     await insert_event(conn, message)
@@ -46,10 +52,8 @@ async def swallow_database_error(conn: asyncpg.Connection, message: Message) -> 
     await insert_event(conn, message)
     if message.json.get("swallow", True) is False:
         return
-    try:
+    with contextlib.suppress(asyncpg.DataError):
         await conn.execute("SELECT 1/0")
-    except asyncpg.DataError:
-        pass
 
 
 APPLIED_TABLE = """
@@ -72,5 +76,8 @@ async def record_apply(conn: asyncpg.Connection, message: Message) -> None:
     await conn.execute(
         "INSERT INTO applied (idempotency_key, message_group_id, seq, sent_at)"
         " VALUES ($1, $2, $3, to_timestamp($4::bigint / 1000.0))",
-        message.idempotency_key, message.group_id, int(body["seq"]), message.sent_timestamp_ms,
+        message.idempotency_key,
+        message.group_id,
+        int(body["seq"]),
+        message.sent_timestamp_ms,
     )

@@ -27,7 +27,7 @@ import time
 from typing import Any
 
 from moto.core.utils import unix_time_millis
-from moto.moto_server.threaded_moto_server import MotoRequestHandler
+from moto.moto_server.threaded_moto_server import MotoRequestHandler  # type: ignore[attr-defined]
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.sqs.models import Message, Queue, SQSBackend
 from werkzeug.serving import run_simple
@@ -56,7 +56,11 @@ def _expire(queue: Queue) -> None:
 
 
 def _receive_message(
-    self: SQSBackend, queue_name: str, count: int, wait_seconds_timeout: int, visibility_timeout: int,
+    self: SQSBackend,
+    queue_name: str,
+    count: int,
+    wait_seconds_timeout: int,
+    visibility_timeout: int,
     message_attribute_names: list[str] | None = None,
 ) -> list[Any]:
     deadline = time.monotonic() + (wait_seconds_timeout or 0)

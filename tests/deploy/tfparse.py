@@ -14,7 +14,7 @@ import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import hcl2
 
@@ -75,12 +75,12 @@ class Body:
             value = value[0]
         return value
 
-    def blocks(self, name: str) -> list["Body"]:
+    def blocks(self, name: str) -> list[Body]:
         value = self.raw.get(name, [])
         assert isinstance(value, list), (self.where, name, value)
         return [Body(b, f"{self.where}.{name}") for b in value]
 
-    def dynamic(self, name: str) -> list["Body"]:
+    def dynamic(self, name: str) -> list[Body]:
         """The bodies of `dynamic "<name>"` blocks (their for_each and content)."""
         out = []
         for block in self.raw.get("dynamic", []):
@@ -89,7 +89,7 @@ class Body:
         return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def parse_file(path: Path) -> dict[str, Any]:
     with open(path) as f:
         return clean(hcl2.load(f))  # type: ignore[no-any-return]
@@ -118,6 +118,14 @@ def all_resources() -> dict[str, set[str]]:
         for rtype, named in item.items():
             out.setdefault(rtype, set()).update(named)
     return out
+
+
+@overload
+def data_sources() -> dict[str, set[str]]: ...
+
+
+@overload
+def data_sources(dtype: str) -> dict[str, Body]: ...
 
 
 def data_sources(dtype: str | None = None) -> dict[str, Body] | dict[str, set[str]]:

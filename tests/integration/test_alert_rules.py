@@ -20,7 +20,21 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 # Series Prometheus makes itself for every scrape target, not the service: allowed by name, on purpose.
 PROMETHEUS_BUILT_INS = {"up"}
-_KEYWORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "offset", "bool", "inf", "nan"}
+_KEYWORDS = {
+    "and",
+    "or",
+    "unless",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "offset",
+    "bool",
+    "inf",
+    "nan",
+}
 
 
 def selectors(expr: str) -> list[tuple[str, set[str]]]:
@@ -37,7 +51,12 @@ def selectors(expr: str) -> list[tuple[str, set[str]]]:
     return found
 
 
-_SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created"), "gauge": ("",), "summary": ("_sum", "_count", "_created", "")}
+_SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "histogram": ("_bucket", "_sum", "_count", "_created"),
+    "gauge": ("",),
+    "summary": ("_sum", "_count", "_created", ""),
+}
 
 
 def exported(metrics_text: str) -> dict[str, set[str]]:
@@ -109,5 +128,10 @@ async def test_alert_rules_and_dashboard_use_only_exported_metrics(database_url,
     assert not problems, "\n".join(problems)
     # The rules the issue asks for are there: DLQ not empty, message age, no commits while waiting, errors.
     exprs = " ".join(e for _, e in rules)
-    for metric in ("sqs2pg_dead_letter_messages", "sqs2pg_message_age_seconds_bucket", "sqs2pg_queue_messages", "sqs2pg_db_errors_total"):
+    for metric in (
+        "sqs2pg_dead_letter_messages",
+        "sqs2pg_message_age_seconds_bucket",
+        "sqs2pg_queue_messages",
+        "sqs2pg_db_errors_total",
+    ):
         assert metric in exprs, metric

@@ -68,7 +68,9 @@ GOOD_KINDS = {"object", "sql", "huge", "odd_attributes"}
 
 @settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck), derandomize=False)
 @given(cases=st.lists(CASES, min_size=4, max_size=14), reuse_key=st.booleans())
-async def test_bad_input_never_crashes_and_never_blocks_good_messages(database_url, db, queues: Queues, cases, reuse_key) -> None:
+async def test_bad_input_never_crashes_and_never_blocks_good_messages(
+    database_url, db, queues: Queues, cases, reuse_key
+) -> None:
     run = uuid.uuid4().hex[:8]
     sent: list[tuple[str, Case, str]] = []  # (group, case, key)
     for i, case in enumerate(cases):
@@ -81,7 +83,9 @@ async def test_bad_input_never_crashes_and_never_blocks_good_messages(database_u
         # The same key as the first message, another body: a producer bug, not a duplicate.
         group, first, key = sent[0]
         other = Case("key_reused", json.dumps({"text": "another body " + run}), {})
-        await queues.send(other.body, group, uuid.uuid4().hex, {"idempotency_key": {"DataType": "String", "StringValue": key}})
+        await queues.send(
+            other.body, group, uuid.uuid4().hex, {"idempotency_key": {"DataType": "String", "StringValue": key}}
+        )
         sent.append((group, other, key))
     expected_good = [(g, c, k) for g, c, k in sent if c.kind in GOOD_KINDS]
     if reuse_key and sent[0][1].kind not in GOOD_KINDS:
@@ -93,7 +97,8 @@ async def test_bad_input_never_crashes_and_never_blocks_good_messages(database_u
         await wait_until(lambda: _settled(app, q, len(sent), queues), timeout_s=60)
 
     rows = await db.fetch(
-        "SELECT message_group_id AS g, idempotency_key AS k, body::text AS b FROM events WHERE message_group_id LIKE $1 ORDER BY id",
+        "SELECT message_group_id AS g, idempotency_key AS k, body::text AS b FROM events"
+        " WHERE message_group_id LIKE $1 ORDER BY id",
         run + "-%",
     )
     # Good messages: all committed, each once, in send order within their group, bodies as sent.
@@ -111,12 +116,21 @@ async def test_bad_input_never_crashes_and_never_blocks_good_messages(database_u
         reason = m["MessageAttributes"]["sqs2pg_error_kind"]["StringValue"]
         assert reason in {"invalid_message", "data", "key_reused"}, reason
         assert m["MessageAttributes"]["sqs2pg_error"]["StringValue"]
-    write_report({
-        "scenario": "bad input (hypothesis example)", "sent": len(sent), "committed": len(expected_good),
-        "duplicates_applied": "n/a", "lost": 0, "order_violations": 0, "dead_lettered": len(dead_for_run),
-    })
+    write_report(
+        {
+            "scenario": "bad input (hypothesis example)",
+            "sent": len(sent),
+            "committed": len(expected_good),
+            "duplicates_applied": "n/a",
+            "lost": 0,
+            "order_violations": 0,
+            "dead_lettered": len(dead_for_run),
+        }
+    )
 
 
 async def _settled(app, q: str, n: int, queues: Queues) -> bool:  # type: ignore[no-untyped-def]
-    total = sum(metric(app, "sqs2pg_messages_total", queue=q, outcome=o) for o in ("committed", "duplicate", "dead_lettered"))
+    total = sum(
+        metric(app, "sqs2pg_messages_total", queue=q, outcome=o) for o in ("committed", "duplicate", "dead_lettered")
+    )
     return total >= n and await queues.depth() == 0

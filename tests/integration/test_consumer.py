@@ -8,10 +8,10 @@ import json
 import asyncpg
 import pytest
 
+from sqs2pg.handler import insert_event
 from sqs2pg.message import Message
 from sqs2pg.outcome import Outcome
 from sqs2pg.store import Store
-from sqs2pg.handler import insert_event
 
 from ..support.helpers import Queues, group_sequences, make_settings, metric, running, scrape_metrics, wait_until
 
@@ -47,15 +47,22 @@ async def test_same_key_twice_is_applied_once_and_other_body_is_dead_lettered(da
     assert await queues.depth() == 0
 
 
-async def test_commit_whose_delete_was_lost_is_recognised_as_duplicate(database_url, db, queues: Queues, sqs_client) -> None:
+async def test_commit_whose_delete_was_lost_is_recognised_as_duplicate(
+    database_url, db, queues: Queues, sqs_client
+) -> None:
     """The process died after COMMIT and before DeleteMessage: the redelivery must not apply it twice."""
     await queues.send({"seq": 0}, "g", "m0")
     await queues.send({"seq": 1}, "g", "m1")
     settings = make_settings(database_url, [queues.url])
     # First life: receive m0 and commit it exactly as the service does, then "crash" before deleting it.
-    raw = (await sqs_client.receive_message(
-        QueueUrl=queues.url, MaxNumberOfMessages=1, MessageSystemAttributeNames=["All"], MessageAttributeNames=["All"]
-    ))["Messages"][0]
+    raw = (
+        await sqs_client.receive_message(
+            QueueUrl=queues.url,
+            MaxNumberOfMessages=1,
+            MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        )
+    )["Messages"][0]
     store = Store(settings, insert_event)
     await store.open()
     try:
@@ -63,7 +70,9 @@ async def test_commit_whose_delete_was_lost_is_recognised_as_duplicate(database_
     finally:
         await store.close()
     # The crashed process's hold ends (here at once instead of after the visibility timeout).
-    await sqs_client.change_message_visibility(QueueUrl=queues.url, ReceiptHandle=raw["ReceiptHandle"], VisibilityTimeout=0)
+    await sqs_client.change_message_visibility(
+        QueueUrl=queues.url, ReceiptHandle=raw["ReceiptHandle"], VisibilityTimeout=0
+    )
     # Second life: the real service.
     async with running(settings) as app:
         await wait_until(lambda: _settled(app, queues, 2))
@@ -100,9 +109,11 @@ async def test_transient_database_failure_retries_later_and_keeps_order(database
         q = _name(queues)
         assert metric(app, "sqs2pg_messages_total", queue=q, outcome="retried") == 1
         assert metric(app, "sqs2pg_messages_total", queue=q, outcome="dead_lettered") == 0
-        assert metric(app, "sqs2pg_db_errors_total", queue=q, kind="failover") + metric(
-            app, "sqs2pg_db_errors_total", queue=q, kind="connection"
-        ) == 1
+        assert (
+            metric(app, "sqs2pg_db_errors_total", queue=q, kind="failover")
+            + metric(app, "sqs2pg_db_errors_total", queue=q, kind="connection")
+            == 1
+        )
     assert await group_sequences(db) == {"a": list(range(6)), "b": list(range(6))}
     # The retry waited for its backoff visibility (retry_base_s=1 gives 1 s), it was not redelivered at once.
     gap = await db.fetchval(
@@ -113,7 +124,9 @@ async def test_transient_database_failure_retries_later_and_keeps_order(database
     assert await queues.depth(queues.dlq_url) == 0
 
 
-async def test_poison_message_is_dead_lettered_with_reason_and_its_group_goes_on(database_url, db, queues: Queues) -> None:
+async def test_poison_message_is_dead_lettered_with_reason_and_its_group_goes_on(
+    database_url, db, queues: Queues
+) -> None:
     await queues.send({"seq": 0}, "p", "p-0")
     await queues.send("this is not JSON", "p", "p-1")
     await queues.send("[1, 2, 3]", "p", "p-2")
@@ -125,8 +138,11 @@ async def test_poison_message_is_dead_lettered_with_reason_and_its_group_goes_on
         await wait_until(lambda: _settled(app, queues, 24))
 
         async def depths_sampled() -> bool:  # what the "DLQ not empty" alert reads
-            return metric(app, "sqs2pg_dead_letter_messages", queue=q) == 2 and metric(
-                app, "sqs2pg_queue_messages", queue=q, state="visible") == 0
+            return (
+                metric(app, "sqs2pg_dead_letter_messages", queue=q) == 2
+                and metric(app, "sqs2pg_queue_messages", queue=q, state="visible") == 0
+            )
+
         await wait_until(depths_sampled, timeout_s=10)
         body = await scrape_metrics(app)
     # /metrics, as Prometheus scrapes it, reports the outcomes.
@@ -146,7 +162,8 @@ async def test_poison_message_is_dead_lettered_with_reason_and_its_group_goes_on
         assert attrs["sqs2pg_receive_count"] == "1"
         assert m["Attributes"]["MessageGroupId"] == "p"
     assert {m["MessageAttributes"]["sqs2pg_error"]["StringValue"] for m in dead} == {
-        "body is not valid JSON", "body must be a JSON object"
+        "body is not valid JSON",
+        "body must be a JSON object",
     }
     assert await queues.depth() == 0
 
@@ -166,7 +183,9 @@ async def test_heartbeat_keeps_a_slow_message_invisible(database_url, db, queues
     assert await _count(db) == 1
 
 
-async def test_handler_that_swallows_a_database_error_is_not_reported_committed(database_url, db, queues: Queues) -> None:
+async def test_handler_that_swallows_a_database_error_is_not_reported_committed(
+    database_url, db, queues: Queues
+) -> None:
     """PostgreSQL answers COMMIT with ROLLBACK after a swallowed error: the message must not be deleted as done."""
     await queues.send({"seq": 0}, "g", "g-0")
     settings = make_settings(database_url, [queues.url], HANDLER="tests.handlers:swallow_database_error")
@@ -189,5 +208,7 @@ async def _count_is(db: asyncpg.Connection, n: int) -> bool:
 async def _settled(app, queues: Queues, n: int, extra_outcomes: tuple[str, ...] = ()) -> bool:
     """n messages reached a final outcome and the queue is empty (every delete flushed)."""
     q = _name(queues)
-    final = sum(metric(app, "sqs2pg_messages_total", queue=q, outcome=o) for o in ("committed", "duplicate", "dead_lettered"))
+    final = sum(
+        metric(app, "sqs2pg_messages_total", queue=q, outcome=o) for o in ("committed", "duplicate", "dead_lettered")
+    )
     return final >= n and await queues.depth() == 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -17,8 +17,8 @@ from sqs2pg import migrate
 
 from ..support.helpers import (
     Queues,
-    create_test_tables,
     assert_no_loss_no_duplicates_in_order,
+    create_test_tables,
     exactly_once_report,
     fault_workload,
     make_settings,
@@ -55,7 +55,7 @@ async def _prepare(primary: Cluster, database_url: str) -> None:
 async def _applied_at_least(url: str, n: int) -> bool:
     try:
         conn = await asyncpg.connect(url, timeout=2)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+    except (TimeoutError, OSError, asyncpg.PostgresError):
         return False
     try:
         return int(await conn.fetchval("SELECT count(DISTINCT idempotency_key) FROM applied")) >= n
@@ -67,7 +67,11 @@ async def _applied_at_least(url: str, n: int) -> bool:
 
 def _settings(database_url: str, queue_url: str):  # type: ignore[no-untyped-def]
     return make_settings(
-        database_url, [queue_url], HANDLER=HANDLER, retry_base_s="1", db_connect_timeout_s="2",
+        database_url,
+        [queue_url],
+        HANDLER=HANDLER,
+        retry_base_s="1",
+        db_connect_timeout_s="2",
         db_statement_timeout_s="5",
     )
 
@@ -85,20 +89,23 @@ async def test_postgres_restarted_fast_and_immediate_under_load(clusters: Cluste
     recoveries: list[float] = []
     async with running(settings) as app:
         for i, mode in enumerate(["fast", "immediate", "fast", "immediate"]):
-            await wait_until(lambda: _applied_at_least(url, (i + 1) * len(sent) // 6), timeout_s=60)
+            await wait_until(lambda i=i: _applied_at_least(url, (i + 1) * len(sent) // 6), timeout_s=60)
             await asyncio.to_thread(pg.stop, mode)
             await asyncio.sleep(1)
             await asyncio.to_thread(pg.start)
             back = time.monotonic()
             before = metric(app, "sqs2pg_messages_total", queue=q, outcome="committed")
-            await wait_until(lambda: _more(app, q, before), timeout_s=60, interval_s=0.05)
+            await wait_until(lambda before=before: _more(app, q, before), timeout_s=60, interval_s=0.05)
             recoveries.append(time.monotonic() - back)
         await wait_until(lambda: _applied_at_least(url, len(sent)), timeout_s=90)
         dead = metric(app, "sqs2pg_messages_total", queue=q, outcome="dead_lettered")
     db = await asyncpg.connect(url)
     try:
         report = await exactly_once_report(
-            db, sent, "PostgreSQL restarted x4 (fast, immediate)", dead_lettered=int(dead),
+            db,
+            sent,
+            "PostgreSQL restarted x4 (fast, immediate)",
+            dead_lettered=int(dead),
             recover_s_max=round(max(recoveries), 2),
         )
     finally:
@@ -135,7 +142,10 @@ async def test_failover_to_promoted_synchronous_replica_under_load(clusters: Clu
     db = await asyncpg.connect(replica.url("sqs2pg"))
     try:
         report = await exactly_once_report(
-            db, sent, "failover: primary killed, sync replica promoted", dead_lettered=int(dead),
+            db,
+            sent,
+            "failover: primary killed, sync replica promoted",
+            dead_lettered=int(dead),
             recover_s_max=round(recover_s, 2),
         )
     finally:

@@ -41,7 +41,10 @@ async def _stop(proc: asyncio.subprocess.Process, sig: int = signal.SIGTERM) -> 
 async def test_two_processes_on_one_queue_apply_each_message_once_in_order(database_url, db, queues: Queues) -> None:
     """A scaled-out ECS service: two tasks consume the same queue."""
     sent = fault_workload(groups=20, per_group=12)
-    procs = [await start_service(database_url, queues.url, HANDLER=HANDLER, SQS2PG_MAX_CONCURRENT_GROUPS="4") for _ in range(2)]
+    procs = [
+        await start_service(database_url, queues.url, HANDLER=HANDLER, SQS2PG_MAX_CONCURRENT_GROUPS="4")
+        for _ in range(2)
+    ]
     try:
         await queues.send_batch(sent)
         await wait_until(lambda: applied_at_least(db, len(sent)), timeout_s=90)
@@ -65,7 +68,7 @@ async def test_sigkill_mid_batch_and_restart_loses_and_duplicates_nothing(databa
         before = await applied_count(db)
         try:
             # kill it while it holds work: after a few more commits, with deletes still waiting to be flushed
-            await wait_until(lambda: applied_at_least(db, min(len(sent), before + 8)), timeout_s=60)
+            await wait_until(lambda before=before: applied_at_least(db, min(len(sent), before + 8)), timeout_s=60)
         finally:
             proc.kill()
             await proc.wait()
@@ -78,5 +81,7 @@ async def test_sigkill_mid_batch_and_restart_loses_and_duplicates_nothing(databa
         await wait_until(lambda: queue_empty(queues), timeout_s=30)
     finally:
         await _stop(proc)
-    report = await exactly_once_report(db, sent, "SIGKILL mid-batch x3, restart", finished_after_last_kill_s=round(done_s, 1))
+    report = await exactly_once_report(
+        db, sent, "SIGKILL mid-batch x3, restart", finished_after_last_kill_s=round(done_s, 1)
+    )
     assert_no_loss_no_duplicates_in_order(report)

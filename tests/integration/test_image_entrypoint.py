@@ -18,8 +18,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import asyncpg
 import pytest
@@ -38,7 +38,15 @@ def image_venv() -> Path:
     then this checkout's sqs2pg reinstalled, not editable."""
     lock = (ROOT / "requirements.lock").read_bytes()
     venv = ROOT / ".local" / f"image-venv-{hashlib.sha256(lock).hexdigest()[:12]}"
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile"]
+    pip = [
+        str(venv / "bin" / "python"),
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-compile",
+    ]
     if not (venv / ".deps-installed").exists():
         shutil.rmtree(venv, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -50,8 +58,20 @@ def image_venv() -> Path:
             shutil.copy(ROOT / name, build / name)
         for name in ("service", "migrations"):
             shutil.copytree(ROOT / name, build / name, ignore=shutil.ignore_patterns("__pycache__"))
-        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(build / "dist"),
-                        str(build)], check=True)
+        subprocess.run(
+            [
+                str(venv / "bin" / "python"),
+                "-m",
+                "pip",
+                "wheel",
+                "--quiet",
+                "--no-deps",
+                "-w",
+                str(build / "dist"),
+                str(build),
+            ],
+            check=True,
+        )
         wheel = next((build / "dist").glob("sqs2pg-*.whl"))
         subprocess.run([*pip, "--no-deps", "--force-reinstall", str(wheel)], check=True)
     finally:
@@ -96,11 +116,22 @@ async def test_the_wheel_installed_in_a_plain_venv_migrates_checks_and_runs_as_t
     }
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(_command(image_venv, *args), env=env, cwd=app_dir, capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            _command(image_venv, *args), env=env, cwd=app_dir, capture_output=True, text=True, timeout=120
+        )
 
     # The public API a handler author imports, and the version.
-    api = subprocess.run([str(image_venv / "bin" / "python"), "-c", "from sqs2pg import Handler, InvalidMessage, Message, "
-                          "RetryableError, __version__; print(__version__)"], env=env, cwd=app_dir, capture_output=True, text=True)
+    api = subprocess.run(
+        [
+            str(image_venv / "bin" / "python"),
+            "-c",
+            "from sqs2pg import Handler, InvalidMessage, Message, RetryableError, __version__; print(__version__)",
+        ],
+        env=env,
+        cwd=app_dir,
+        capture_output=True,
+        text=True,
+    )
     assert api.returncode == 0, api.stderr
     assert run("--version").stdout.strip() == f"sqs2pg {api.stdout.strip()}"
 
@@ -112,11 +143,17 @@ async def test_the_wheel_installed_in_a_plain_venv_migrates_checks_and_runs_as_t
 
     await queues.send({"seq": 0}, "g", "g-0")
     proc = await asyncio.create_subprocess_exec(
-        *_command(image_venv, "run"), env=env, cwd=app_dir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        *_command(image_venv, "run"),
+        env=env,
+        cwd=app_dir,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     try:
+
         async def landed() -> bool:
             return bool(await db.fetchval("SELECT count(*) FROM events"))
+
         await wait_until(landed, timeout_s=30)
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -24,7 +24,9 @@ pytestmark = pytest.mark.integration
 OUTAGE_S = 6
 
 
-async def test_database_outage_pauses_instead_of_dead_lettering(postgres_admin_url, database_url, queues: Queues) -> None:
+async def test_database_outage_pauses_instead_of_dead_lettering(
+    postgres_admin_url, database_url, queues: Queues
+) -> None:
     groups, per_group = 5, 8
     sent = fault_workload(groups, per_group, sleep_s=0.1)
     await queues.send_batch(sent)
@@ -32,7 +34,11 @@ async def test_database_outage_pauses_instead_of_dead_lettering(postgres_admin_u
     # The threshold is above the number of groups, so the transactions cut mid-way cannot open the breaker
     # by themselves: refused connections must count too.
     settings = make_settings(
-        database_url, [queues.url], HANDLER="tests.handlers:record_apply", retry_base_s="1", db_connect_timeout_s="1",
+        database_url,
+        [queues.url],
+        HANDLER="tests.handlers:record_apply",
+        retry_base_s="1",
+        db_connect_timeout_s="1",
         breaker_threshold=str(groups + 1),
     )
     admin = await asyncpg.connect(postgres_admin_url)
@@ -74,8 +80,12 @@ async def test_database_outage_pauses_instead_of_dead_lettering(postgres_admin_u
     db = await asyncpg.connect(database_url)
     try:
         report = await exactly_once_report(
-            db, sent, f"database refusing connections {OUTAGE_S} s (breaker)", dead_lettered=0,
-            recover_s_max=round(recover_s, 2), retried=int(retried),
+            db,
+            sent,
+            f"database refusing connections {OUTAGE_S} s (breaker)",
+            dead_lettered=0,
+            recover_s_max=round(recover_s, 2),
+            retried=int(retried),
         )
     finally:
         await db.close()
@@ -83,7 +93,7 @@ async def test_database_outage_pauses_instead_of_dead_lettering(postgres_admin_u
     assert await queues.depth(queues.dlq_url) == 0
 
 
-async def _committed_at_least(app, q: str, n: int) -> bool:  # type: ignore[no-untyped-def]
+async def _committed_at_least(app, q: str, n: float) -> bool:  # type: ignore[no-untyped-def]
     return metric(app, "sqs2pg_messages_total", queue=q, outcome="committed") >= n
 
 

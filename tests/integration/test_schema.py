@@ -12,7 +12,7 @@ from sqs2pg import migrate
 from sqs2pg.handler import insert_event
 from sqs2pg.store import PRUNE_LOCK_ID, Store
 
-from ..support.helpers import with_database, make_settings
+from ..support.helpers import make_settings, with_database
 
 pytestmark = pytest.mark.integration
 
@@ -36,8 +36,13 @@ async def test_upgrade_from_empty_to_head_then_downgrade_and_upgrade_again(postg
                 "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'events'"
             )
             assert {c["column_name"]: c["data_type"] for c in columns}.items() >= {
-                "id": "bigint", "idempotency_key": "text", "queue_name": "text", "message_group_id": "text",
-                "message_id": "text", "body": "jsonb", "committed_at": "timestamp with time zone",
+                "id": "bigint",
+                "idempotency_key": "text",
+                "queue_name": "text",
+                "message_group_id": "text",
+                "message_id": "text",
+                "body": "jsonb",
+                "committed_at": "timestamp with time zone",
             }.items()
             await asyncio.to_thread(migrate.downgrade, settings, "base")
             assert await conn.fetchval(TABLES) == ["sqs2pg_alembic_version"]
@@ -87,11 +92,15 @@ async def test_sqs2pg_keeps_its_own_version_table_beside_the_applications_alembi
             # as 0.1 left it: our revision 0001 and the schema, plus the application's own revision
             await asyncio.to_thread(migrate.upgrade, settings)
             await conn.execute("ALTER TABLE sqs2pg_alembic_version RENAME TO alembic_version")
-            await conn.execute("ALTER TABLE alembic_version RENAME CONSTRAINT sqs2pg_alembic_version_pkc TO alembic_version_pkc")
+            await conn.execute(
+                "ALTER TABLE alembic_version RENAME CONSTRAINT sqs2pg_alembic_version_pkc TO alembic_version_pkc"
+            )
             await conn.execute("INSERT INTO alembic_version VALUES ('app_rev_1')")
             await asyncio.to_thread(migrate.upgrade, settings)
             assert await migrate.current_revision(conn) == migrate.head_revision(settings)
-            assert [r["version_num"] for r in await conn.fetch("SELECT version_num FROM alembic_version")] == ["app_rev_1"]
+            assert [r["version_num"] for r in await conn.fetch("SELECT version_num FROM alembic_version")] == [
+                "app_rev_1"
+            ]
         finally:
             await conn.close()
     finally:

@@ -31,7 +31,8 @@ async def test_sigterm_exits_zero_within_grace_and_loses_nothing(database_url, d
     sent = fault_workload(groups, per_group, sleep_s=0.3)
     await queues.send_batch(sent)
     proc = await start_service(
-        database_url, queues.url,
+        database_url,
+        queues.url,
         HANDLER="tests.handlers:record_apply",
         SQS2PG_SHUTDOWN_GRACE_S=str(GRACE_S),
         # under load the service polls without waiting (it holds messages): a poll in progress when SIGTERM
@@ -57,19 +58,27 @@ async def test_sigterm_exits_zero_within_grace_and_loses_nothing(database_url, d
     assert not any("sleep_s" in json.dumps(line) for line in lines), "a message body reached the log"
 
     # Nothing was left in flight: every message not committed is visible again at once.
-    attrs = (await queues.client.get_queue_attributes(
-        QueueUrl=queues.url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
-    ))["Attributes"]
+    attrs = (
+        await queues.client.get_queue_attributes(
+            QueueUrl=queues.url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+        )
+    )["Attributes"]
     assert attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
 
     # A second life finishes the work: every message exactly once, in order per group.
-    settings = make_settings(database_url, [queues.url], HANDLER="tests.handlers:record_apply", max_concurrent_groups="4")
+    settings = make_settings(
+        database_url, [queues.url], HANDLER="tests.handlers:record_apply", max_concurrent_groups="4"
+    )
     restarted = time.monotonic()
     async with running(settings):
         await wait_until(lambda: applied_at_least(db, groups * per_group), timeout_s=30)
         finished_s = time.monotonic() - restarted
     report = await exactly_once_report(
-        db, sent, "SIGTERM under load, then restart", stop_s=round(elapsed, 2), finished_after_restart_s=round(finished_s, 1)
+        db,
+        sent,
+        "SIGTERM under load, then restart",
+        stop_s=round(elapsed, 2),
+        finished_after_restart_s=round(finished_s, 1),
     )
     assert_no_loss_no_duplicates_in_order(report)
     assert await queues.depth() == 0

@@ -7,7 +7,8 @@ import asyncio
 import datetime
 import json
 import socket
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -30,8 +31,13 @@ async def _sqs(database_url: str, queue_url: str, client: str) -> Sqs:
 
 
 def _fields(m: Message) -> tuple[Any, ...]:
-    return (m.body, m.group_id, m.deduplication_id.split("-", 1)[0] if m.deduplication_id else None, m.receive_count,
-            m.attributes)
+    return (
+        m.body,
+        m.group_id,
+        m.deduplication_id.split("-", 1)[0] if m.deduplication_id else None,
+        m.receive_count,
+        m.attributes,
+    )
 
 
 async def test_the_lean_client_receives_deletes_and_fails_exactly_as_the_sdk(database_url, queues: Queues) -> None:
@@ -68,7 +74,9 @@ async def test_the_lean_client_receives_deletes_and_fails_exactly_as_the_sdk(dat
     assert await queues.depth() == 0
 
 
-async def test_throttling_is_retried_by_botocores_rules_then_raised_as_the_sdk_raises_it(database_url, queues: Queues, sqs_endpoint, monkeypatch) -> None:
+async def test_throttling_is_retried_by_botocores_rules_then_raised_as_the_sdk_raises_it(
+    database_url, queues: Queues, sqs_endpoint, monkeypatch
+) -> None:
     plan = FaultPlan(delay=0, error_500=0, throttle=1.0, drop=0, lose_response=0)
     runner, proxy = await start_proxy(sqs_endpoint, plan)
     monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", proxy)
@@ -104,9 +112,15 @@ async def rotating_credentials(monkeypatch) -> AsyncIterator[list[str]]:
     async def creds(_: web.Request) -> web.Response:
         key = f"ASIAROTATING{len(issued):08d}"
         issued.append(key)
-        expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=12)
-        return web.json_response({"AccessKeyId": key, "SecretAccessKey": "secret-" + key, "Token": "token-" + key,
-                                  "Expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ")})
+        expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=12)
+        return web.json_response(
+            {
+                "AccessKeyId": key,
+                "SecretAccessKey": "secret-" + key,
+                "Token": "token-" + key,
+                "Expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+        )
 
     app = web.Application()
     app.router.add_get("/creds", creds)

@@ -21,7 +21,9 @@ from ..support.sqs_fault_proxy import FaultPlan, start_proxy
 pytestmark = pytest.mark.integration
 
 
-async def test_sqs_faults_through_a_proxy_lose_and_duplicate_nothing(database_url, db, queues: Queues, sqs_endpoint, monkeypatch) -> None:
+async def test_sqs_faults_through_a_proxy_lose_and_duplicate_nothing(
+    database_url, db, queues: Queues, sqs_endpoint, monkeypatch
+) -> None:
     sent = fault_workload(groups=6, per_group=15)
     await queues.send_batch(sent)
     plan = FaultPlan()
@@ -30,7 +32,10 @@ async def test_sqs_faults_through_a_proxy_lose_and_duplicate_nothing(database_ur
     try:
         # A short visibility timeout, so a receive whose response was lost comes back quickly.
         settings = make_settings(
-            database_url, [queues.url], HANDLER="tests.handlers:record_apply", visibility_timeout_s="5",
+            database_url,
+            [queues.url],
+            HANDLER="tests.handlers:record_apply",
+            visibility_timeout_s="5",
             receive_wait_s="1",
         )
         async with running(settings) as app:
@@ -44,10 +49,16 @@ async def test_sqs_faults_through_a_proxy_lose_and_duplicate_nothing(database_ur
     injected = {k: v for k, v in plan.counts.items() if not k.startswith("pass")}
     lost_deletes = plan.counts["lose_response:DeleteMessageBatch"]
     report = await exactly_once_report(
-        db, sent, "SQS faults via proxy (delay, 5xx, throttle, drop, lost response)", dead_lettered=int(dead),
-        faults_injected=sum(injected.values()), lost_delete_responses=lost_deletes,
+        db,
+        sent,
+        "SQS faults via proxy (delay, 5xx, throttle, drop, lost response)",
+        dead_lettered=int(dead),
+        faults_injected=sum(injected.values()),
+        lost_delete_responses=lost_deletes,
     )
     assert_no_loss_no_duplicates_in_order(report)
     assert dead == 0
     assert sum(injected.values()) >= 10, plan.counts  # the proxy really did get in the way
-    assert plan.counts["lose_response:ReceiveMessage"] + plan.counts["lose_response:DeleteMessageBatch"] >= 1, plan.counts
+    assert plan.counts["lose_response:ReceiveMessage"] + plan.counts["lose_response:DeleteMessageBatch"] >= 1, (
+        plan.counts
+    )

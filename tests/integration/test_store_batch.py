@@ -14,8 +14,8 @@ from sqs2pg.message import Message
 from sqs2pg.outcome import Outcome
 from sqs2pg.store import Store
 
-from ..support.helpers import make_settings
 from ..handlers import swallow_database_error
+from ..support.helpers import make_settings
 
 pytestmark = pytest.mark.integration
 URL = "https://sqs.us-east-1.amazonaws.com/123456789012/q.fifo"
@@ -23,9 +23,16 @@ URL = "https://sqs.us-east-1.amazonaws.com/123456789012/q.fifo"
 
 def _message(key: str, body: object, group: str | None = None) -> Message:
     return Message(
-        queue_url=URL, queue_name="q.fifo", message_id=f"id-{key}", receipt_handle=f"rh-{key}",
-        body=body if isinstance(body, str) else json.dumps(body), group_id=group or f"g-{key}",
-        deduplication_id=key, receive_count=1, sent_timestamp_ms=None, attributes={},
+        queue_url=URL,
+        queue_name="q.fifo",
+        message_id=f"id-{key}",
+        receipt_handle=f"rh-{key}",
+        body=body if isinstance(body, str) else json.dumps(body),
+        group_id=group or f"g-{key}",
+        deduplication_id=key,
+        receive_count=1,
+        sent_timestamp_ms=None,
+        attributes={},
     )
 
 
@@ -47,11 +54,18 @@ async def test_messages_that_all_go_through_share_one_transaction(database_url: 
     assert await db.fetchval("SELECT count(*) FROM sqs2pg_idempotency") == 3
 
 
-async def test_a_bad_message_or_a_duplicate_among_good_ones_gets_its_own_outcome(database_url: str, db: asyncpg.Connection) -> None:
+async def test_a_bad_message_or_a_duplicate_among_good_ones_gets_its_own_outcome(
+    database_url: str, db: asyncpg.Connection
+) -> None:
     store = await _store(database_url)
     try:
         assert await store.apply(_message("dup", {"k": "dup"})) is Outcome.COMMITTED
-        batch = [_message("a", {"k": "a"}), _message("bad", "not json"), _message("dup", {"k": "dup"}), _message("c", {"k": "c"})]
+        batch = [
+            _message("a", {"k": "a"}),
+            _message("bad", "not json"),
+            _message("dup", {"k": "dup"}),
+            _message("c", {"k": "c"}),
+        ]
         results = await store.apply_many(batch)
     finally:
         await store.close()
@@ -62,11 +76,15 @@ async def test_a_bad_message_or_a_duplicate_among_good_ones_gets_its_own_outcome
     assert await db.fetchval("SELECT count(*) FROM sqs2pg_idempotency WHERE idempotency_key = 'bad'") == 0
 
 
-async def test_a_handler_that_swallows_an_error_fails_only_its_own_message(database_url: str, db: asyncpg.Connection) -> None:
+async def test_a_handler_that_swallows_an_error_fails_only_its_own_message(
+    database_url: str, db: asyncpg.Connection
+) -> None:
     """The shared COMMIT comes back as ROLLBACK: nobody is committed, then each alone finds the culprit."""
     store = await _store(database_url, swallow_database_error)
     try:
-        results = await store.apply_many([_message("a", {"swallow": False}), _message("x", {"swallow": True}), _message("c", {"swallow": False})])
+        results = await store.apply_many(
+            [_message("a", {"swallow": False}), _message("x", {"swallow": True}), _message("c", {"swallow": False})]
+        )
     finally:
         await store.close()
     assert results[0] is Outcome.COMMITTED and results[2] is Outcome.COMMITTED
@@ -88,15 +106,24 @@ async def test_the_built_in_batch_form_stores_what_the_handler_stores_message_by
     database_url: str, db: asyncpg.Connection
 ) -> None:
     """insert_event's batch form (one INSERT ... FROM unnest) against the same handler called per message."""
+
     async def one_by_one(conn: asyncpg.Connection, message: Message) -> None:  # no batch form
         await insert_event(conn, message)
 
     def batch(prefix: str) -> list[Message]:
         return [
-            Message(queue_url=URL, queue_name="q.fifo", message_id=f"id-{prefix}{i}", receipt_handle=f"rh-{i}",
-                    body=json.dumps({"i": i, "text": "é \u2603", "nested": {"n": [1, 2.5, None]}}), group_id=f"g{i}",
-                    deduplication_id=f"{prefix}{i}", receive_count=1, sent_timestamp_ms=1_700_000_000_123 + i if i else None,
-                    attributes={})
+            Message(
+                queue_url=URL,
+                queue_name="q.fifo",
+                message_id=f"id-{prefix}{i}",
+                receipt_handle=f"rh-{i}",
+                body=json.dumps({"i": i, "text": "é \u2603", "nested": {"n": [1, 2.5, None]}}),
+                group_id=f"g{i}",
+                deduplication_id=f"{prefix}{i}",
+                receive_count=1,
+                sent_timestamp_ms=1_700_000_000_123 + i if i else None,
+                attributes={},
+            )
             for i in range(4)
         ]
 
@@ -106,22 +133,30 @@ async def test_the_built_in_batch_form_stores_what_the_handler_stores_message_by
             assert await store.apply_many(batch(prefix)) == [Outcome.COMMITTED] * 4
         finally:
             await store.close()
-    rows = await db.fetch("SELECT idempotency_key AS k, queue_name, message_group_id, message_id, body, sent_at FROM events")
+    rows = await db.fetch(
+        "SELECT idempotency_key AS k, queue_name, message_group_id, message_id, body, sent_at FROM events"
+    )
     by_key = {r["k"]: dict(r) for r in rows}
     for i in range(4):
         b, s = by_key[f"batch-{i}"], by_key[f"single-{i}"]
-        assert {k: v for k, v in b.items() if k not in ("k", "message_id")} == {k: v for k, v in s.items() if k not in ("k", "message_id")}
+        assert {k: v for k, v in b.items() if k not in ("k", "message_id")} == {
+            k: v for k, v in s.items() if k not in ("k", "message_id")
+        }
     assert by_key["batch-0"]["sent_at"] is None and by_key["batch-1"]["sent_at"] is not None
 
 
-async def test_an_event_already_there_makes_the_batch_settle_one_by_one(database_url: str, db: asyncpg.Connection) -> None:
+async def test_an_event_already_there_makes_the_batch_settle_one_by_one(
+    database_url: str, db: asyncpg.Connection
+) -> None:
     """The idempotency record was pruned but the event is still there (a redrive months later): that message is
     a duplicate, the others are committed."""
     store = await _store(database_url)
     try:
         assert await store.apply(_message("old", {"k": "old"})) is Outcome.COMMITTED
         await db.execute("DELETE FROM sqs2pg_idempotency WHERE idempotency_key = 'old'")
-        results = await store.apply_many([_message("a", {"k": "a"}), _message("old", {"k": "old"}), _message("c", {"k": "c"})])
+        results = await store.apply_many(
+            [_message("a", {"k": "a"}), _message("old", {"k": "old"}), _message("c", {"k": "c"})]
+        )
     finally:
         await store.close()
     assert results == [Outcome.COMMITTED, Outcome.DUPLICATE, Outcome.COMMITTED]

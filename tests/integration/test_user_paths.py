@@ -15,7 +15,8 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aioboto3
 import asyncpg
@@ -23,17 +24,17 @@ import pytest
 
 from sqs2pg.message import queue_name
 
-from ..support.servers import free_port
 from ..support.helpers import (
     REGION,
     Queues,
-    with_database,
     make_settings,
     metric,
     running,
     start_service,
     wait_until,
+    with_database,
 )
+from ..support.servers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -48,14 +49,20 @@ def _get(port: int, path: str) -> tuple[int, str]:
         return 0, ""
 
 
-async def test_sigterm_during_an_idle_long_poll_exits_zero_within_10_s_and_ready_comes_first(database_url, queues: Queues) -> None:
+async def test_sigterm_during_an_idle_long_poll_exits_zero_within_10_s_and_ready_comes_first(
+    database_url, queues: Queues
+) -> None:
     port = free_port()
     started = time.monotonic()
     # The defaults: a 20 s long poll and a 20 s grace period; `docker stop` waits 10 s before SIGKILL.
-    proc = await start_service(database_url, queues.url, HTTP_PORT=str(port), SQS2PG_RECEIVE_WAIT_S="20", SQS2PG_SHUTDOWN_GRACE_S="20")
+    proc = await start_service(
+        database_url, queues.url, HTTP_PORT=str(port), SQS2PG_RECEIVE_WAIT_S="20", SQS2PG_SHUTDOWN_GRACE_S="20"
+    )
     try:
+
         async def ready() -> bool:
             return (await asyncio.to_thread(_get, port, "/readyz"))[0] == 200
+
         await wait_until(ready, timeout_s=30)
         # Ready while the first 20 s poll of an empty queue is still out (ready means: database answers,
         # queues described; not "a poll came back").
@@ -64,9 +71,13 @@ async def test_sigterm_during_an_idle_long_poll_exits_zero_within_10_s_and_ready
         async def polling() -> bool:
             text = (await asyncio.to_thread(_get, port, "/metrics"))[1]
             return 'operation="receive_message"' in text
+
         await wait_until(polling, timeout_s=10)
-        polls = [line for line in (await asyncio.to_thread(_get, port, "/metrics"))[1].splitlines()
-                 if line.startswith("sqs2pg_sqs_requests_total") and 'operation="receive_message"' in line]
+        polls = [
+            line
+            for line in (await asyncio.to_thread(_get, port, "/metrics"))[1].splitlines()
+            if line.startswith("sqs2pg_sqs_requests_total") and 'operation="receive_message"' in line
+        ]
         assert ready_after_s < 20 and float(polls[0].split()[-1]) == 1.0, (ready_after_s, polls)
 
         stop_sent = time.monotonic()
@@ -85,8 +96,11 @@ async def test_sigterm_during_an_idle_long_poll_exits_zero_within_10_s_and_ready
 async def plain_moto() -> AsyncIterator[str]:
     """moto's own server as users start it (python -m moto.server), without the tests' launcher."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         await wait_until(lambda: _answers(url), timeout_s=30)
@@ -100,7 +114,9 @@ async def _answers(url: str) -> bool:
     return (await asyncio.to_thread(_get, int(url.rsplit(":", 1)[1]), "/moto-api/"))[0] == 200
 
 
-async def test_a_backlog_drains_on_plain_moto_without_a_long_poll_stall(database_url, db, plain_moto, monkeypatch) -> None:
+async def test_a_backlog_drains_on_plain_moto_without_a_long_poll_stall(
+    database_url, db, plain_moto, monkeypatch
+) -> None:
     """300 messages over 7 groups waiting before the start, default long poll (20 s). A long poll begun while
     sqs2pg itself holds every group would not return on plain moto when its own deletes land: the service
     must not start one then. The commits must come without a gap anywhere near the 20 s of such a stall."""
@@ -110,16 +126,25 @@ async def test_a_backlog_drains_on_plain_moto_without_a_long_poll_stall(database
     async with aioboto3.Session().client("sqs", region_name=REGION, endpoint_url=plain_moto) as client:
         dlq = (await client.create_queue(QueueName="drain-dlq.fifo", Attributes={"FifoQueue": "true"}))["QueueUrl"]
         arn = (await client.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"]))["Attributes"]["QueueArn"]
-        url = (await client.create_queue(QueueName="drain.fifo", Attributes={
-            "FifoQueue": "true", "RedrivePolicy": json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": 10})}))["QueueUrl"]
+        url = (
+            await client.create_queue(
+                QueueName="drain.fifo",
+                Attributes={
+                    "FifoQueue": "true",
+                    "RedrivePolicy": json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": 10}),
+                },
+            )
+        )["QueueUrl"]
         queues = Queues(client, url, dlq)
         sent = [({"seq": s}, f"g{g}", f"d-{g}-{s}") for s in range(43) for g in range(7)][:300]
         await queues.send_batch(sent)
 
         settings = make_settings(database_url, [url], receive_wait_s="20", max_concurrent_groups="16")
         async with running(settings):
+
             async def drained() -> bool:
                 return await db.fetchval("SELECT count(*) FROM events") == len(sent)
+
             await wait_until(drained, timeout_s=120)
         gaps = await db.fetch(
             "SELECT extract(epoch FROM committed_at - lag(committed_at) OVER (ORDER BY id))::float AS gap FROM events"
@@ -144,6 +169,7 @@ async def test_a_database_missing_at_start_is_said_at_once_and_opens_the_circuit
             errors = [r for r in caplog.records if r.levelno == logging.ERROR and getattr(r, "action", "") == "breaker"]
             assert errors and "does not exist" in errors[0].error and "DATABASE_URL" in errors[0].error, errors
             assert metric(app, "sqs2pg_circuit_open") == 1
+            assert app.http_port is not None
             status, body = await asyncio.to_thread(_get, app.http_port, "/readyz")
             assert status == 503 and json.loads(body)["database"] is False
             assert metric(app, "sqs2pg_received_messages_total", queue=_name(queues.url)) == 0
@@ -169,13 +195,16 @@ async def _committed(app: Any, url: str) -> bool:
 
 
 def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sqs2pg", *args], env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "sqs2pg", *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=60
+    )
 
 
 async def test_dlq_tools_and_check_on_unusable_queues_say_why_in_one_line(database_url, queues: Queues) -> None:
     client = queues.client
-    no_dlq = (await client.create_queue(QueueName=f"nodlq-{uuid.uuid4().hex[:8]}.fifo", Attributes={"FifoQueue": "true"}))["QueueUrl"]
+    no_dlq = (
+        await client.create_queue(QueueName=f"nodlq-{uuid.uuid4().hex[:8]}.fifo", Attributes={"FifoQueue": "true"})
+    )["QueueUrl"]
     missing = queues.url.rsplit("/", 1)[0] + f"/missing-{uuid.uuid4().hex[:8]}.fifo"
     for url, expected in ((no_dlq, "has no RedrivePolicy"), (missing, "does not exist")):
         for command in (["dlq", "stats"], ["dlq", "peek"], ["dlq", "redrive"]):
@@ -190,7 +219,9 @@ async def test_dlq_tools_and_check_on_unusable_queues_say_why_in_one_line(databa
 
 
 async def test_dlq_stats_takes_a_queue_and_peek_shows_the_original_message_id(database_url, queues: Queues) -> None:
-    sent = await queues.client.send_message(QueueUrl=queues.url, MessageBody="not json", MessageGroupId="g", MessageDeduplicationId="bad-0")
+    sent = await queues.client.send_message(
+        QueueUrl=queues.url, MessageBody="not json", MessageGroupId="g", MessageDeduplicationId="bad-0"
+    )
     async with running(make_settings(database_url, [queues.url])) as app:
         await wait_until(lambda: _dead(app, queues.url))
     stats = await asyncio.to_thread(_cli, "dlq", "stats", "--queue", _name(queues.url), SQS_QUEUE_URLS=queues.url)
@@ -207,13 +238,24 @@ async def _dead(app: Any, url: str) -> bool:
     return metric(app, "sqs2pg_messages_total", queue=_name(url), outcome="dead_lettered") >= 1
 
 
-@pytest.mark.parametrize(("change", "expected"), [
-    (lambda url: url.replace("postgres@", "nosuchrole@", 1), "check the user"),
-    (lambda url: url + "?bogus_setting=1", "remove it"),
-])
-async def test_database_settings_that_waiting_cannot_fix_stop_run_with_one_line(database_url, queues: Queues, change, expected) -> None:
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda url: url.replace("postgres@", "nosuchrole@", 1), "check the user"),
+        (lambda url: url + "?bogus_setting=1", "remove it"),
+    ],
+)
+async def test_database_settings_that_waiting_cannot_fix_stop_run_with_one_line(
+    database_url, queues: Queues, change, expected
+) -> None:
     """A role that does not exist, a URL parameter the server rejects: exit 2 with one line (an orchestrator
     then restarts the task, which reads a rotated secret again), instead of waiting forever not ready."""
-    result = await asyncio.to_thread(_cli, "run", DATABASE_URL=change(database_url), SQS_QUEUE_URLS=queues.url, HTTP_PORT="0")
+    result = await asyncio.to_thread(
+        _cli, "run", DATABASE_URL=change(database_url), SQS_QUEUE_URLS=queues.url, HTTP_PORT="0"
+    )
     assert result.returncode == 2, result
-    assert result.stderr.count("\n") == 1 and "the database refuses these settings" in result.stderr and expected in result.stderr
+    assert (
+        result.stderr.count("\n") == 1
+        and "the database refuses these settings" in result.stderr
+        and expected in result.stderr
+    )

@@ -3,8 +3,8 @@ commit order, each (key, group, seq), against the keys sent."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 
 @dataclass
@@ -36,7 +36,7 @@ def exactly_once(rows: Iterable[tuple[str, str, int]], sent_keys: set[str]) -> E
             violations += 1
         highest[group] = max(seq, highest.get(group, -1))
     distinct = set(keys)
-    bad = {g: seqs for g, seqs in by_group.items() if any(b < a for a, b in zip(seqs, seqs[1:]))}
+    bad = {g: seqs for g, seqs in by_group.items() if any(b < a for a, b in zip(seqs, seqs[1:], strict=False))}
     return ExactlyOnce(
         committed=len(distinct & sent_keys),
         lost=len(sent_keys - distinct),

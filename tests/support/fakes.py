@@ -14,15 +14,17 @@ message moves to the DLQ. Every call is recorded in ``calls``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from sqs2pg.errors import PermanentError, Sqs2pgError
-from sqs2pg.message import Message
+from sqs2pg.message import Message, queue_name
 from sqs2pg.outcome import Outcome
-from sqs2pg.sqs import QueueInfo, queue_name
+from sqs2pg.sqs import QueueInfo
 
 QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/fake.fifo"
 DLQ_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/fake-dlq.fifo"
@@ -61,7 +63,9 @@ class FakeSqs:
     def send_message(self, body: str, group: str, dedup: str, attributes: dict[str, Any] | None = None) -> None:
         if any(m.dedup == dedup and not m.deleted for m in self.messages):
             return  # deduplicated
-        self.messages.append(Stored(f"m{next(self._ids)}", body, group, dedup, attributes or {}, int(time.time() * 1000)))
+        self.messages.append(
+            Stored(f"m{next(self._ids)}", body, group, dedup, attributes or {}, int(time.time() * 1000))
+        )
         self._notify()
 
     def in_flight(self) -> list[Stored]:
@@ -84,11 +88,18 @@ class FakeSqs:
         pass
 
     async def describe(self, url: str) -> QueueInfo:
-        return QueueInfo(url=url, name=queue_name(url), arn="arn:aws:sqs:us-east-1:123456789012:fake.fifo",
-                         dlq_url=self.dlq_url, max_receive_count=self.max_receive_count, visibility_timeout_s=30)
+        return QueueInfo(
+            url=url,
+            name=queue_name(url),
+            arn="arn:aws:sqs:us-east-1:123456789012:fake.fifo",
+            dlq_url=self.dlq_url,
+            max_receive_count=self.max_receive_count,
+            visibility_timeout_s=30,
+        )
 
-    async def receive(self, url: str, wait_s: int | None = None, visibility_s: int | None = None,
-                      max_messages: int | None = None) -> list[dict[str, Any]]:
+    async def receive(
+        self, url: str, wait_s: int | None = None, visibility_s: int | None = None, max_messages: int | None = None
+    ) -> list[dict[str, Any]]:
         deadline = time.monotonic() + (wait_s if wait_s is not None else 1)
         self.receiving += 1
         self.most_receiving = max(self.most_receiving, self.receiving)
@@ -100,10 +111,8 @@ class FakeSqs:
                     return taken
                 assert self._changed is not None
                 self._changed.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), max(0.0, deadline - time.monotonic()))
-                except TimeoutError:
-                    pass
         finally:
             self.receiving -= 1
 
@@ -111,7 +120,7 @@ class FakeSqs:
         now = time.monotonic()
         locked = {m.group for m in self.messages if not m.deleted and m.visible_at > now}
         per_group: dict[str, int] = {}
-        out = []
+        out: list[dict[str, Any]] = []
         for m in self.messages:
             if len(out) >= limit:
                 break
@@ -127,12 +136,20 @@ class FakeSqs:
             m.visible_at = now + visibility_s
             m.receipt_handle = f"{m.id}-r{m.receive_count}"
             per_group[m.group] = per_group.get(m.group, 0) + 1
-            out.append({
-                "MessageId": m.id, "ReceiptHandle": m.receipt_handle, "Body": m.body,
-                "Attributes": {"MessageGroupId": m.group, "MessageDeduplicationId": m.dedup,
-                               "ApproximateReceiveCount": str(m.receive_count), "SentTimestamp": str(m.sent_ms)},
-                "MessageAttributes": m.attributes,
-            })
+            out.append(
+                {
+                    "MessageId": m.id,
+                    "ReceiptHandle": m.receipt_handle,
+                    "Body": m.body,
+                    "Attributes": {
+                        "MessageGroupId": m.group,
+                        "MessageDeduplicationId": m.dedup,
+                        "ApproximateReceiveCount": str(m.receive_count),
+                        "SentTimestamp": str(m.sent_ms),
+                    },
+                    "MessageAttributes": m.attributes,
+                }
+            )
             # A group stays together within a receive, as on SQS: later messages of a locked group wait.
         return out
 
@@ -165,19 +182,31 @@ class FakeSqs:
 
     async def send_to_dlq(self, dlq_url: str, message: Message, error: Sqs2pgError, minimal: bool = False) -> None:
         self.calls.append(("send_to_dlq", (message.message_id, error.kind)))
-        self.dead.append(Stored(message.message_id, message.body, message.group_id, message.message_id,
-                                {"sqs2pg_error_kind": {"DataType": "String", "StringValue": error.kind}}, 0))
+        self.dead.append(
+            Stored(
+                message.message_id,
+                message.body,
+                message.group_id,
+                message.message_id,
+                {"sqs2pg_error_kind": {"DataType": "String", "StringValue": error.kind}},
+                0,
+            )
+        )
 
-    async def send(self, url: str, message: Message, attributes: dict[str, Any], dedup_id: str,
-                   keep_original: bool = True) -> None:
+    async def send(
+        self, url: str, message: Message, attributes: dict[str, Any], dedup_id: str, keep_original: bool = True
+    ) -> None:
         self.calls.append(("send", message.message_id))
         self.send_message(message.body, message.group_id, dedup_id, attributes)
 
     async def counts(self, url: str) -> dict[str, int]:
         pool = self.dead if url == self.dlq_url else [m for m in self.messages if not m.deleted]
         now = time.monotonic()
-        return {"visible": sum(m.visible_at <= now for m in pool), "in_flight": sum(m.visible_at > now for m in pool),
-                "delayed": 0}
+        return {
+            "visible": sum(m.visible_at <= now for m in pool),
+            "in_flight": sum(m.visible_at > now for m in pool),
+            "delayed": 0,
+        }
 
     def _notify(self) -> None:
         if self._changed is not None:

@@ -10,9 +10,10 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any
 
 import asyncpg
 
@@ -34,7 +35,6 @@ def with_database(url: str, dbname: str) -> str:
     return urlunsplit(parts._replace(path="/" + dbname))
 
 
-
 @dataclass
 class Queues:
     """A FIFO queue and its FIFO dead-letter queue, made for one test."""
@@ -47,7 +47,9 @@ class Queues:
     def name(self) -> str:
         return queue_name(self.url)
 
-    async def send(self, body: str | dict[str, Any], group: str, dedup: str, attributes: dict[str, Any] | None = None) -> None:
+    async def send(
+        self, body: str | dict[str, Any], group: str, dedup: str, attributes: dict[str, Any] | None = None
+    ) -> None:
         await self.client.send_message(
             QueueUrl=self.url,
             MessageBody=body if isinstance(body, str) else json.dumps(body),
@@ -74,8 +76,11 @@ class Queues:
         out: list[dict[str, Any]] = []
         while True:
             r = await self.client.receive_message(
-                QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_s,
-                MessageAttributeNames=["All"], MessageSystemAttributeNames=["All"],
+                QueueUrl=url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=wait_s,
+                MessageAttributeNames=["All"],
+                MessageSystemAttributeNames=["All"],
             )
             msgs = r.get("Messages", [])
             if not msgs:
@@ -87,12 +92,13 @@ class Queues:
 
     async def depth(self, url: str | None = None) -> int:
         """Visible plus in-flight messages."""
-        attrs = (await self.client.get_queue_attributes(
-            QueueUrl=url or self.url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        ))["Attributes"]
+        attrs = (
+            await self.client.get_queue_attributes(
+                QueueUrl=url or self.url,
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            )
+        )["Attributes"]
         return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
-
 
 
 # Fast settings for tests: short long polls, short backoffs, a short grace period.
@@ -159,8 +165,14 @@ async def start_service(database_url: str, queue_url: str, **env: str) -> asynci
         **env,
     }
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sqs2pg", "run", cwd=ROOT, env=full_env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "sqs2pg",
+        "run",
+        cwd=ROOT,
+        env=full_env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
 
 
@@ -173,7 +185,7 @@ async def applied_at_least(db: asyncpg.Connection, n: int) -> bool:
     return await applied_count(db) >= n
 
 
-async def queue_empty(queues: "Queues") -> bool:
+async def queue_empty(queues: Queues) -> bool:
     return await queues.depth() == 0
 
 
@@ -193,7 +205,9 @@ def fault_workload(groups: int, per_group: int, sleep_s: float = 0.0) -> list[tu
     return [({"seq": s, **extra}, f"g{g}", f"{run}-g{g}-{s}") for s in range(per_group) for g in range(groups)]
 
 
-async def exactly_once_report(db: asyncpg.Connection, sent: list[tuple[dict[str, Any], str, str]], scenario: str, **extra: Any) -> dict[str, Any]:
+async def exactly_once_report(
+    db: asyncpg.Connection, sent: list[tuple[dict[str, Any], str, str]], scenario: str, **extra: Any
+) -> dict[str, Any]:
     """Count what the fault suite promises, from table ``applied`` (which has no unique key):
     duplicates applied, messages lost, order violations. Written to $FAULT_REPORT_FILE when set."""
     rows = await db.fetch("SELECT idempotency_key AS k, message_group_id AS g, seq FROM applied ORDER BY id")
@@ -227,9 +241,11 @@ def assert_no_loss_no_duplicates_in_order(report: dict[str, Any]) -> None:
 
 async def scrape_metrics(app: App) -> str:
     """/metrics over HTTP, as Prometheus scrapes it."""
+
     def get() -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{app.http_port}/metrics", timeout=5) as response:
             return response.read().decode()
+
     return await asyncio.to_thread(get)
 
 

@@ -20,14 +20,16 @@ from .servers import free_port
 
 
 def bindir() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or ([shutil.which("initdb")] if shutil.which("initdb") else [])
+    on_path = shutil.which("initdb")
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or ([on_path] if on_path else [])
     return Path(found[-1]).parent if found else None
 
 
 class Cluster:
     def __init__(self, root: Path, name: str) -> None:
-        self.bin = bindir()
-        assert self.bin is not None, "PostgreSQL server binaries not found"
+        found = bindir()
+        assert found is not None, "PostgreSQL server binaries not found"
+        self.bin = found
         self.datadir = root / name
         self.port = free_port()
         self.log = root / f"{name}.log"
@@ -53,10 +55,23 @@ class Cluster:
                 "fsync = off\nwal_level = replica\nmax_wal_senders = 5\nwal_keep_size = '64MB'\n"
             )
 
-    def replica_of(self, primary: "Cluster") -> None:
+    def replica_of(self, primary: Cluster) -> None:
         """A streaming replica of ``primary``, which waits for it on every commit (synchronous)."""
-        self._run("pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres",
-                  "-D", str(self.datadir), "-R", "-X", "stream", "--no-sync")
+        self._run(
+            "pg_basebackup",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(primary.port),
+            "-U",
+            "postgres",
+            "-D",
+            str(self.datadir),
+            "-R",
+            "-X",
+            "stream",
+            "--no-sync",
+        )
         with open(self.datadir / "postgresql.conf", "a") as conf:
             conf.write(f"\nport = {self.port}\n")
         with open(primary.datadir / "postgresql.conf", "a") as conf:

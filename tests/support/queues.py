@@ -8,15 +8,24 @@ import json
 from typing import Any
 
 
-async def create_fifo_queue(client: Any, name: str, *, max_receive_count: int = 10, visibility_timeout_s: int = 30) -> tuple[str, str]:
+async def create_fifo_queue(
+    client: Any, name: str, *, max_receive_count: int = 10, visibility_timeout_s: int = 30
+) -> tuple[str, str]:
     """``name``.fifo wired by its RedrivePolicy to ``name``-dlq.fifo; returns (queue URL, DLQ URL). ``client`` is
     an aioboto3 SQS client. Creating a queue that exists with the same attributes is a no-op on SQS."""
     base = name.removesuffix(".fifo")
     dlq_url = (await client.create_queue(QueueName=f"{base}-dlq.fifo", Attributes={"FifoQueue": "true"}))["QueueUrl"]
-    dlq_arn = (await client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"]))["Attributes"]["QueueArn"]
-    url = (await client.create_queue(QueueName=f"{base}.fifo", Attributes={
-        "FifoQueue": "true",
-        "VisibilityTimeout": str(visibility_timeout_s),
-        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}),
-    }))["QueueUrl"]
+    dlq_arn = (await client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"]))["Attributes"][
+        "QueueArn"
+    ]
+    url = (
+        await client.create_queue(
+            QueueName=f"{base}.fifo",
+            Attributes={
+                "FifoQueue": "true",
+                "VisibilityTimeout": str(visibility_timeout_s),
+                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}),
+            },
+        )
+    )["QueueUrl"]
     return url, dlq_url

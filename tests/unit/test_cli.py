@@ -27,10 +27,17 @@ VALID = {
 
 
 def sqs2pg_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SQS2PG_", "AWS_")) and k not in {*VALID, "PYTHONPATH"}}
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("SQS2PG_", "AWS_")) and k not in {*VALID, "PYTHONPATH"}
+    }
     with tempfile.TemporaryDirectory() as elsewhere:  # not the checkout, whose service/ folder would be importable
         return subprocess.run(
-            [sys.executable, "-m", "sqs2pg", *args], env={**clean, **env}, cwd=elsewhere, capture_output=True, text=True, timeout=60
+            [sys.executable, "-m", "sqs2pg", *args],
+            env={**clean, **env},
+            cwd=elsewhere,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
 
 
@@ -96,10 +103,16 @@ def test_unreachable_database_at_migrate_is_one_line_and_exit_2() -> None:
 
 
 def test_handler_that_cannot_be_imported_is_one_line_and_exit_2() -> None:
-    assert_one_line_exit_2(sqs2pg_cli("run", **{**VALID, "HANDLER": "nosuchmodule:handle"}), "HANDLER='nosuchmodule:handle'")
+    assert_one_line_exit_2(
+        sqs2pg_cli("run", **{**VALID, "HANDLER": "nosuchmodule:handle"}), "HANDLER='nosuchmodule:handle'"
+    )
     # The package's name before 0.2: the line says what it is called now.
-    assert_one_line_exit_2(sqs2pg_cli("run", **{**VALID, "HANDLER": "service.handler:insert_event"}), "sqs2pg.handler:insert_event")
+    assert_one_line_exit_2(
+        sqs2pg_cli("run", **{**VALID, "HANDLER": "service.handler:insert_event"}), "sqs2pg.handler:insert_event"
+    )
 
 
 def test_dlq_queue_option_must_name_a_configured_queue() -> None:
-    assert_one_line_exit_2(sqs2pg_cli("dlq", "stats", "--queue", "other.fifo", **VALID), "'other.fifo' is not one of SQS_QUEUE_URLS")
+    assert_one_line_exit_2(
+        sqs2pg_cli("dlq", "stats", "--queue", "other.fifo", **VALID), "'other.fifo' is not one of SQS_QUEUE_URLS"
+    )

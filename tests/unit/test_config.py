@@ -48,7 +48,10 @@ def test_malformed_values_are_rejected_with_a_clear_message(env: dict[str, str],
 def test_region_is_required_when_it_cannot_be_inferred() -> None:
     with pytest.raises(ConfigError, match="AWS_REGION is required"):
         load({**BASE, "SQS_QUEUE_URLS": "http://localhost:4566/000000000000/q.fifo"})
-    assert load({**BASE, "SQS_QUEUE_URLS": "http://localhost:4566/0/q.fifo", "AWS_REGION": "us-east-1"}).region == "us-east-1"
+    assert (
+        load({**BASE, "SQS_QUEUE_URLS": "http://localhost:4566/0/q.fifo", "AWS_REGION": "us-east-1"}).region
+        == "us-east-1"
+    )
 
 
 def test_passwords_never_reach_messages() -> None:
@@ -62,12 +65,15 @@ def test_passwords_never_reach_messages() -> None:
     assert "s3c" not in str(info.value) and "percent-encoded" in str(info.value)
 
 
-@pytest.mark.parametrize("url", [
-    "postgresql://app@db1:5432,db2:5433/app",
-    "postgresql://app:p%40ss@[::1]:5432/app?sslmode=require",
-    "postgresql:///app?host=/var/run/postgresql",
-    "postgres://app@db/app",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://app@db1:5432,db2:5433/app",
+        "postgresql://app:p%40ss@[::1]:5432/app?sslmode=require",
+        "postgresql:///app?host=/var/run/postgresql",
+        "postgres://app@db/app",
+    ],
+)
 def test_valid_database_urls_are_accepted(url: str) -> None:
     assert load({**BASE, "DATABASE_URL": url}).database_url == url
 
@@ -81,7 +87,9 @@ def test_migrations_need_only_the_database() -> None:
 
 def test_libpq_connect_timeout_in_the_url_becomes_the_connect_timeout() -> None:
     """asyncpg would send connect_timeout to the server as a setting, and the server would refuse it."""
-    kwargs = load({**BASE, "DATABASE_URL": "postgresql://app@db/app?connect_timeout=3&sslmode=require"}).connect_kwargs()
+    kwargs = load(
+        {**BASE, "DATABASE_URL": "postgresql://app@db/app?connect_timeout=3&sslmode=require"}
+    ).connect_kwargs()
     assert kwargs["dsn"] == "postgresql://app@db/app?sslmode=require" and kwargs["timeout"] == 3.0
     kwargs = load({**BASE, "DATABASE_URL": "postgresql://app@db/app?connect_timeout=3"}).connect_kwargs()
     assert kwargs["dsn"] == "postgresql://app@db/app" and kwargs["timeout"] == 3.0

@@ -12,9 +12,16 @@ _ids = itertools.count()
 def msg(group: str, seq: int, queue: str = "q.fifo") -> Message:
     n = next(_ids)
     return Message(
-        queue_url=f"http://sqs/1/{queue}", queue_name=queue, message_id=f"m{n}", receipt_handle=f"r{n}",
-        body=f'{{"seq": {seq}}}', group_id=group, deduplication_id=f"d{n}", receive_count=1,
-        sent_timestamp_ms=None, attributes={},
+        queue_url=f"http://sqs/1/{queue}",
+        queue_name=queue,
+        message_id=f"m{n}",
+        receipt_handle=f"r{n}",
+        body=f'{{"seq": {seq}}}',
+        group_id=group,
+        deduplication_id=f"d{n}",
+        receive_count=1,
+        sent_timestamp_ms=None,
+        attributes={},
     )
 
 
@@ -113,7 +120,7 @@ async def test_close_returns_unstarted_messages_and_wakes_idle_workers() -> None
 async def _next_or_none(d: Dispatcher) -> Message | None:
     try:
         return await asyncio.wait_for(d.next(), 0.05)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return None
 
 
@@ -138,4 +145,3 @@ async def test_closing_ends_batches_for_every_waiting_worker() -> None:
     await asyncio.sleep(0)
     d.close()
     assert await asyncio.wait_for(asyncio.gather(*waiting), 1) == [[], [], []]
-

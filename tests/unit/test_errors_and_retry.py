@@ -6,7 +6,8 @@ import pytest
 
 from sqs2pg.errors import IdempotencyKeyReused, InvalidMessage, PermanentError, RetryableError, classify
 from sqs2pg.outcome import Outcome
-from sqs2pg.policy import backoff_s, on_failure as decide
+from sqs2pg.policy import backoff_s
+from sqs2pg.policy import on_failure as decide
 
 
 def _client_error(code: str, status: int = 400) -> botocore.exceptions.ClientError:

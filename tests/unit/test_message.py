@@ -8,7 +8,13 @@ def raw(body: str = "{}", attrs: dict | None = None, dedup: str | None = "d-1") 
     system = {"MessageGroupId": "g", "ApproximateReceiveCount": "3", "SentTimestamp": "1700000000000"}
     if dedup:
         system["MessageDeduplicationId"] = dedup
-    return {"MessageId": "m-1", "ReceiptHandle": "r", "Body": body, "Attributes": system, "MessageAttributes": attrs or {}}
+    return {
+        "MessageId": "m-1",
+        "ReceiptHandle": "r",
+        "Body": body,
+        "Attributes": system,
+        "MessageAttributes": attrs or {},
+    }
 
 
 def test_fields_from_sqs() -> None:
@@ -33,7 +39,7 @@ def test_idempotency_key_prefers_the_attribute_then_the_deduplication_id() -> No
 )
 def test_a_bad_key_is_an_invalid_message(raw_message: dict) -> None:
     with pytest.raises(InvalidMessage):
-        Message.from_sqs("u/q.fifo", raw_message, 30).idempotency_key
+        _ = Message.from_sqs("u/q.fifo", raw_message, 30).idempotency_key
 
 
 def test_json_parsing_is_lazy_and_tolerant() -> None:
@@ -41,7 +47,7 @@ def test_json_parsing_is_lazy_and_tolerant() -> None:
     bad = Message.from_sqs("u/q.fifo", raw("not json"), 30)
     assert not bad.is_json
     with pytest.raises(InvalidMessage):
-        bad.json
+        _ = bad.json
     deep = Message.from_sqs("u/q.fifo", raw("[" * 100000 + "]" * 100000), 30)
     assert not deep.is_json  # RecursionError is caught, not raised
 

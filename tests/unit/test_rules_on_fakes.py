@@ -24,8 +24,8 @@ from sqs2pg.metrics import Metrics
 from sqs2pg.outcome import Outcome
 from sqs2pg.settle import Settler
 
-from ..support.helpers import make_settings, metric, running, wait_until
 from ..support.fakes import QUEUE_URL, FakeSqs, FakeStore
+from ..support.helpers import make_settings, metric, running, wait_until
 
 
 def _settings(**knobs: str):  # type: ignore[no-untyped-def]
@@ -54,13 +54,19 @@ async def test_every_message_once_and_in_order_though_some_fail_transiently_at_f
 
     def fail(message: Message) -> Exception | None:
         seq = json.loads(message.body)["seq"]
-        return RetryableError("serialization failure", kind="serialization") if seq % 4 == 1 and message.receive_count == 1 else None
+        return (
+            RetryableError("serialization failure", kind="serialization")
+            if seq % 4 == 1 and message.receive_count == 1
+            else None
+        )
 
     store = FakeStore(fail=fail)
     async with running(App(_settings(), store=store, sqs=sqs)) as app:  # type: ignore[arg-type]
         await wait_until(lambda: _applied(store, 200), timeout_s=30, interval_s=0.01)
         q = queue_name(QUEUE_URL)
-        assert metric(app, "sqs2pg_messages_total", queue=q, outcome="retried") == 60  # seqs 1, 5 and 9 of each group, once each
+        assert (
+            metric(app, "sqs2pg_messages_total", queue=q, outcome="retried") == 60
+        )  # seqs 1, 5 and 9 of each group, once each
     _in_order(store, 20, 10)
     assert sqs.waiting() == [] and sqs.dead == []
 
@@ -79,8 +85,16 @@ async def _settler(sqs: FakeSqs, dispatcher: Dispatcher) -> tuple[Settler, Delet
     holdings = Holdings(max_unclaimed=4)
     deletes = DeleteBatcher(sqs, holdings, flush_interval_s=0.005)  # type: ignore[arg-type]
     breaker = Breaker(3, _never_down, metrics)
-    settler = Settler(_settings(), sqs, {sqs.queue_url: await sqs.describe(sqs.queue_url)}, dispatcher, breaker,  # type: ignore[arg-type]
-                      holdings, deletes, metrics)
+    settler = Settler(
+        _settings(),
+        sqs,  # type: ignore[arg-type]
+        {sqs.queue_url: await sqs.describe(sqs.queue_url)},
+        dispatcher,
+        breaker,
+        holdings,
+        deletes,
+        metrics,
+    )
     return settler, deletes, metrics
 
 
@@ -108,7 +122,11 @@ async def test_deletes_are_queued_before_anything_is_awaited() -> None:
         await never.wait()
 
     sqs.send_to_dlq = blocked_copy  # type: ignore[method-assign]
-    results: list[Outcome | Exception] = [Outcome.COMMITTED, PermanentError("bad", kind="invalid_message"), Outcome.COMMITTED]
+    results: list[Outcome | Exception] = [
+        Outcome.COMMITTED,
+        PermanentError("bad", kind="invalid_message"),
+        Outcome.COMMITTED,
+    ]
     task = asyncio.create_task(settler.settle(batch, results, 0.001, abandoned=False))
     await copy_started.wait()
     task.cancel()
@@ -138,7 +156,9 @@ async def test_a_retried_head_hands_back_the_rest_of_its_group_behind_it() -> No
     assert [mid for mid, _ in change] == [m.message_id for m in received]
     assert change[0][1] >= 0 and [s for _, s in change[1:]] == [0, 0]
     assert metrics.registry.get_sample_value("sqs2pg_messages_total", {"queue": "fake.fifo", "outcome": "retried"}) == 1
-    assert metrics.registry.get_sample_value("sqs2pg_messages_total", {"queue": "fake.fifo", "outcome": "released"}) == 2
+    assert (
+        metrics.registry.get_sample_value("sqs2pg_messages_total", {"queue": "fake.fifo", "outcome": "released"}) == 2
+    )
     assert metrics.registry.get_sample_value("sqs2pg_in_flight_messages", {"queue": "fake.fifo"}) == 0
 
 
