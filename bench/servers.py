@@ -10,6 +10,7 @@ from contextlib import contextmanager
 
 import asyncpg
 
+from tests.support.helpers import with_database
 from tests.support.servers import ROOT, fauxqs_installed, free_port, start_fauxqs, wait_for_port
 
 REGION = "us-east-1"
@@ -25,13 +26,8 @@ def fauxqs(endpoint: str | None) -> Iterator[str]:
     if not fauxqs_installed():
         raise SystemExit("fauxqs is not installed: run scripts/bootstrap.sh (needs npm)")
     port = free_port()
-    proc = start_fauxqs(port)
-    try:
-        wait_for_port(port, proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with _serving(start_fauxqs(port), port) as url:
+        yield url
 
 
 @contextmanager
@@ -55,6 +51,13 @@ def delayed(endpoint: str, delay_ms: float) -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    with _serving(proc, port) as url:
+        yield url
+
+
+@contextmanager
+def _serving(proc: subprocess.Popen[bytes], port: int) -> Iterator[str]:
+    """The URL of a server process once it listens on port; the process stopped afterwards."""
     try:
         wait_for_port(port, proc)
         yield f"http://127.0.0.1:{port}"
@@ -71,11 +74,6 @@ def aws_env(endpoint: str) -> dict[str, str]:
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",
     }
-
-
-def with_database(url: str, dbname: str) -> str:
-    base, _, _ = url.rpartition("/")
-    return f"{base}/{dbname}"
 
 
 async def fresh_database(admin_url: str, dbname: str) -> str:

@@ -25,7 +25,7 @@ import pytest
 from sqs2pg import migrate
 
 from .support import servers
-from .support.helpers import REGION, Queues, create_test_tables, make_settings, with_database
+from .support.helpers import REGION, Queues, create_test_tables, make_settings, scratch_database, with_database
 from .support.queues import create_fifo_queue
 
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -111,14 +111,8 @@ async def template_database(postgres_admin_url: str) -> AsyncIterator[str]:
 @pytest.fixture
 async def database_url(postgres_admin_url: str, template_database: str) -> AsyncIterator[str]:
     """A fresh, migrated database of this test's own."""
-    name = f"sqs2pg_t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(postgres_admin_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
-        yield with_database(postgres_admin_url, name)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with scratch_database(postgres_admin_url, template_database) as url:
+        yield url
 
 
 @pytest.fixture

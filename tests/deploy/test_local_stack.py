@@ -15,100 +15,13 @@ from typing import Any
 import pytest
 import yaml
 
+from ..support.promql import ALERTS, PROMETHEUS_BUILT_INS, alert_rules, metric_names
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 COMPOSE = DOCKER / "compose.yaml"
 
 SERVICES = {"postgres", "sqs", "sqs-init", "migrate", "sqs2pg", "prometheus", "grafana"}
-
-# PromQL functions and keywords that may appear in the dashboard's and the rules' expressions.
-PROMQL_FUNCTIONS = {
-    "abs",
-    "absent",
-    "absent_over_time",
-    "avg",
-    "avg_over_time",
-    "bottomk",
-    "ceil",
-    "changes",
-    "clamp",
-    "clamp_max",
-    "clamp_min",
-    "count",
-    "count_over_time",
-    "count_values",
-    "delta",
-    "deriv",
-    "exp",
-    "floor",
-    "group",
-    "histogram_avg",
-    "histogram_count",
-    "histogram_quantile",
-    "histogram_sum",
-    "idelta",
-    "increase",
-    "irate",
-    "label_join",
-    "label_replace",
-    "last_over_time",
-    "max",
-    "max_over_time",
-    "min",
-    "min_over_time",
-    "quantile",
-    "quantile_over_time",
-    "rate",
-    "resets",
-    "round",
-    "scalar",
-    "sort",
-    "sort_desc",
-    "stddev",
-    "stdvar",
-    "sum",
-    "sum_over_time",
-    "time",
-    "timestamp",
-    "topk",
-    "vector",
-}
-PROMQL_KEYWORDS = {
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "and",
-    "or",
-    "unless",
-    "bool",
-    "offset",
-    "inf",
-    "nan",
-}
-# Series Prometheus itself creates for every scrape target (allowed explicitly, nothing else is).
-PROMETHEUS_BUILTINS = {"up"}
-
-
-def metric_names(expr: str) -> set[str]:
-    """Metric names an expression selects: what is left after strings, label matchers, grouping clauses,
-    range selectors, Grafana variables, functions and keywords are taken out."""
-    e = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
-    e = re.sub(r"\{[^{}]*\}", " ", e)
-    e = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)", " ", e)
-    e = re.sub(r"\[[^\]]*\]", " ", e)
-    e = re.sub(r"\$\{?\w+\}?", " ", e)
-    tokens = set(re.findall(r"(?<![\w.])[A-Za-z_:][A-Za-z0-9_:]*", e))
-    return tokens - PROMQL_FUNCTIONS - PROMQL_KEYWORDS
-
-
-def test_metric_names_extraction() -> None:
-    assert metric_names(
-        'sum by (queue, le) (rate(sqs2pg_message_age_seconds_bucket{queue=~"$queue"}[$__rate_interval]))'
-    ) == {"sqs2pg_message_age_seconds_bucket"}
-    assert metric_names('up{job="sqs2pg"} == 0 and on () max(sqs2pg_circuit_open) > 0') == {"up", "sqs2pg_circuit_open"}
 
 
 def _only_sqs2pg_metrics(expr: str, allow: set[str] = frozenset()) -> set[str]:  # type: ignore[assignment]
@@ -206,14 +119,8 @@ def test_prometheus_scrapes_sqs2pg_and_loads_the_rules(compose: dict[str, Any]) 
     assert "./prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro" in volumes
 
 
-def _rules() -> list[dict[str, Any]]:
-    doc = yaml.safe_load((DOCKER / "prometheus" / "alerts.yml").read_text())
-    assert set(doc) == {"groups"}
-    return [r for g in doc["groups"] for r in g["rules"]]
-
-
 def test_alert_rules_are_valid_rule_files() -> None:
-    doc = yaml.safe_load((DOCKER / "prometheus" / "alerts.yml").read_text())
+    doc = yaml.safe_load(ALERTS.read_text())
     names = set()
     for group in doc["groups"]:
         assert set(group) <= {"name", "interval", "rules", "limit"} and group["name"]
@@ -229,7 +136,7 @@ def test_alert_rules_are_valid_rule_files() -> None:
 
 
 def test_alert_rules_cover_the_issue() -> None:
-    exprs = {r["alert"]: r["expr"] for r in _rules()}
+    exprs = {r["alert"]: r["expr"] for r in alert_rules()}
     joined = "\n".join(exprs.values())
     assert any("sqs2pg_dead_letter_messages" in e and "> 0" in e for e in exprs.values())
     assert any("histogram_quantile(0.99" in e and "sqs2pg_message_age_seconds_bucket" in e for e in exprs.values())
@@ -246,8 +153,8 @@ def test_alert_rules_cover_the_issue() -> None:
 
 
 def test_alert_rules_use_sqs2pg_metrics_and_only_the_up_builtin() -> None:
-    for rule in _rules():
-        assert not _only_sqs2pg_metrics(rule["expr"], PROMETHEUS_BUILTINS), (rule["alert"], metric_names(rule["expr"]))
+    for rule in alert_rules():
+        assert not _only_sqs2pg_metrics(rule["expr"], PROMETHEUS_BUILT_INS), (rule["alert"], metric_names(rule["expr"]))
 
 
 # --- Grafana -----------------------------------------------------------------------------------------------------

@@ -7,49 +7,14 @@ metric without updating docker/prometheus/alerts.yml or the Grafana dashboard fa
 from __future__ import annotations
 
 import asyncio
-import json
 import re
-from pathlib import Path
 
 import pytest
-import yaml
 
 from ..support.helpers import Queues, make_settings, running, scrape_metrics
+from ..support.promql import PROMETHEUS_BUILT_INS, alert_rules, dashboard_queries, selectors
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
-# Series Prometheus makes itself for every scrape target, not the service: allowed by name, on purpose.
-PROMETHEUS_BUILT_INS = {"up"}
-_KEYWORDS = {
-    "and",
-    "or",
-    "unless",
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "offset",
-    "bool",
-    "inf",
-    "nan",
-}
-
-
-def selectors(expr: str) -> list[tuple[str, set[str]]]:
-    """(metric name, label names matched on) for each series selector in a PromQL expression."""
-    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # string literals can hold anything
-    expr = re.sub(r"\[[^\]]*\]", "", expr)  # range and subquery durations
-    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", expr)
-    found = []
-    for m in re.finditer(r"(?<![\w:.])([A-Za-z_:][\w:]*)\s*(\{[^}]*\})?(\s*\()?", expr):
-        name, matchers, call = m.group(1), m.group(2) or "", m.group(3)
-        if call or name.lower() in _KEYWORDS:
-            continue  # a function (rate, histogram_quantile, ...) or an operator keyword
-        found.append((name, set(re.findall(r"([A-Za-z_]\w*)\s*[=!]~?", matchers))))
-    return found
-
 
 _SUFFIXES = {
     "counter": ("_total", "_created"),
@@ -78,30 +43,8 @@ def exported(metrics_text: str) -> dict[str, set[str]]:
 def test_the_expression_parser_sees_names_and_skips_functions_and_labels() -> None:
     expr = 'histogram_quantile(0.99, sum by (le, queue) (rate(a_bucket{queue=~"x|y"}[5m]))) > 1 and on () b == 0'
     assert selectors(expr) == [("a_bucket", {"queue"}), ("b", set())]
-
-
-def _rules() -> list[tuple[str, str]]:
-    doc = yaml.safe_load((ROOT / "docker" / "prometheus" / "alerts.yml").read_text())
-    return [(r.get("alert") or r["record"], r["expr"]) for g in doc["groups"] for r in g["rules"]]
-
-
-def _dashboard_queries() -> list[tuple[str, str]]:
-    found: list[tuple[str, str]] = []
-
-    def walk(node: object, title: str) -> None:
-        if isinstance(node, dict):
-            title = str(node.get("title", title))
-            if isinstance(node.get("expr"), str):
-                found.append((title, node["expr"]))
-            for v in node.values():
-                walk(v, title)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v, title)
-
-    for path in (ROOT / "docker" / "grafana" / "dashboards").glob("*.json"):
-        walk(json.loads(path.read_text()), path.name)
-    return found
+    grafana = 'sum by (queue, le) (rate(sqs2pg_message_age_seconds_bucket{queue=~"$queue"}[$__rate_interval]))'
+    assert selectors(grafana) == [("sqs2pg_message_age_seconds_bucket", {"queue"})]
 
 
 async def test_alert_rules_and_dashboard_use_only_exported_metrics(database_url, queues: Queues) -> None:
@@ -114,7 +57,8 @@ async def test_alert_rules_and_dashboard_use_only_exported_metrics(database_url,
                 break
             await asyncio.sleep(0.1)
     names = exported(text)
-    rules, panels = _rules(), _dashboard_queries()
+    rules = [(r["alert"], r["expr"]) for r in alert_rules()]
+    panels = dashboard_queries()
     assert len(rules) >= 4 and len(panels) >= 6, "the rules file or the dashboard lost its content"
     problems = []
     for where, expr in [(f"alert {n}", e) for n, e in rules] + [(f"panel {t!r}", e) for t, e in panels]:

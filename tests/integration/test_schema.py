@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import asyncpg
 import pytest
@@ -12,7 +11,7 @@ from sqs2pg import migrate
 from sqs2pg.handler import insert_event
 from sqs2pg.store import PRUNE_LOCK_ID, Store
 
-from ..support.helpers import make_settings, with_database
+from ..support.helpers import make_settings, scratch_database
 
 pytestmark = pytest.mark.integration
 
@@ -20,11 +19,7 @@ TABLES = "SELECT array_agg(tablename::text ORDER BY tablename) FROM pg_tables WH
 
 
 async def test_upgrade_from_empty_to_head_then_downgrade_and_upgrade_again(postgres_admin_url: str) -> None:
-    name = f"sqs2pg_m_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(postgres_admin_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        url = with_database(postgres_admin_url, name)
+    async with scratch_database(postgres_admin_url) as url:
         settings = make_settings(url, ["http://x/1/q.fifo"])
         conn = await asyncpg.connect(url)
         try:
@@ -50,9 +45,6 @@ async def test_upgrade_from_empty_to_head_then_downgrade_and_upgrade_again(postg
             assert await migrate.current_revision(conn) == migrate.head_revision(settings)
         finally:
             await conn.close()
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def test_prune_deletes_only_expired_records_in_batches_one_replica_at_a_time(database_url, db) -> None:
@@ -81,11 +73,7 @@ async def test_sqs2pg_keeps_its_own_version_table_beside_the_applications_alembi
     """An application with its own Alembic migrations in the same database uses alembic_version; sqs2pg's
     revision lives in sqs2pg_alembic_version. A database migrated by sqs2pg 0.1 (its revision in
     alembic_version, beside the application's) is adopted: ours moves, the application's stays."""
-    name = f"sqs2pg_m_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(postgres_admin_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        url = with_database(postgres_admin_url, name)
+    async with scratch_database(postgres_admin_url) as url:
         settings = make_settings(url, ["http://x/1/q.fifo"])
         conn = await asyncpg.connect(url)
         try:
@@ -103,6 +91,3 @@ async def test_sqs2pg_keeps_its_own_version_table_beside_the_applications_alembi
             ]
         finally:
             await conn.close()
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -29,10 +30,24 @@ REGION = "us-east-1"
 
 
 def with_database(url: str, dbname: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
+    """url with its database name replaced; the query string (sslmode, ...) kept."""
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path="/" + dbname))
+
+
+@asynccontextmanager
+async def scratch_database(admin_url: str, template: str | None = None) -> AsyncIterator[str]:
+    """The URL of a new database (empty, or a copy of template), dropped afterwards."""
+    name = f"sqs2pg_t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+        try:
+            yield with_database(admin_url, name)
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
 
 
 @dataclass
