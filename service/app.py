@@ -93,7 +93,9 @@ class App:
                 self.breaker.open(f"at start: {reason}")
             holdings = Holdings(max_unclaimed=s.pollers_per_queue)
             deletes = DeleteBatcher(self.sqs, holdings, s.ack_flush_interval_ms / 1000)
-            settler = Settler(s, self.sqs, queues, self.dispatcher, self.breaker, holdings, deletes, self.metrics)
+            settler = Settler(
+                s, self.sqs, queues, self.dispatcher, self.breaker, holdings, deletes, self.metrics, self.store
+            )
             consumer = Consumer(s, self.store, self.dispatcher, settler, deletes, self.breaker)
             self.pollers = [
                 Poller(url, s, self.sqs, self.dispatcher, settler, holdings, self.metrics, self.breaker, self._stopping)

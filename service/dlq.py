@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import PermanentError, Sqs2pgError
-from .message import IDEMPOTENCY_ATTRIBUTE, Message
+from .message import IDEMPOTENCY_ATTRIBUTE, REDRIVE_ATTRIBUTE, Message
 from .sqs import QueueInfo, Sqs
 
 HOLD_S = 120  # how long peek/redrive keep received DLQ messages invisible while they work
@@ -126,8 +126,11 @@ def reason(m: Message) -> str:
 
 
 def _attributes_for_source(m: Message) -> dict[str, Any]:
-    """The idempotency key travels as an attribute: the redriven copy gets a new deduplication id."""
+    """The idempotency key travels as an attribute: the redriven copy gets a new deduplication id. The copy is
+    marked as redriven: sqs2pg applies it even though the key's record says dead-lettered (a redelivery of
+    the original, unmarked, is only deleted)."""
+    marker = {REDRIVE_ATTRIBUTE: {"DataType": "String", "StringValue": original_id(m)}}
     try:
-        return {IDEMPOTENCY_ATTRIBUTE: {"DataType": "String", "StringValue": m.idempotency_key}}
+        return {IDEMPOTENCY_ATTRIBUTE: {"DataType": "String", "StringValue": m.idempotency_key}, **marker}
     except PermanentError:
-        return {}
+        return marker

@@ -12,6 +12,10 @@ from typing import Any
 from .errors import InvalidMessage
 
 IDEMPOTENCY_ATTRIBUTE = "idempotency_key"
+# on a DLQ copy sqs2pg sends: why it was dead-lettered
+DEAD_LETTER_KIND_ATTRIBUTE = "sqs2pg_error_kind"
+# on a copy `sqs2pg dlq redrive` sends back to the source queue: the DLQ message it came from
+REDRIVE_ATTRIBUTE = "sqs2pg_redriven_from"
 MAX_KEY_LENGTH = 512
 _NOT_JSON = object()
 
@@ -93,6 +97,12 @@ class Message:
         if self._parsed is _NOT_JSON:
             raise InvalidMessage("body is not valid JSON")
         return self._parsed
+
+    @property
+    def redriven(self) -> bool:
+        """A copy moved back from the dead-letter queue: by `sqs2pg dlq redrive` (REDRIVE_ATTRIBUTE), or by SQS's
+        own DLQ redrive (it keeps the attributes sqs2pg put on the dead-letter copy)."""
+        return REDRIVE_ATTRIBUTE in self.attributes or DEAD_LETTER_KIND_ATTRIBUTE in self.attributes
 
     def attribute(self, name: str) -> str | None:
         """A String or Number message attribute's value, or None."""

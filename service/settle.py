@@ -8,8 +8,9 @@ under exactly one outcome. Each step is safe to repeat after a crash: idempotenc
 delete never happened, and the dead-letter copy's deduplication id drops a second copy.
 
 What happens to a message whose transaction failed:
-- a permanent failure (a bad body, a constraint, the handler's own exception): copied to the dead-letter
-  queue with the reason, then deleted; if the copy fails, it is retried instead;
+- a permanent failure (a bad body, a constraint, the handler's own exception): recorded as dead-lettered
+  in the database, copied to the dead-letter queue with the reason, then deleted; if the record or the copy
+  fails, it is retried instead. A redelivery of it is never applied (store.py), only a redrive is;
 - a transient failure: left in the queue, invisible for a backoff (policy.backoff_s); the messages of its
   group that sqs2pg already holds are handed back behind it, so nothing overtakes it;
 - the database failed it and the circuit is open: it stays at the head of its group, held, and is tried
@@ -37,6 +38,7 @@ from .metrics import Metrics
 from .outcome import Decision, Outcome
 from .policy import backoff_s, decide
 from .sqs import QueueInfo, Sqs, chunks
+from .store import Store
 
 _DELETED = (Outcome.COMMITTED, Outcome.DUPLICATE)
 
@@ -52,8 +54,10 @@ class Settler:
         holdings: Holdings,
         deletes: DeleteBatcher,
         metrics: Metrics,
+        store: Store,
     ) -> None:
         self._settings = settings
+        self._store = store
         self._sqs = sqs
         self._queues = queues
         self._dispatcher = dispatcher
@@ -167,7 +171,12 @@ class Settler:
             self._record(m, Outcome.RELEASED, logging.INFO, visibility_s=0, reason="behind a retried message")
 
     async def _dead_letter(self, message: Message, error: Sqs2pgError) -> None:
-        """DEAD_LETTERED: copy it to the queue's DLQ with the reason, then delete it. Raises if the copy fails."""
+        """DEAD_LETTERED: record it in the database with the reason, copy it to the queue's DLQ, then delete it.
+        Raises (and the message waits in the queue) if the record or the copy fails.
+
+        The record comes first: if the delete is then lost (or the process dies), the redelivered message is
+        recognised (store.py) and finished, never applied after the rest of its group."""
+        recorded = await self._store.record_dead_letter(message, error)
         dlq_url = self._queues[message.queue_url].dlq_url
         try:
             await self._sqs.send_to_dlq(dlq_url, message, error)
@@ -175,6 +184,8 @@ class Settler:
             # Rejected as sent (a body near the size limit plus our attributes, an odd original attribute):
             # the body, group and key must get there, the rest may not.
             await self._sqs.send_to_dlq(dlq_url, message, error, minimal=True)
+        if recorded:
+            await self._store.dead_letter_copied(message)
         # A crash between the send and the delete redelivers it; the DLQ drops the second copy (same dedup id).
         self._deletes.add(message)
         self._record(message, Outcome.DEAD_LETTERED, logging.ERROR, error=error)

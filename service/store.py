@@ -34,6 +34,7 @@ from .errors import (
     IdempotencyKeyReused,
     NotAttempted,
     PermanentError,
+    Sqs2pgError,
     classify,
     describe_database_error,
 )
@@ -54,8 +55,40 @@ SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[], $4::text[])
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING idempotency_key
 """
-_MIGRATED = "SELECT to_regclass('sqs2pg_idempotency') IS NOT NULL"
-_KEY_BODY_HASH = "SELECT body_sha256 FROM sqs2pg_idempotency WHERE idempotency_key = $1"
+# 0 when the table is missing, 1 when it is there but older than this version, 2 when it is current (the
+# newest column is there).
+_MIGRATED = """
+SELECT CASE WHEN to_regclass('sqs2pg_idempotency') IS NULL THEN 0
+            WHEN EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass('sqs2pg_idempotency')
+                         AND attname = 'dead_letter_copied' AND NOT attisdropped) THEN 2
+            ELSE 1 END
+"""
+_KEY_RECORD = """
+SELECT body_sha256, status, error_kind, reason, dead_letter_copied FROM sqs2pg_idempotency WHERE idempotency_key = $1
+"""
+# A dead-lettering is recorded before the copy to the DLQ. A record of an earlier dead-lettering of the same
+# key (a redriven copy that failed again) is taken over; a committed one is never touched (a key reused
+# with another body is dead-lettered without a record: the commit keeps the key).
+_RECORD_DEAD_LETTER = """
+INSERT INTO sqs2pg_idempotency
+    (idempotency_key, body_sha256, queue_name, message_id, status, error_kind, reason)
+VALUES ($1, $2, $3, $4, 'dead_lettered', $5, $6)
+ON CONFLICT (idempotency_key) DO UPDATE
+    SET body_sha256 = EXCLUDED.body_sha256, message_id = EXCLUDED.message_id, error_kind = EXCLUDED.error_kind,
+        reason = EXCLUDED.reason, dead_letter_copied = false, committed_at = now()
+    WHERE sqs2pg_idempotency.status = 'dead_lettered'
+"""
+_DEAD_LETTER_COPIED = """
+UPDATE sqs2pg_idempotency SET dead_letter_copied = true WHERE idempotency_key = $1 AND status = 'dead_lettered'
+"""
+# A redriven copy of a dead-lettered message is applied: its record becomes the commit's, in the same
+# transaction (a failure rolls that back too, and the record stays dead-lettered).
+_CLEAR_DEAD_LETTER = """
+UPDATE sqs2pg_idempotency
+SET status = 'committed', error_kind = NULL, reason = NULL, dead_letter_copied = false, committed_at = now(),
+    message_id = $2
+WHERE idempotency_key = $1 AND status = 'dead_lettered'
+"""
 _PRUNE_BATCH = """
 DELETE FROM sqs2pg_idempotency WHERE idempotency_key IN (
     SELECT idempotency_key FROM sqs2pg_idempotency
@@ -73,7 +106,13 @@ _DISCARD_SQLSTATES = {"25006", "57P01", "57P02", "57P03"}
 
 
 class SchemaMissing(Exception):
-    """The database answers but sqs2pg's tables are not there: `sqs2pg migrate` has not run."""
+    """The database answers but sqs2pg's tables are not there, or older than this version: `sqs2pg migrate`
+    has not run."""
+
+
+class DeadLetteredBefore(PermanentError):
+    """A redelivery of a message sqs2pg dead-lettered, whose copy to the DLQ is not known to have been sent:
+    dead-lettered again (copied, deleted) with the recorded reason, never applied."""
 
 
 class _Separately(Exception):
@@ -95,7 +134,7 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 async def _rollback(conn: asyncpg.Connection) -> None:
     """Roll back after a failure, keeping the original error; a connection that cannot is thrown away."""
-    if conn.is_closed():
+    if conn.is_closed() or not conn.is_in_transaction():
         return
     try:
         await conn.execute("ROLLBACK")
@@ -104,6 +143,14 @@ async def _rollback(conn: asyncpg.Connection) -> None:
         raise
     except Exception:  # noqa: BLE001 - the server rolls back a dropped connection by itself
         conn.terminate()
+
+
+def _seen_before(record: asyncpg.Record | None) -> Outcome:
+    """The key was there already: DUPLICATE, unless sqs2pg dead-lettered it and its copy to the DLQ is not known
+    to have been sent; then DeadLetteredBefore, and it is dead-lettered again (never applied)."""
+    if record is None or record["status"] == "committed" or record["dead_letter_copied"]:
+        return Outcome.DUPLICATE
+    raise DeadLetteredBefore(record["reason"] or "dead-lettered before", kind=record["error_kind"] or "dead_lettered")
 
 
 class Store:
@@ -234,11 +281,16 @@ class Store:
             # the unique index until the first commits, then sees the conflict.
             claimed = await conn.fetchval(_CLAIM_KEY, key, message.body_sha256, message.queue_name, message.message_id)
             if not claimed:
-                existing = await conn.fetchval(_KEY_BODY_HASH, key)
-                if existing is not None and bytes(existing) != message.body_sha256:
-                    raise IdempotencyKeyReused(f"idempotency key {key!r} was committed before with a different body")
-                await conn.execute("ROLLBACK")
-                return Outcome.DUPLICATE
+                record = await conn.fetchrow(_KEY_RECORD, key)
+                if record is not None and bytes(record["body_sha256"]) != message.body_sha256:
+                    raise IdempotencyKeyReused(
+                        f"idempotency key {key!r} was {record['status']} before with a different body"
+                    )
+                if record is None or record["status"] != "dead_lettered" or not message.redriven:
+                    await conn.execute("ROLLBACK")
+                    return _seen_before(record)
+                # a redriven copy of a dead-lettered message: applied now, and its record becomes the commit's
+                await conn.execute(_CLEAR_DEAD_LETTER, key, message.message_id)
             try:
                 await self._handler(conn, message)
             except AlreadyApplied:
@@ -254,6 +306,46 @@ class Store:
                 kind="handler",
             )
         return Outcome.COMMITTED
+
+    async def record_dead_letter(self, message: Message, error: Sqs2pgError) -> bool:
+        """Record, durably and before the copy to the DLQ, that this message is dead-lettered and why. False when
+        there is nothing to record under (no valid key, or the key belongs to a commit); raises
+        DatabaseUnavailable (retryable) when the database cannot take it: the message then waits."""
+        try:
+            key = message.idempotency_key
+        except PermanentError:
+            return False
+        try:
+            async with self._connection() as conn:
+                status = await conn.execute(
+                    _RECORD_DEAD_LETTER,
+                    key,
+                    message.body_sha256,
+                    message.queue_name,
+                    message.message_id,
+                    error.kind,
+                    str(error)[:1000],
+                )
+        except DatabaseUnavailable:
+            raise
+        except Exception as exc:
+            raise DatabaseUnavailable(f"cannot record the dead-lettering: {classify(exc)}", kind="connection") from exc
+        return str(status).endswith(" 1")
+
+    async def dead_letter_copied(self, message: Message) -> None:
+        """The copy to the DLQ was sent: a redelivery only needs deleting. Best effort (a redelivery otherwise
+        sends the copy again, which the DLQ drops as a duplicate within 5 minutes)."""
+        try:
+            async with self._connection() as conn:
+                await conn.execute(_DEAD_LETTER_COPIED, message.idempotency_key)
+        except Exception as exc:  # noqa: BLE001 - best effort, see above
+            logs.event(
+                logging.WARNING,
+                "could not mark the dead-letter copy as sent",
+                "dead_letter",
+                error=str(classify(exc))[:300],
+                **message.log_fields(),
+            )
 
     async def ping(self, timeout_s: float = 2.0) -> bool:
         """True when the database answers a trivial query within the timeout."""
@@ -272,9 +364,13 @@ class Store:
                 migrated = await conn.fetchval(_MIGRATED, timeout=timeout_s)
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; the reason is for the log
             return exc
-        if not migrated:
+        if migrated != 2:
             # Messages would only fail and burn their receive counts: wait for the schema like for the server.
-            return SchemaMissing("table sqs2pg_idempotency does not exist")
+            return SchemaMissing(
+                "table sqs2pg_idempotency does not exist"
+                if migrated == 0
+                else "table sqs2pg_idempotency is older than this version of sqs2pg"
+            )
         self.last_success = time.monotonic()
         return None
 

@@ -81,3 +81,11 @@ async def record_apply(conn: asyncpg.Connection, message: Message) -> None:
         int(body["seq"]),
         message.sent_timestamp_ms,
     )
+
+
+async def gated(conn: asyncpg.Connection, message: Message) -> None:
+    """record_apply, but a body with "gated": true fails (permanently: the handler's own exception) while table
+    gate is empty. A failure that depends on state: applied later, it would succeed."""
+    if message.json.get("gated") and not await conn.fetchval("SELECT EXISTS (SELECT FROM gate)"):
+        raise RuntimeError("the gate is closed")
+    await record_apply(conn, message)

@@ -9,6 +9,7 @@ from sqs2pg.metrics import Metrics
 from sqs2pg.sqs import Sqs
 
 from ..support.helpers import Queues, make_settings, metric, running, wait_until
+from ..support.sqs_fault_proxy import FaultPlan, start_proxy
 
 pytestmark = pytest.mark.integration
 
@@ -23,6 +24,8 @@ async def test_peek_dry_run_and_redrive_keep_group_key_and_lose_nothing(database
     q = queues.name
     async with running(settings) as app:
         await wait_until(lambda: _dead(app, q, 3))
+        # and the good ones committed and deleted, before the service stops (it would hand them back)
+        await wait_until(lambda: _depth_is(queues, queues.url, 0))
     await wait_until(lambda: _depth_is(queues, queues.dlq_url, 3))
 
     sqs = Sqs(settings, Metrics())
@@ -70,3 +73,86 @@ async def _dead(app, q: str, n: int) -> bool:  # type: ignore[no-untyped-def]
 
 async def _depth_is(queues: Queues, url: str, n: int) -> bool:
     return await queues.depth(url) == n
+
+
+async def test_a_dead_lettered_message_whose_delete_was_lost_is_never_applied_and_a_redrive_applies_it(
+    database_url, db, queues: Queues, sqs_endpoint, monkeypatch
+) -> None:
+    """The dead-letter gap: the copy to the DLQ succeeds, the delete from the source queue does not. The message
+    comes back after its visibility timeout; by then the state its failure depended on has changed, and the
+    rest of its group is waiting behind it. It must be finished (deleted), not applied. A redrive of the DLQ
+    copy must then apply it, once, behind the rest of its group."""
+    await db.execute("CREATE TABLE gate (opened boolean)")
+    plan = FaultPlan(delay=0, error_500=0, throttle=0, drop=0, lose_response=0)
+    plan.refuse = {"DeleteMessageBatch", "DeleteMessage"}  # only the service's deletes go through the proxy
+    runner, proxy_url = await start_proxy(sqs_endpoint, plan)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", proxy_url)
+    settings = make_settings(
+        database_url, [queues.url], HANDLER="tests.handlers:gated", visibility_timeout_s="5", receive_wait_s="1"
+    )
+    q = queues.name
+    try:
+        async with running(settings) as app:
+            await queues.send({"seq": 0, "gated": True}, "g", "g-0")
+            # Recorded as dead-lettered with its reason, copied to the DLQ, and its delete refused.
+            await wait_until(lambda: _dead(app, q, 1))
+            await wait_until(lambda: _delete_failed(app, q))  # after the client's own retries
+            record = await db.fetchrow("SELECT * FROM sqs2pg_idempotency WHERE idempotency_key = 'g-0'")
+            assert (record["status"], record["error_kind"], record["dead_letter_copied"]) == (
+                "dead_lettered",
+                "handler",
+                True,
+            ), dict(record)
+            assert "the gate is closed" in record["reason"]
+            # The state changes (the same message would now succeed), the group's next messages are waiting,
+            # and deletes work again.
+            await db.execute("INSERT INTO gate VALUES (true)")
+            await queues.send({"seq": 1}, "g", "g-1")
+            await queues.send({"seq": 2}, "g", "g-2")
+            plan.refuse.clear()
+            await wait_until(lambda: _depth_is(queues, queues.url, 0), timeout_s=60)
+            # The redelivered copy was recognised and deleted, never applied.
+            assert metric(app, "sqs2pg_messages_total", queue=q, outcome="duplicate") >= 1
+            assert metric(app, "sqs2pg_messages_total", queue=q, outcome="dead_lettered") == 1
+    finally:
+        await runner.cleanup()
+    assert await _applied(db) == [("g-1", 1), ("g-2", 2)]
+    assert await queues.depth(queues.dlq_url) == 1
+
+    # The operator redrives it: the copy is applied once, behind the rest of its group, and its record is
+    # the commit's now.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", sqs_endpoint)
+    sqs = Sqs(settings, Metrics())
+    await sqs.open()
+    try:
+        result = await dlq.redrive(sqs, await sqs.describe(queues.url), limit=10, dry_run=False, report=lambda _: None)
+        assert (result.moved, result.failed) == (1, [])
+    finally:
+        await sqs.close()
+    async with running(settings) as app:
+        await wait_until(lambda: _depth_is(queues, queues.url, 0))
+        await wait_until(lambda: _committed(app, q, 1))
+    assert await _applied(db) == [("g-1", 1), ("g-2", 2), ("g-0", 0)]
+    record = await db.fetchrow("SELECT * FROM sqs2pg_idempotency WHERE idempotency_key = 'g-0'")
+    assert (record["status"], record["error_kind"], record["reason"]) == ("committed", None, None)
+    assert await queues.depth(queues.dlq_url) == 0
+
+
+async def _applied(db) -> list[tuple[str, int]]:  # type: ignore[no-untyped-def]
+    return [
+        (r["idempotency_key"], r["seq"]) for r in await db.fetch("SELECT idempotency_key, seq FROM applied ORDER BY id")
+    ]
+
+
+async def _delete_failed(app, q: str) -> bool:  # type: ignore[no-untyped-def]
+    return any(
+        s.value >= 1 and s.labels["operation"] == "delete_message_batch" and s.labels["queue"] == q
+        for family in app.metrics.registry.collect()
+        if family.name == "sqs2pg_sqs_errors"
+        for s in family.samples
+        if s.name == "sqs2pg_sqs_errors_total"
+    )
+
+
+async def _committed(app, q: str, n: int) -> bool:  # type: ignore[no-untyped-def]
+    return metric(app, "sqs2pg_messages_total", queue=q, outcome="committed") >= n

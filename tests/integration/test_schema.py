@@ -39,6 +39,12 @@ async def test_upgrade_from_empty_to_head_then_downgrade_and_upgrade_again(postg
                 "body": "jsonb",
                 "committed_at": "timestamp with time zone",
             }.items()
+            # 0002: every record says how its message ended; the ones 0001 wrote were commits
+            status = await conn.fetchval(
+                "SELECT column_default FROM information_schema.columns"
+                " WHERE table_name = 'sqs2pg_idempotency' AND column_name = 'status'"
+            )
+            assert status == "'committed'::text"
             await asyncio.to_thread(migrate.downgrade, settings, "base")
             assert await conn.fetchval(TABLES) == ["sqs2pg_alembic_version"]
             await asyncio.to_thread(migrate.upgrade, settings)
@@ -91,3 +97,20 @@ async def test_sqs2pg_keeps_its_own_version_table_beside_the_applications_alembi
             ]
         finally:
             await conn.close()
+
+
+async def test_a_database_one_migration_behind_is_not_ready_and_says_run_migrate(postgres_admin_url: str) -> None:
+    """A new version started before `sqs2pg migrate` ran (a rolling deploy): it waits for the schema, as for a
+    database that is down, instead of failing every message."""
+    async with scratch_database(postgres_admin_url) as url:
+        settings = make_settings(url, ["http://x/1/q.fifo"])
+        await asyncio.to_thread(migrate.upgrade, settings, "0001")
+        store = Store(settings, insert_event)
+        await store.open()
+        try:
+            problem = await store.unavailable()
+            assert problem is not None and "older than this version" in problem and "sqs2pg migrate" in problem
+            await asyncio.to_thread(migrate.upgrade, settings)
+            assert await store.unavailable() is None
+        finally:
+            await store.close()

@@ -221,6 +221,7 @@ class FakeStore:
     fail: Callable[[Message], Exception | None] = lambda message: None
     applied: list[tuple[str, str, str]] = field(default_factory=list)  # (key, group, body), in commit order
     keys: set[str] = field(default_factory=set)
+    dead_lettered: dict[str, bool] = field(default_factory=dict)  # key -> its DLQ copy is known to be sent
     down: Exception | None = None  # what the probe says while the database is "down"
     delay_s: float = 0.0  # each transaction takes this long
     last_success: float = 0.0
@@ -240,15 +241,32 @@ class FakeStore:
                 results.append(error)
             elif message.idempotency_key in self.keys:
                 results.append(Outcome.DUPLICATE)
+            elif message.idempotency_key in self.dead_lettered and not message.redriven:
+                copied = self.dead_lettered[message.idempotency_key]
+                results.append(Outcome.DUPLICATE if copied else PermanentError("dead-lettered before", kind="data"))
             else:
                 if not message.is_json:
                     results.append(PermanentError("body is not valid JSON", kind="invalid_message"))
                     continue
                 self.keys.add(message.idempotency_key)
+                self.dead_lettered.pop(message.idempotency_key, None)  # a redriven copy, applied
                 self.applied.append((message.idempotency_key, message.group_id, message.body))
                 self.last_success = time.monotonic()
                 results.append(Outcome.COMMITTED)
         return results
+
+    async def record_dead_letter(self, message: Message, error: Exception) -> bool:
+        try:
+            key = message.idempotency_key
+        except PermanentError:
+            return False
+        if key in self.keys:
+            return False  # a commit keeps its key
+        self.dead_lettered[key] = False
+        return True
+
+    async def dead_letter_copied(self, message: Message) -> None:
+        self.dead_lettered[message.idempotency_key] = True
 
     async def probe(self, timeout_s: float = 2.0) -> Exception | None:
         return self.down

@@ -30,6 +30,7 @@ class FaultPlan:
     counts: Counter[str] = field(default_factory=Counter)
     enabled: bool = True
     access_keys: Counter[str] = field(default_factory=Counter)  # the key id each request was signed with
+    refuse: set[str] = field(default_factory=set)  # operations answered 500 every time, whatever the draw
 
 
 async def start_proxy(upstream: str, plan: FaultPlan) -> tuple[web.AppRunner, str]:
@@ -59,6 +60,9 @@ async def start_proxy(upstream: str, plan: FaultPlan) -> tuple[web.AppRunner, st
         op = request.headers.get("X-Amz-Target", "?").rsplit(".", 1)[-1]
         if "Credential=" in (auth := request.headers.get("Authorization", "")):
             plan.access_keys[auth.split("Credential=", 1)[1].split("/", 1)[0]] += 1
+        if op in plan.refuse:
+            plan.counts[f"refused:{op}"] += 1
+            return error(500, "InternalError", "refused by the fault proxy")
         if not plan.enabled:
             return await forward(request, body)
         draw = rng.random()

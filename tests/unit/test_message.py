@@ -56,3 +56,11 @@ def test_body_hash_tells_bodies_apart() -> None:
     a = Message.from_sqs("u/q.fifo", raw('{"a": 1}'), 30)
     b = Message.from_sqs("u/q.fifo", raw('{"a": 2}'), 30)
     assert a.body_sha256 != b.body_sha256 and len(a.body_sha256) == 32
+
+
+def test_a_copy_back_from_the_dead_letter_queue_is_recognised_as_redriven() -> None:
+    s = {"DataType": "String", "StringValue": "x"}
+    assert not Message.from_sqs("u/q.fifo", raw(), 30).redriven
+    # `sqs2pg dlq redrive` marks its copies; SQS's own DLQ redrive keeps the attributes of sqs2pg's DLQ copy
+    assert Message.from_sqs("u/q.fifo", raw(attrs={"sqs2pg_redriven_from": s}), 30).redriven
+    assert Message.from_sqs("u/q.fifo", raw(attrs={"sqs2pg_error_kind": s}), 30).redriven

@@ -81,6 +81,7 @@ def _message(sqs: FakeSqs, raw: dict) -> Message:  # type: ignore[type-arg]
 
 async def _settler(sqs: FakeSqs, dispatcher: Dispatcher) -> tuple[Settler, DeleteBatcher, Metrics]:
     await sqs.open()
+    store = FakeStore()
     metrics = Metrics(["fake.fifo"])
     holdings = Holdings(max_unclaimed=4)
     deletes = DeleteBatcher(sqs, holdings, flush_interval_s=0.005)  # type: ignore[arg-type]
@@ -94,6 +95,7 @@ async def _settler(sqs: FakeSqs, dispatcher: Dispatcher) -> tuple[Settler, Delet
         holdings,
         deletes,
         metrics,
+        store,  # type: ignore[arg-type]
     )
     return settler, deletes, metrics
 
