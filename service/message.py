@@ -39,6 +39,7 @@ class Message:
     attributes: dict[str, Any]  # message attributes: name -> {"DataType": ..., "StringValue"/"BinaryValue": ...}
     received_at: float = field(default_factory=time.monotonic)  # when we received it (monotonic seconds)
     visible_until: float = 0.0  # monotonic time our hold on it ends unless extended
+    handed_back: bool = False  # being released or retried: the heartbeat must not extend it any more
 
     @classmethod
     def from_sqs(cls, queue_url: str, raw: dict[str, Any], visibility_timeout_s: int) -> Message:

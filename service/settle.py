@@ -65,6 +65,9 @@ class Settler:
         self._holdings = holdings
         self._deletes = deletes
         self._metrics = metrics
+        # Set while no heartbeat extension is out: a hand-back waits for it, so it lands after the extension.
+        self._no_extension_out = asyncio.Event()
+        self._no_extension_out.set()
 
     def received(self, messages: list[Message]) -> None:
         """A receive brought these: from now on they are held, until settled."""
@@ -134,18 +137,25 @@ class Settler:
     async def release(self, messages: Iterable[Message], reason: str) -> None:
         """RELEASED: hand messages back unprocessed with visibility 0, so their groups are not blocked."""
         messages = list(messages)
-        if messages:
-            for url in {m.queue_url for m in messages}:
-                self._holdings.letting_go(url)
-            await self._change_visibility([(m, 0) for m in messages])
+        if not messages:
+            return
+        for url in {m.queue_url for m in messages}:
+            self._holdings.letting_go(url)
+        try:
+            await self._hand_back([(m, 0) for m in messages])
+        finally:
+            # Handed back whatever the call's fate: if it failed, or was cancelled at shutdown, each message comes
+            # back at the end of its own visibility timeout. Counted here, so the in-flight gauge stays true.
             self._holdings.let_go(messages)
-        for m in messages:
-            self._record(m, Outcome.RELEASED, logging.INFO, visibility_s=0, reason=reason)
+            for m in messages:
+                self._record(m, Outcome.RELEASED, logging.INFO, visibility_s=0, reason=reason)
 
     def abandon(self, messages: Iterable[Message]) -> None:
         """A worker was cancelled past every shutdown timeout while holding these: they stay invisible at SQS
         until their visibility timeout, then come back (a commit that happened is a duplicate then)."""
         for m in messages:
+            if m.handed_back:
+                continue  # counted as released or retried already, though its call was cut short
             self._metrics.in_flight.labels(m.queue_name).dec()
             self._holdings.let_go([m])
             logs.event(
@@ -164,11 +174,13 @@ class Settler:
         one, then returns the *last* of them first.) The head's change is sent first, in the same batch.
         """
         self._holdings.letting_go(message.queue_url)
-        await self._change_visibility([(message, visibility_s), *((m, 0) for m in behind)])
-        self._holdings.let_go([message, *behind])
-        self._record(message, Outcome.RETRIED, logging.WARNING, error=error, visibility_s=visibility_s)
-        for m in behind:
-            self._record(m, Outcome.RELEASED, logging.INFO, visibility_s=0, reason="behind a retried message")
+        try:
+            await self._hand_back([(message, visibility_s), *((m, 0) for m in behind)])
+        finally:  # as in release
+            self._holdings.let_go([message, *behind])
+            self._record(message, Outcome.RETRIED, logging.WARNING, error=error, visibility_s=visibility_s)
+            for m in behind:
+                self._record(m, Outcome.RELEASED, logging.INFO, visibility_s=0, reason="behind a retried message")
 
     async def _dead_letter(self, message: Message, error: Sqs2pgError) -> None:
         """DEAD_LETTERED: record it in the database with the reason, copy it to the queue's DLQ, then delete it.
@@ -191,12 +203,30 @@ class Settler:
         self._record(message, Outcome.DEAD_LETTERED, logging.ERROR, error=error)
 
     async def extend(self, messages: list[Message], visibility_s: int) -> None:
-        """Heartbeat: keep messages sqs2pg still holds invisible to other consumers."""
+        """Heartbeat: keep messages sqs2pg still holds invisible to other consumers. A message being handed back
+        is skipped, and a hand-back that starts while the extension is out waits for it (_hand_back): an
+        extension never lands after a release or a retry and hides the message again. (If the heartbeat gives
+        up on a hung extension, the request may still land later: then the message comes back one visibility
+        timeout late, never out of order, since its group stays locked meanwhile.)"""
+        messages = [m for m in messages if not m.handed_back]
+        if not messages:
+            return
         now = time.monotonic()
-        failed = await self._change_visibility([(m, visibility_s) for m in messages])
+        self._no_extension_out.clear()  # no await since the filter above: a hand-back sees one or the other
+        try:
+            failed = await self._change_visibility([(m, visibility_s) for m in messages])
+        finally:
+            self._no_extension_out.set()
         for m in messages:
             if m not in failed:
                 m.visible_until = now + visibility_s
+
+    async def _hand_back(self, entries: list[tuple[Message, int]]) -> None:
+        """Release or retry: the new visibility, sent after any heartbeat extension that is out."""
+        for m, _ in entries:
+            m.handed_back = True
+        await self._no_extension_out.wait()
+        await self._change_visibility(entries)
 
     async def _change_visibility(self, entries: list[tuple[Message, int]]) -> set[Message]:
         """ChangeMessageVisibilityBatch for (message, seconds) pairs, order kept; returns the ones that failed."""

@@ -55,6 +55,8 @@ class FakeSqs:
     calls: list[tuple[str, Any]] = field(default_factory=list)
     receiving: int = 0  # receives in flight now
     most_receiving: int = 0  # the most at once so far
+    extension_delay_s: float = 0.0  # how long a visibility change to more than 0 s takes to land
+    stall: set[str] = field(default_factory=set)  # operations that never answer (until cancelled)
     _ids: Any = field(default_factory=itertools.count)
     _changed: asyncio.Event | None = None
 
@@ -170,6 +172,10 @@ class FakeSqs:
 
     async def change_visibility(self, url: str, entries: list[tuple[Message, int]]) -> list[tuple[Message, str]]:
         self.calls.append(("change_visibility", [(m.message_id, s) for m, s in entries]))
+        if "change_visibility" in self.stall:
+            await asyncio.Event().wait()
+        if any(seconds > 0 for _, seconds in entries):
+            await asyncio.sleep(self.extension_delay_s)  # a slow network, for the heartbeat's extensions
         failed = []
         for message, seconds in entries:
             stored = self._find(message.receipt_handle)

@@ -7,6 +7,7 @@ the rules themselves so that a change that breaks one fails here first, and fast
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 
@@ -232,8 +233,8 @@ async def test_the_heartbeat_extends_a_message_held_past_its_fraction() -> None:
     assert message.visible_until > time.monotonic() + 0.5
 
 
-async def _extended(sqs: FakeSqs) -> bool:
-    return any(op == "change_visibility" and entries[0][1] == 1 for op, entries in sqs.calls)
+async def _extended(sqs: FakeSqs, seconds: int = 1) -> bool:
+    return any(op == "change_visibility" and entries[0][1] == seconds for op, entries in sqs.calls)
 
 
 async def test_an_idle_queue_costs_one_long_poll_and_a_stop_cuts_it_short() -> None:
@@ -247,3 +248,51 @@ async def test_an_idle_queue_costs_one_long_poll_and_a_stop_cuts_it_short() -> N
 
 async def _receiving(sqs: FakeSqs) -> bool:
     return sqs.receiving == 1
+
+
+async def test_an_extension_still_out_never_lands_after_a_release() -> None:
+    """The heartbeat's extension is slow to land; the message is released meanwhile (shutdown, or behind a
+    retried message). The release must win: the message is visible at once, not hidden for another timeout."""
+    sqs = FakeSqs(extension_delay_s=0.3)
+    sqs.send_message("{}", "g", "d")
+    await sqs.open()
+    dispatcher = Dispatcher(10)
+    settler, _, _ = await _settler(sqs, dispatcher)
+    (raw,) = await sqs.receive(sqs.queue_url, wait_s=0, visibility_s=30)
+    message = _message(sqs, raw)
+    extension = asyncio.create_task(settler.extend([message], 30))
+    await wait_until(lambda: _extended(sqs, 30), timeout_s=5, interval_s=0.01)  # sent, not landed yet
+    await settler.release([message], "test")
+    await extension
+    assert sqs.in_flight() == [], "the extension landed after the release and hid the message again"
+    # and once handed back, the heartbeat leaves it alone
+    await settler.extend([message], 30)
+    assert [s for op, entries in sqs.calls if op == "change_visibility" for _, s in entries] == [30, 0]
+
+
+async def test_a_hand_back_cut_short_at_shutdown_is_counted_once_and_the_gauge_returns_to_zero() -> None:
+    """Past every shutdown timeout, a worker is cancelled while its release call is out. The messages are
+    handed back all the same (each comes back after its own timeout), counted once, and the in-flight gauge
+    returns to zero."""
+    sqs = FakeSqs(stall={"change_visibility"})
+    for s in range(3):
+        sqs.send_message(json.dumps({"seq": s}), "g", f"g-{s}")
+    dispatcher = Dispatcher(10)
+    settler, _, metrics = await _settler(sqs, dispatcher)
+    messages = [_message(sqs, raw) for raw in await sqs.receive(sqs.queue_url, wait_s=0, visibility_s=30)]
+    settler.received(messages)
+    q = messages[0].queue_name
+    assert metrics.registry.get_sample_value("sqs2pg_in_flight_messages", {"queue": q}) == len(messages)
+    release = asyncio.create_task(settler.release(messages, "shutdown"))
+    await wait_until(lambda: _called(sqs, "change_visibility"), timeout_s=5, interval_s=0.01)
+    release.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await release
+    settler.abandon(messages)  # what a cancelled worker does with what it held: no second count
+    assert metrics.registry.get_sample_value("sqs2pg_in_flight_messages", {"queue": q}) == 0
+    released = metrics.registry.get_sample_value("sqs2pg_messages_total", {"queue": q, "outcome": "released"})
+    assert released == len(messages)
+
+
+async def _called(sqs: FakeSqs, op: str) -> bool:
+    return any(name == op for name, _ in sqs.calls)
