@@ -55,6 +55,7 @@ class FakeSqs:
     calls: list[tuple[str, Any]] = field(default_factory=list)
     receiving: int = 0  # receives in flight now
     most_receiving: int = 0  # the most at once so far
+    most_in_flight: int = 0  # the most messages invisible (received, not deleted or handed back) at once
     extension_delay_s: float = 0.0  # how long a visibility change to more than 0 s takes to land
     stall: set[str] = field(default_factory=set)  # operations that never answer (until cancelled)
     _ids: Any = field(default_factory=itertools.count)
@@ -108,6 +109,7 @@ class FakeSqs:
         try:
             while True:
                 taken = self._take(max_messages or 10, visibility_s if visibility_s is not None else 30)
+                self.most_in_flight = max(self.most_in_flight, len(self.in_flight()))
                 if taken or time.monotonic() >= deadline:
                     self.calls.append(("receive", (wait_s, len(taken))))
                     return taken

@@ -296,3 +296,19 @@ async def test_a_hand_back_cut_short_at_shutdown_is_counted_once_and_the_gauge_r
 
 async def _called(sqs: FakeSqs, op: str) -> bool:
     return any(name == op for name, _ in sqs.calls)
+
+
+async def test_the_memory_bound_is_hard_however_many_receive_lanes_are_out() -> None:
+    """SQS2PG_MAX_IN_MEMORY_MESSAGES is never exceeded, even with 16 receive lanes that could each bring 10
+    messages at once: room for a full batch is reserved before each receive."""
+    sqs = FakeSqs(per_group=10)
+    for s in range(5):
+        for g in range(60):
+            sqs.send_message(json.dumps({"seq": s}), f"g{g}", f"g{g}-{s}")
+    store = FakeStore(delay_s=0.002)
+    knobs = {"max_in_memory_messages": "20", "pollers_per_queue": "16", "max_concurrent_groups": "4"}
+    async with running(await _fake_app(sqs, store, **knobs)):
+        await wait_until(lambda: _applied(store, 300), timeout_s=60, interval_s=0.01)
+    _in_order(store, 60, 5)
+    assert sqs.most_receiving > 1, "the lanes never overlapped: the bound was not put to the test"
+    assert 10 < sqs.most_in_flight <= 20, sqs.most_in_flight
