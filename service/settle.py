@@ -31,7 +31,7 @@ from .breaker import Breaker
 from .config import Settings
 from .deletes import DeleteBatcher
 from .dispatcher import Dispatcher
-from .errors import PermanentError, Sqs2pgError, classify, from_database
+from .errors import Sqs2pgError, classify, from_database
 from .holdings import Holdings
 from .message import Message
 from .metrics import Metrics
@@ -190,17 +190,14 @@ class Settler:
         recognised (store.py) and finished, never applied after the rest of its group."""
         recorded = await self._store.record_dead_letter(message, error)
         dlq_url = self._queues[message.queue_url].dlq_url
-        try:
-            await self._sqs.send_to_dlq(dlq_url, message, error)
-        except PermanentError:
-            # Rejected as sent (a body near the size limit plus our attributes, an odd original attribute):
-            # the body, group and key must get there, the rest may not.
-            await self._sqs.send_to_dlq(dlq_url, message, error, minimal=True)
+        # The body, group and key must get there; the reason too, unless the body leaves no room (sqs.py).
+        copy = await self._sqs.send_to_dlq(dlq_url, message, error)
         if recorded:
             await self._store.dead_letter_copied(message)
         # A crash between the send and the delete redelivers it; the DLQ drops the second copy (same dedup id).
         self._deletes.add(message)
-        self._record(message, Outcome.DEAD_LETTERED, logging.ERROR, error=error)
+        fields = {} if copy == "full" else {"dlq_copy": copy}  # what fitted beside a body near the size limit
+        self._record(message, Outcome.DEAD_LETTERED, logging.ERROR, error=error, **fields)
 
     async def extend(self, messages: list[Message], visibility_s: int) -> None:
         """Heartbeat: keep messages sqs2pg still holds invisible to other consumers. A message being handed back

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import uuid
@@ -22,7 +21,7 @@ from botocore.httpsession import get_cert_path
 from . import __version__
 from .config import Settings
 from .errors import PermanentError, RetryableError, Sqs2pgError, StartupError, classify, sqs_error
-from .message import IDEMPOTENCY_ATTRIBUTE, Message, queue_name
+from .message import DEAD_LETTER_KIND_ATTRIBUTE, IDEMPOTENCY_ATTRIBUTE, Message, queue_name
 from .metrics import Metrics
 from .sqs_json import HOT_OPERATIONS, SqsJsonClient
 
@@ -246,20 +245,41 @@ class Sqs:
             failed.append((by_id[entry["Id"]], str(error)))
         return failed
 
-    async def send_to_dlq(self, dlq_url: str, message: Message, error: Sqs2pgError, minimal: bool = False) -> None:
+    async def send_to_dlq(self, dlq_url: str, message: Message, error: Sqs2pgError) -> str:
         """Send a copy of the message to the dead-letter queue, same group and key, with the reason attached.
+        Returns how much went with the body: "full", or less when the queue refused that as too large.
 
-        ``minimal``: only our attributes, the error text cut short, none of the original attributes."""
-        ours: dict[str, dict[str, str]] = {
-            "sqs2pg_error_kind": _string(error.kind),
-            "sqs2pg_error": _string(str(error)[: 100 if minimal else 1024] or error.kind),
+        Attributes count toward SQS's size limit (1 MiB), so a body near it may not take them all: then the
+        original attributes are left out ("minimal", our own with the error text cut short), then ours but the
+        key ("key"), then everything ("body": the body fitted the source queue, so it fits alone). The reason
+        is in the database's dead-letter record whatever fits here."""
+        try:
+            key = {IDEMPOTENCY_ATTRIBUTE: _string(message.idempotency_key)}
+        except PermanentError:
+            key = {}  # (when the key itself is what is wrong, the original attribute, if any, is kept below)
+        levels: list[tuple[str, dict[str, dict[str, str]], bool]] = [
+            ("full", {**self._reason(message, error, 1024), **key}, True),
+            ("minimal", {**self._reason(message, error, 100), **key}, False),
+            ("key", key, False),
+            ("body", {}, False),
+        ]
+        for i, (level, attributes, keep_original) in enumerate(levels):
+            try:
+                await self.send(dlq_url, message, attributes, dedup_id=message.message_id, keep_original=keep_original)
+                return level
+            except PermanentError:
+                if i == len(levels) - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _reason(message: Message, error: Sqs2pgError, error_chars: int) -> dict[str, dict[str, str]]:
+        return {
+            DEAD_LETTER_KIND_ATTRIBUTE: _string(error.kind),
+            "sqs2pg_error": _string(str(error)[:error_chars] or error.kind),
             "sqs2pg_receive_count": {"DataType": "Number", "StringValue": str(message.receive_count)},
             "sqs2pg_source_queue": _string(message.queue_name),
         }
-        # (When the key itself is what is wrong, the original attribute, if any, is kept below.)
-        with contextlib.suppress(PermanentError):
-            ours[IDEMPOTENCY_ATTRIBUTE] = _string(message.idempotency_key)
-        await self.send(dlq_url, message, ours, dedup_id=message.message_id, keep_original=not minimal)
 
     async def send(
         self, url: str, message: Message, attributes: dict[str, Any], dedup_id: str, keep_original: bool = True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from sqs2pg import dlq
@@ -156,3 +158,34 @@ async def _delete_failed(app, q: str) -> bool:  # type: ignore[no-untyped-def]
 
 async def _committed(app, q: str, n: int) -> bool:  # type: ignore[no-untyped-def]
     return metric(app, "sqs2pg_messages_total", queue=q, outcome="committed") >= n
+
+
+MAX_BODY = 1_048_576  # SQS's largest message: 1 MiB, body and attributes together
+
+
+async def test_bodies_of_1_mib_are_committed_whole_and_a_poison_one_reaches_the_dlq_whole(
+    database_url, db, queues: Queues
+) -> None:
+    """A body at SQS's limit is committed unchanged. A poison one at the limit leaves no room for sqs2pg's
+    reason attributes on its DLQ copy (SQS counts attributes toward the limit; fauxqs does too, moto does
+    not): the body still gets there whole, and the reason is in the database's dead-letter record."""
+    good = json.dumps({"seq": 0, "pad": ""})
+    good = good.replace('"pad": ""', '"pad": "' + "x" * (MAX_BODY - len(good)) + '"')
+    poison = "[" + "1," * ((MAX_BODY - 3) // 2) + "1]"
+    poison += " " * (MAX_BODY - len(poison))  # valid JSON, not an object: invalid_message
+    assert len(good) == len(poison) == MAX_BODY
+    await queues.send(good, "big", "big-0")
+    await queues.send(poison, "big", "big-1")
+    await queues.send({"seq": 2}, "big", "big-2")
+    q = queues.name
+    async with running(make_settings(database_url, [queues.url])) as app:
+        await wait_until(lambda: _depth_is(queues, queues.url, 0), timeout_s=60)
+        assert metric(app, "sqs2pg_messages_total", queue=q, outcome="dead_lettered") == 1
+    rows = await db.fetch("SELECT idempotency_key, length(body::text) AS n FROM events ORDER BY id")
+    assert [r["idempotency_key"] for r in rows] == ["big-0", "big-2"]
+    stored = await db.fetchval("SELECT body FROM events WHERE idempotency_key = 'big-0'")
+    assert json.loads(stored) == json.loads(good), "the 1 MiB body was not stored unchanged"
+    (copy,) = await queues.receive_all(queues.dlq_url)
+    assert copy["Body"] == poison and copy["Attributes"]["MessageGroupId"] == "big"
+    record = await db.fetchrow("SELECT status, error_kind FROM sqs2pg_idempotency WHERE idempotency_key = 'big-1'")
+    assert (record["status"], record["error_kind"]) == ("dead_lettered", "invalid_message")

@@ -14,7 +14,12 @@ async def create_fifo_queue(
     """``name``.fifo wired by its RedrivePolicy to ``name``-dlq.fifo; returns (queue URL, DLQ URL). ``client`` is
     an aioboto3 SQS client. Creating a queue that exists with the same attributes is a no-op on SQS."""
     base = name.removesuffix(".fifo")
-    dlq_url = (await client.create_queue(QueueName=f"{base}-dlq.fifo", Attributes={"FifoQueue": "true"}))["QueueUrl"]
+    # 1 MiB, SQS's largest message, set explicitly on both (as the Terraform module does: its provider's
+    # default is still 256 KiB)
+    size = {"MaximumMessageSize": "1048576"}
+    dlq_url = (await client.create_queue(QueueName=f"{base}-dlq.fifo", Attributes={"FifoQueue": "true", **size}))[
+        "QueueUrl"
+    ]
     dlq_arn = (await client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"]))["Attributes"][
         "QueueArn"
     ]
@@ -23,6 +28,7 @@ async def create_fifo_queue(
             QueueName=f"{base}.fifo",
             Attributes={
                 "FifoQueue": "true",
+                **size,
                 "VisibilityTimeout": str(visibility_timeout_s),
                 "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}),
             },
