@@ -65,6 +65,12 @@ class Settings:
     db_statement_timeout_s: float = _knob(
         15.0, "time allowed for one statement (client side and server side)", 0.5, 3600
     )
+    transaction_timeout_s: float = _knob(
+        60.0,
+        "longest one transaction (its handler calls included) may run; then it is rolled back and retried later",
+        1.0,
+        3600,
+    )
     breaker_threshold: int = _knob(3, "consecutive database-unavailable failures that pause receiving", 1, 1000)
     retry_base_s: float = _knob(2.0, "first retry delay after a transient failure; doubles per receive", 0.0, 43200)
     retry_max_s: float = _knob(300.0, "cap on the retry delay", 1.0, 43200)

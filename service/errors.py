@@ -42,6 +42,14 @@ class DatabaseUnavailable(RetryableError):
     kind = "connection"
 
 
+class TransactionTimeout(RetryableError):
+    """A transaction outlived SQS2PG_TRANSACTION_TIMEOUT_S (a handler waiting on something that never answers):
+    rolled back, its connection discarded, the message retried later. Not the database's fault: it does not
+    count toward the circuit breaker."""
+
+    kind = "transaction_timeout"
+
+
 class PermanentError(Sqs2pgError):
     """A permanent failure: the message goes to the dead-letter queue."""
 

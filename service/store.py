@@ -35,6 +35,7 @@ from .errors import (
     NotAttempted,
     PermanentError,
     Sqs2pgError,
+    TransactionTimeout,
     classify,
     describe_database_error,
 )
@@ -251,11 +252,19 @@ class Store:
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
-        """A pooled connection for one transaction. One that reports it points at the wrong server (old
-        writer, read-only) or is being shut down is thrown away instead of going back to the pool."""
+        """A pooled connection for one transaction, which may last SQS2PG_TRANSACTION_TIMEOUT_S. One that reports
+        it points at the wrong server (old writer, read-only) or is being shut down, or whose transaction ran out
+        of time, is thrown away instead of going back to the pool."""
         conn = await self._acquire()
+        limit = self._settings.transaction_timeout_s
         try:
-            yield conn
+            async with asyncio.timeout(limit) as bound:
+                yield conn
+        except TimeoutError as exc:
+            if not bound.expired():
+                raise  # some other timeout (a statement's own, the client side of statement_timeout)
+            conn.terminate()  # it may be mid-statement: the server rolls back a dropped connection
+            raise TransactionTimeout(f"the transaction ran longer than {limit:g} s and was rolled back") from exc
         except asyncpg.PostgresError as exc:
             if getattr(exc, "sqlstate", None) in _DISCARD_SQLSTATES:
                 conn.terminate()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 import asyncpg
@@ -89,3 +90,11 @@ async def gated(conn: asyncpg.Connection, message: Message) -> None:
     if message.json.get("gated") and not await conn.fetchval("SELECT EXISTS (SELECT FROM gate)"):
         raise RuntimeError("the gate is closed")
     await record_apply(conn, message)
+
+
+async def hang_once(conn: asyncpg.Connection, message: Message) -> None:
+    """A handler waiting on something that never answers (an HTTP call with no timeout, a lock in the
+    application): a body with {"hang": true} hangs on its first delivery, then is applied."""
+    if message.json.get("hang") and message.receive_count == 1:
+        await asyncio.Event().wait()
+    await insert_event(conn, message)

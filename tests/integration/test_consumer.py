@@ -212,3 +212,30 @@ async def _settled(app, queues: Queues, n: int, extra_outcomes: tuple[str, ...] 
         metric(app, "sqs2pg_messages_total", queue=q, outcome=o) for o in ("committed", "duplicate", "dead_lettered")
     )
     return final >= n and await queues.depth() == 0
+
+
+async def test_a_handler_that_hangs_is_cut_at_the_transaction_timeout_and_retried(
+    database_url, db, queues: Queues
+) -> None:
+    """A handler that waits forever on its first delivery holds its worker for SQS2PG_TRANSACTION_TIMEOUT_S at
+    most: the transaction is rolled back, the message retried later (in order in its group), and it counts
+    neither as a database error nor toward the circuit breaker. With a single worker, the other group only
+    flows if the hung transaction was given up."""
+    entries = [({"seq": s, **({"hang": True} if s == 0 else {})}, "h", f"h-{s}") for s in range(3)]
+    entries += [({"seq": s}, "o", f"o-{s}") for s in range(3)]
+    await queues.send_batch(entries)
+    settings = make_settings(
+        database_url,
+        [queues.url],
+        HANDLER="tests.handlers:hang_once",
+        transaction_timeout_s="1",
+        max_concurrent_groups="1",
+        transaction_max_messages="1",
+    )
+    async with running(settings) as app:
+        await wait_until(lambda: _settled(app, queues, 6, extra_outcomes=("retried", "released")))
+        q = _name(queues)
+        assert metric(app, "sqs2pg_messages_total", queue=q, outcome="retried") == 1
+        assert metric(app, "sqs2pg_circuit_open") == 0
+        assert metric(app, "sqs2pg_db_errors_total", queue=q, kind="timeout") == 0
+    assert await group_sequences(db) == {"h": [0, 1, 2], "o": [0, 1, 2]}
