@@ -1,0 +1,494 @@
+"""Chaos soak: several sqs2pg processes on one queue while producers keep sending and faults come at random.
+
+    .venv/bin/python scripts/chaos.py --minutes 10 [--sqs moto|fauxqs|both] [--processes 3] [--report FILE]
+
+Producers send without pause over thousands of groups (a sequence number per group in each body; about one
+message in 200 a poison one; about one in 400 with a body near 1 MiB). Every few seconds a fault is drawn
+from those this machine can give: SIGKILL of a service process and its restart, a SIGTERM restart, a
+process paused (SIGSTOP) past its visibility timeout and then resumed, PostgreSQL restarted (fast or
+immediate), the primary killed and its synchronous replica promoted (once), and a window of SQS trouble
+through the fault proxy (5xx, throttling, dropped connections, lost responses, delays).
+
+What it checks, from table ``applied`` (no unique key, so a second apply would show): nothing applied twice
+and no order violation within a group, every few seconds while it runs; at the end, after the producers
+stop and the queue drains, also nothing lost, every poison message dead-lettered with its reason and no
+good one in the dead-letter queue. It prints a report (messages, faults of each kind, recovery times, the
+invariants) and exits 1 on any violation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aioboto3
+import asyncpg
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.handlers import APPLIED_TABLE  # noqa: E402
+from tests.support.checks import exactly_once  # noqa: E402
+from tests.support.pgcluster import Cluster, Clusters, bindir, wait_accepting  # noqa: E402
+from tests.support.queues import create_fifo_queue  # noqa: E402
+from tests.support.servers import fauxqs_installed, free_port, start_fauxqs, start_moto, wait_for_port  # noqa: E402
+from tests.support.sqs_fault_proxy import FaultPlan, start_proxy  # noqa: E402
+
+REGION = "us-east-1"
+VISIBILITY_S = 10
+BIG_BODY = 900_000  # near SQS's 1 MiB, leaving room for the producer's attributes
+GROUPS = 2000
+
+
+@dataclass
+class Soak:
+    sqs_name: str
+    sqs_url: str
+    proxy_url: str
+    plan: FaultPlan
+    writer: Cluster | None
+    replica: Cluster | None
+    database_url: str
+    admin_db: asyncpg.Connection
+    workdir: Path
+    processes: list[subprocess.Popen[bytes] | None] = field(default_factory=list)
+    sent: list[str] = field(default_factory=list)  # good keys, in send order
+    poison: set[str] = field(default_factory=set)
+    faults: Counter[str] = field(default_factory=Counter)
+    recoveries: dict[str, list[float]] = field(default_factory=dict)
+    violations: list[str] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)
+
+    def say(self, line: str) -> None:
+        stamped = f"[{time.strftime('%H:%M:%S')}] {self.sqs_name}: {line}"
+        self.log.append(stamped)
+        print(stamped, flush=True)
+
+
+# --- the service processes ------------------------------------------------------------------------------------
+
+
+def start_service(soak: Soak, i: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "DATABASE_URL": soak.database_url,
+        "SQS_QUEUE_URLS": os.environ["CHAOS_QUEUE_URL"],
+        "AWS_ENDPOINT_URL_SQS": soak.proxy_url,
+        "HTTP_PORT": "0",
+        "HANDLER": "tests.handlers:record_apply",
+        "SQS2PG_VISIBILITY_TIMEOUT_S": str(VISIBILITY_S),
+        "SQS2PG_RECEIVE_WAIT_S": "2",
+        "SQS2PG_RETRY_BASE_S": "1",
+        "SQS2PG_RETRY_MAX_S": "4",
+        "SQS2PG_SHUTDOWN_GRACE_S": "5",
+        "SQS2PG_DB_CONNECT_TIMEOUT_S": "2",
+        "SQS2PG_DEPTH_SAMPLE_INTERVAL_S": "0",
+    }
+    out = open(soak.workdir / f"service-{i}.log", "ab")  # noqa: SIM115 - the process owns it
+    return subprocess.Popen(
+        [str(ROOT / ".venv" / "bin" / "python"), "-m", "sqs2pg", "run"], env=env, stdout=out, stderr=out, cwd=ROOT
+    )
+
+
+def restart(soak: Soak, i: int, sig: int) -> None:
+    proc = soak.processes[i]
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGCONT)  # a paused process cannot act on SIGTERM
+        proc.send_signal(sig)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            soak.violations.append(f"service {i} did not stop within 30 s of {signal.Signals(sig).name}")
+            proc.kill()
+            proc.wait()
+        if sig == signal.SIGTERM and proc.returncode != 0:
+            soak.violations.append(f"service {i} exited {proc.returncode} after SIGTERM")
+    soak.processes[i] = start_service(soak, i)
+
+
+# --- the producers ---------------------------------------------------------------------------------------------
+
+
+async def produce(soak: Soak, client: Any, queue_url: str, stop: asyncio.Event, rate: float) -> None:
+    """Send batches of 10 over GROUPS groups, each group's sequence numbers in order, at about ``rate``/s."""
+    run = uuid.uuid4().hex[:6]
+    seq: Counter[str] = Counter()
+    rng = random.Random(1)
+    while not stop.is_set():
+        started = time.monotonic()
+        entries = []
+        big = 0
+        for j in range(10):
+            group = f"g{rng.randrange(GROUPS)}"
+            s = seq[group]
+            seq[group] += 1
+            key = f"{run}-{group}-{s}"
+            draw = rng.random()
+            if draw < 0.005:
+                body = f"poison {key}: not JSON"
+                soak.poison.add(key)
+            else:
+                payload: dict[str, Any] = {"seq": s}
+                if draw > 0.9975 and big == 0:
+                    payload["pad"] = "x" * BIG_BODY
+                    big += 1
+                body = json.dumps(payload)
+                soak.sent.append(key)
+            entries.append(
+                {
+                    "Id": str(j),
+                    "MessageBody": body,
+                    "MessageGroupId": group,
+                    "MessageDeduplicationId": key,
+                    "MessageAttributes": {"idempotency_key": {"DataType": "String", "StringValue": key}},
+                }
+            )
+        if big:  # a batch is limited to 1 MiB in all: the big one goes alone
+            for e in entries:
+                await client.send_message(QueueUrl=queue_url, **{k: v for k, v in e.items() if k != "Id"})
+        else:
+            result = await client.send_message_batch(QueueUrl=queue_url, Entries=entries)
+            if result.get("Failed"):
+                raise RuntimeError(f"producer: send failed: {result['Failed']}")
+        await asyncio.sleep(max(0.0, 10 / rate - (time.monotonic() - started)))
+
+
+# --- the faults ------------------------------------------------------------------------------------------------
+
+
+def available(soak: Soak) -> list[str]:
+    kinds = ["sigkill_restart", "sigterm_restart", "sigstop_past_visibility", "sqs_trouble"]
+    if soak.writer is not None:
+        kinds += ["postgres_restart_fast", "postgres_restart_immediate"]
+        if soak.replica is not None:
+            kinds.append("postgres_failover")
+    return kinds
+
+
+async def inject(soak: Soak, rng: random.Random, deck: list[str]) -> str:
+    """One fault, dealt from a shuffled deck of those available (so a short run still sees each kind);
+    returns its kind once it is over (the system may still be recovering)."""
+    if not deck:
+        deck.extend(rng.sample(available(soak), k=len(available(soak))))
+    kind = deck.pop()
+    if kind not in available(soak):  # the failover happened already
+        kind = "sigkill_restart"
+    i = rng.randrange(len(soak.processes))
+    if kind == "sigkill_restart":
+        await asyncio.to_thread(restart, soak, i, signal.SIGKILL)
+    elif kind == "sigterm_restart":  # a rolling restart, one process at a time
+        for j in range(len(soak.processes)):
+            await asyncio.to_thread(restart, soak, j, signal.SIGTERM)
+            await asyncio.sleep(1)
+    elif kind == "sigstop_past_visibility":
+        proc = soak.processes[i]
+        if proc is not None:
+            proc.send_signal(signal.SIGSTOP)
+            await asyncio.sleep(VISIBILITY_S * 1.5)
+            proc.send_signal(signal.SIGCONT)
+    elif kind == "sqs_trouble":
+        soak.plan.enabled = True
+        await asyncio.sleep(rng.uniform(5, 15))
+        soak.plan.enabled = False
+    elif kind.startswith("postgres_restart"):
+        assert soak.writer is not None
+        mode = kind.rsplit("_", 1)[1]
+        await asyncio.to_thread(soak.writer.stop, mode)
+        await asyncio.sleep(rng.uniform(1, 5))
+        await asyncio.to_thread(soak.writer.start)
+        await asyncio.to_thread(wait_accepting, soak.writer)
+    elif kind == "postgres_failover":
+        assert soak.writer is not None and soak.replica is not None
+        await asyncio.to_thread(soak.writer.stop, "immediate")
+        await asyncio.sleep(rng.uniform(1, 4))
+        await asyncio.to_thread(soak.replica.promote)
+        soak.writer, soak.replica = soak.replica, None  # the old primary stays down: one failover per run
+        await soak.admin_db.close()
+        soak.admin_db = await connect_retrying(soak.writer.url("chaos"))
+    soak.faults[kind] += 1
+    return kind
+
+
+async def connect_retrying(url: str, timeout_s: float = 60) -> asyncpg.Connection:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return await asyncpg.connect(url, timeout=5)
+        except (TimeoutError, OSError, asyncpg.PostgresError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
+async def applied_rows(soak: Soak) -> list[tuple[str, str, int]]:
+    for _ in range(120):
+        try:
+            rows = await soak.admin_db.fetch("SELECT idempotency_key, message_group_id, seq FROM applied ORDER BY id")
+            return [(r[0], r[1], r[2]) for r in rows]
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            with contextlib.suppress(Exception):
+                await soak.admin_db.close()
+            assert soak.writer is not None
+            soak.admin_db = await connect_retrying(soak.writer.url("chaos"))
+    raise RuntimeError("the database did not come back")
+
+
+async def time_to_progress(soak: Soak, timeout_s: float = 180) -> float | None:
+    """Seconds until a new commit shows up, or None (a violation) past the timeout."""
+    started = time.monotonic()
+    before = len(await applied_rows(soak))
+    while time.monotonic() - started < timeout_s:
+        await asyncio.sleep(0.5)
+        if len(await applied_rows(soak)) > before:
+            return time.monotonic() - started
+    return None
+
+
+def check(soak: Soak, rows: list[tuple[str, str, int]], final: bool) -> tuple[int, int, int, int]:
+    result = exactly_once(rows, set(soak.sent))
+    lost = result.lost if final else 0
+    if result.duplicates or result.order_violations or lost:
+        examples = dict(list(result.out_of_order_groups.items())[:3])
+        soak.violations.append(
+            f"{'final' if final else 'running'} check: {result.duplicates} applied twice, "
+            f"{result.order_violations} out of order, {lost} lost; e.g. {examples}"
+        )
+    return result.committed, result.duplicates, result.order_violations, lost
+
+
+# --- one run, against one emulator -----------------------------------------------------------------------------
+
+
+async def soak_once(sqs_name: str, minutes: float, processes: int, rate: float, seed: int) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix=f"sqs2pg-chaos-{sqs_name}-"))
+    port = free_port()
+    server = (start_moto if sqs_name == "moto" else start_fauxqs)(port)
+    clusters = Clusters() if bindir() is not None else None
+    runner = None
+    soak: Soak | None = None
+    try:
+        wait_for_port(port, server)
+        sqs_url = f"http://127.0.0.1:{port}"
+        os.environ.update(AWS_ACCESS_KEY_ID="chaos", AWS_SECRET_ACCESS_KEY="chaos", AWS_REGION=REGION)
+        os.environ["AWS_DEFAULT_REGION"] = REGION
+        writer = replica = None
+        if clusters is not None:
+            writer = clusters.new("primary")
+            writer.init()
+            writer.start()
+            replica = clusters.new("replica")
+            replica.replica_of(writer)
+            replica.start()
+            hosts = f"{writer.host},{replica.host}"
+            admin = await asyncpg.connect(writer.url())
+            await admin.execute("CREATE DATABASE chaos")
+            await admin.close()
+            database_url = f"postgresql://postgres@{hosts}/chaos?target_session_attrs=read-write"
+            admin_url = writer.url("chaos")
+        else:  # no server binaries: the machine's PostgreSQL, without database faults
+            base = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+            admin = await asyncpg.connect(base)
+            name = f"sqs2pg_chaos_{uuid.uuid4().hex[:8]}"
+            await admin.execute(f'CREATE DATABASE "{name}"')
+            await admin.close()
+            database_url = admin_url = base.rsplit("/", 1)[0] + f"/{name}"
+        subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "sqs2pg"), "migrate"],
+            env={**os.environ, "DATABASE_URL": database_url},
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        db = await asyncpg.connect(admin_url)
+        await db.execute(APPLIED_TABLE)
+        plan = FaultPlan(seed=seed, enabled=False)
+        runner, proxy_url = await start_proxy(sqs_url, plan)
+        session = aioboto3.Session()
+        async with session.client("sqs", endpoint_url=sqs_url, region_name=REGION) as client:
+            queue_url, dlq_url = await create_fifo_queue(
+                client, f"chaos-{uuid.uuid4().hex[:6]}", max_receive_count=100, visibility_timeout_s=VISIBILITY_S
+            )
+            os.environ["CHAOS_QUEUE_URL"] = queue_url
+            soak = Soak(sqs_name, sqs_url, proxy_url, plan, writer, replica, database_url, db, workdir)
+            soak.processes = [start_service(soak, i) for i in range(processes)]
+            soak.say(
+                f"{processes} service processes, producers at ~{rate:g} msg/s over {GROUPS} groups, {minutes:g} min"
+            )
+            stop = asyncio.Event()
+            producer = asyncio.create_task(produce(soak, client, queue_url, stop, rate))
+            rng = random.Random(seed)
+            deck: list[str] = []
+            started = time.monotonic()
+            last_check = started
+            while time.monotonic() - started < minutes * 60:
+                await asyncio.sleep(rng.uniform(2, 6))
+                kind = await inject(soak, rng, deck)
+                recovered = await time_to_progress(soak)
+                if recovered is None:
+                    soak.violations.append(f"no commit within 180 s after {kind}")
+                else:
+                    soak.recoveries.setdefault(kind, []).append(recovered)
+                soak.say(f"{kind}: commits again after {recovered if recovered is None else round(recovered, 1)} s")
+                if producer.done():
+                    producer.result()  # raises what stopped it
+                if time.monotonic() - last_check > 10:
+                    committed, dup, order, _ = check(soak, await applied_rows(soak), final=False)
+                    soak.say(
+                        f"check: {committed}/{len(soak.sent)} committed, {dup} applied twice, {order} out of order"
+                    )
+                    last_check = time.monotonic()
+            stop.set()
+            await producer
+            # Drain: every good message committed and the queue empty (faults over, every process running).
+            soak.plan.enabled = False
+            for i, proc in enumerate(soak.processes):
+                if proc is None or proc.poll() is not None:
+                    soak.processes[i] = start_service(soak, i)
+            drain_started = time.monotonic()
+            while True:
+                rows = await applied_rows(soak)
+                attrs = (
+                    await client.get_queue_attributes(
+                        QueueUrl=queue_url,
+                        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+                    )
+                )["Attributes"]
+                depth = int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+                if depth == 0 and len({r[0] for r in rows} & set(soak.sent)) == len(soak.sent):
+                    break
+                if time.monotonic() - drain_started > 300:
+                    soak.violations.append(f"not drained within 300 s: {depth} messages left in the queue")
+                    break
+                await asyncio.sleep(1)
+            drained_s = time.monotonic() - drain_started
+            for i in range(len(soak.processes)):
+                proc = soak.processes[i]
+                if proc is not None:
+                    proc.send_signal(signal.SIGTERM)
+                    if (code := proc.wait(30)) != 0:
+                        soak.violations.append(f"service {i} exited {code} at the end")
+                    soak.processes[i] = None
+            committed, dup, order, lost = check(soak, await applied_rows(soak), final=True)
+            dead = await dead_letters(client, dlq_url)
+            missing_poison = soak.poison - set(dead)
+            good_dead = set(dead) & set(soak.sent)
+            no_reason = [k for k in soak.poison & set(dead) if not dead[k]]
+            if missing_poison:
+                soak.violations.append(f"{len(missing_poison)} poison messages not in the DLQ")
+            if good_dead:
+                soak.violations.append(f"{len(good_dead)} good messages in the DLQ: {sorted(good_dead)[:5]}")
+            if no_reason:
+                soak.violations.append(f"{len(no_reason)} dead-lettered without a reason: {no_reason[:5]}")
+        return {
+            "sqs": sqs_name,
+            "minutes": minutes,
+            "processes": processes,
+            "sent": len(soak.sent) + len(soak.poison),
+            "good": len(soak.sent),
+            "committed": committed,
+            "applied_twice": dup,
+            "out_of_order": order,
+            "lost": lost,
+            "poison": len(soak.poison),
+            "poison_dead_lettered": len(soak.poison) - len(missing_poison),
+            "good_dead_lettered": len(good_dead),
+            "drained_s": round(drained_s, 1),
+            "faults": dict(soak.faults),
+            "recovery_s": {k: [round(min(v), 1), round(max(v), 1)] for k, v in soak.recoveries.items()},
+            "sqs_faults_injected": sum(v for k, v in plan.counts.items() if not k.startswith("pass")),
+            "violations": soak.violations,
+        }
+    finally:
+        if soak is not None:
+            for proc in soak.processes:
+                if proc is not None and proc.poll() is None:
+                    proc.send_signal(signal.SIGCONT)
+                    proc.kill()
+            with contextlib.suppress(Exception):
+                await soak.admin_db.close()
+        if runner is not None:
+            await runner.cleanup()
+        if clusters is not None:
+            clusters.close()
+        server.terminate()
+        server.wait(10)
+
+
+async def dead_letters(client: Any, dlq_url: str) -> dict[str, str]:
+    """Every message in the DLQ: idempotency key -> sqs2pg's reason attribute ("" when none)."""
+    out: dict[str, str] = {}
+    while True:
+        r = await client.receive_message(
+            QueueUrl=dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, MessageAttributeNames=["All"]
+        )
+        msgs = r.get("Messages", [])
+        if not msgs:
+            return out
+        for m in msgs:
+            attrs = m.get("MessageAttributes", {})
+            key = attrs.get("idempotency_key", {}).get("StringValue", m.get("MessageId"))
+            out[key] = attrs.get("sqs2pg_error_kind", {}).get("StringValue", "")
+        await client.delete_message_batch(
+            QueueUrl=dlq_url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(msgs)]
+        )
+
+
+def print_report(results: list[dict[str, Any]]) -> None:
+    print()
+    print(
+        "| SQS | minutes | processes | sent | committed | applied twice | out of order | lost | poison in DLQ "
+        "| good in DLQ | faults | recovery (s, min-max) | drained (s) |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in results:
+        faults = ", ".join(f"{k} {v}" for k, v in sorted(r["faults"].items()))
+        recovery = ", ".join(f"{k} {a}-{b}" for k, (a, b) in sorted(r["recovery_s"].items()))
+        print(
+            f"| {r['sqs']} | {r['minutes']:g} | {r['processes']} | {r['sent']} | {r['committed']} | "
+            f"{r['applied_twice']} | {r['out_of_order']} | {r['lost']} | {r['poison_dead_lettered']}/{r['poison']} | "
+            f"{r['good_dead_lettered']} | {faults} | {recovery} | {r['drained_s']} |"
+        )
+    for r in results:
+        for v in r["violations"]:
+            print(f"VIOLATION ({r['sqs']}): {v}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=10, help="how long faults are injected, per emulator")
+    parser.add_argument("--sqs", choices=["moto", "fauxqs", "both"], default="both")
+    parser.add_argument("--processes", type=int, default=3, help="service processes on the queue")
+    parser.add_argument("--rate", type=float, default=100, help="messages per second the producers aim at")
+    parser.add_argument("--seed", type=int, default=int(time.time()), help="the faults' random seed (printed)")
+    parser.add_argument("--report", type=Path, help="also write the results as JSON here")
+    args = parser.parse_args()
+    names = ["moto", "fauxqs"] if args.sqs == "both" else [args.sqs]
+    if "fauxqs" in names and not fauxqs_installed():
+        print("chaos: fauxqs is not installed (scripts/bootstrap.sh installs it); running on moto only")
+        names = [n for n in names if n != "fauxqs"]
+    if bindir() is None:
+        print("chaos: PostgreSQL server binaries not found: no database faults in this run")
+    print(f"chaos: seed {args.seed}")
+    results = [asyncio.run(soak_once(n, args.minutes, args.processes, args.rate, args.seed)) for n in names]
+    print_report(results)
+    if args.report:
+        args.report.write_text(json.dumps(results, indent=2) + "\n")
+    return 1 if any(r["violations"] for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
