@@ -467,6 +467,10 @@ def print_report(results: list[dict[str, Any]]) -> None:
             print(f"VIOLATION ({r['sqs']}): {v}")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10, help="how long faults are injected, per emulator")
@@ -483,6 +487,7 @@ def main() -> int:
     if bindir() is None:
         print("chaos: PostgreSQL server binaries not found: no database faults in this run")
     print(f"chaos: seed {args.seed}")
+    signal.signal(signal.SIGTERM, _interrupt)  # clean up (processes, clusters, servers) as on Ctrl-C
     results = [asyncio.run(soak_once(n, args.minutes, args.processes, args.rate, args.seed)) for n in names]
     print_report(results)
     if args.report:
