@@ -14,7 +14,7 @@ from .breaker import Breaker
 from .config import Settings
 from .consumer import Consumer
 from .deletes import DeleteBatcher
-from .depth import sample_forever
+from .depth import sample_forever, sample_quarantines_forever
 from .dispatcher import Dispatcher
 from .errors import StartupError, database_misconfigured, describe_database_error
 from .handler import Handler, load_handler
@@ -135,6 +135,15 @@ class App:
                         tg.create_task(
                             sample_forever(self.sqs, self.metrics, list(queues.values()), s.depth_sample_interval_s),
                             name="depth",
+                        )
+                    )
+                if s.on_permanent_error == "quarantine_group":
+                    background.append(
+                        tg.create_task(
+                            sample_quarantines_forever(
+                                self.store, self.metrics, list(queues.values()), s.depth_sample_interval_s or 15
+                            ),
+                            name="quarantines",
                         )
                     )
                 workers = [tg.create_task(consumer.work(), name=f"worker-{i}") for i in range(s.max_concurrent_groups)]

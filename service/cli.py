@@ -1,4 +1,4 @@
-"""The command line: `sqs2pg run | migrate | check | dlq`.
+"""The command line: `sqs2pg run | migrate | check | dlq | quarantine`.
 
 Every command reads its configuration from the environment (config.py). A command that cannot start says why
 in one line on stderr and exits 2 (EXIT_CANNOT_START); the traceback is shown only with
@@ -16,9 +16,10 @@ import traceback
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+import asyncpg
 import uvloop
 
-from . import __version__, config, dlq, logs, migrate
+from . import __version__, config, dlq, logs, migrate, quarantine
 from .config import PREFIX, Settings, knob_fields
 from .errors import Sqs2pgError, StartupError, describe_database_error
 from .message import queue_name
@@ -58,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog="sqs2pg", description=DESCRIPTION, formatter_class=raw)
     parser.add_argument("--version", action="version", version=f"sqs2pg {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,migrate,check,dlq}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,migrate,check,dlq,quarantine}")
     sub.add_parser(
         "run",
         help="consume the queues until SIGTERM/SIGINT",
@@ -102,6 +103,26 @@ def _parser() -> argparse.ArgumentParser:
             )
         if name == "redrive":
             p.add_argument("--dry-run", action="store_true", help="say what would move, move nothing")
+            p.add_argument(
+                "--group",
+                help="only this message group; if it is quarantined (needs DATABASE_URL), its quarantine ends "
+                "once all its messages are back",
+            )
+    q_parser = sub.add_parser(
+        "quarantine",
+        help="quarantined message groups: list, release",
+        description="Groups quarantined under SQS2PG_ON_PERMANENT_ERROR=quarantine_group. Needs DATABASE_URL.",
+    )
+    q_sub = q_parser.add_subparsers(dest="quarantine_command", required=True, metavar="{list,release}")
+    p = q_sub.add_parser("list", help="every quarantined group, why, and since when")
+    p.add_argument("--queue", help="only this queue (name)")
+    p = q_sub.add_parser(
+        "release",
+        help="end a group's quarantine: its next messages are applied (what is in the DLQ stays there; "
+        "`sqs2pg dlq redrive --group` moves it back first)",
+    )
+    p.add_argument("group", help="the message group id")
+    p.add_argument("--queue", help="only in this queue (name); default: every queue it is quarantined in")
     return parser
 
 
@@ -202,7 +223,7 @@ async def _dlq(settings: Settings, args: argparse.Namespace) -> int:
     try:
         queues = [await sqs.describe(u) for u in urls]
         try:
-            return await _dlq_command(sqs, queues, args)
+            return await _dlq_command(sqs, queues, args, settings)
         except Sqs2pgError as exc:  # SQS failed part-way: what was held is visible again after HOLD_S at worst
             print(
                 f"sqs2pg dlq {args.dlq_command}: an SQS call failed at {sqs.endpoint} ({exc}): nothing was lost; "
@@ -214,14 +235,18 @@ async def _dlq(settings: Settings, args: argparse.Namespace) -> int:
         await sqs.close()
 
 
-async def _dlq_command(sqs: Sqs, queues: list[Any], args: argparse.Namespace) -> int:
+async def _dlq_command(sqs: Sqs, queues: list[Any], args: argparse.Namespace, settings: Settings) -> int:
     if args.dlq_command == "stats":
+        quarantined = await _quarantine_counts(settings)
         for row in await dlq.stats(sqs, queues):
+            groups = "" if quarantined is None else f", {quarantined.get(row['queue'], 0)} group(s) quarantined"
             print(
                 f"{row['queue']}: dead-letter queue {row['dlq']}: "
-                f"{row['visible']} waiting, {row['in_flight']} in flight"
+                f"{row['visible']} waiting, {row['in_flight']} in flight{groups}"
             )
         return 0
+    if args.dlq_command == "redrive" and args.group and not args.dry_run:
+        return await _redrive_group(sqs, queues, args, settings)
     failures = 0
     for q in queues:
         if args.dlq_command == "peek":
@@ -236,11 +261,96 @@ async def _dlq_command(sqs: Sqs, queues: list[Any], args: argparse.Namespace) ->
                     f" error={(m.attribute('sqs2pg_error') or '')[:200]!r}"
                 )
         else:
-            result = await dlq.redrive(sqs, q, args.limit, args.dry_run, report=lambda line: print("  " + line))
+            result = await dlq.redrive(
+                sqs, q, args.limit, args.dry_run, report=lambda line: print("  " + line), group=args.group
+            )
             verb = f"{result.would_move} would move" if args.dry_run else f"{result.moved} moved"
             print(f"{q.name}: {verb}, {len(result.failed)} failed")
             failures += len(result.failed)
     return EXIT_FAILED if failures else 0
+
+
+async def _quarantine_counts(settings: Settings) -> dict[str, int] | None:
+    """Quarantined groups per queue, when DATABASE_URL is set and answers (else None: stats go on without)."""
+    if not settings.database_url:
+        return None
+    try:
+        conn = await migrate.connect(settings)
+    except Exception:  # noqa: BLE001 - the DLQ counts do not need the database
+        return None
+    try:
+        return {r["queue_name"]: int(r["n"]) for r in await conn.fetch(quarantine.COUNTS)}
+    except asyncpg.PostgresError:
+        return None  # not migrated to a version with quarantines
+    finally:
+        await conn.close()
+
+
+async def _redrive_group(sqs: Sqs, queues: list[Any], args: argparse.Namespace, settings: Settings) -> int:
+    """Move one group's messages back; if it is quarantined, its redriven copies are applied meanwhile and the
+    quarantine ends once none of its messages is left in the DLQ."""
+    conn = await migrate.connect(settings) if settings.database_url else None
+    failures = 0
+    try:
+        for q in queues:
+            releasing = conn is not None and await quarantine.start_releasing(conn, q.name, args.group)
+            result = await dlq.redrive(
+                sqs, q, args.limit, False, report=lambda line: print("  " + line), group=args.group
+            )
+            failures += len(result.failed)
+            print(f"{q.name}: {result.moved} moved, {len(result.failed)} failed")
+            if not releasing:
+                if conn is None:
+                    print(f"{q.name}: DATABASE_URL not set: a quarantine of group {args.group!r}, if any, stays")
+                continue
+            if result.failed or result.moved >= args.limit:
+                print(f"{q.name}: group {args.group!r} stays quarantined (releasing): run the redrive again")
+                continue
+            assert conn is not None
+            again = await quarantine.finish_releasing(conn, q.name, args.group)
+            if again is None:
+                print(f"{q.name}: group {args.group!r} released")
+            else:
+                failures += 1
+                print(
+                    f"{q.name}: group {args.group!r} quarantined again by message {again['message_id']} "
+                    f"({again['error_kind']}: {again['reason'][:200]})"
+                )
+    finally:
+        if conn is not None:
+            await conn.close()
+    return EXIT_FAILED if failures else 0
+
+
+async def _quarantine(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        conn = await migrate.connect(settings)
+    except Exception as exc:
+        raise StartupError(describe_database_error(exc, settings.redacted_database_url())) from exc
+    try:
+        if args.quarantine_command == "list":
+            rows = await quarantine.groups(conn, args.queue)
+            for r in rows:
+                print(
+                    f"{r['queue_name']}: group={r['message_group_id']} state={r['state']} since "
+                    f"{r['quarantined_at']:%Y-%m-%d %H:%M:%S%z} by message {r['message_id']} "
+                    f"({r['error_kind']}: {r['reason'][:200]})"
+                )
+            print(f"{len(rows)} group(s) quarantined")
+            return 0
+        released = await quarantine.release(conn, args.group, args.queue)
+        if not released:
+            print(f"group {args.group!r} is not quarantined" + (f" in {args.queue}" if args.queue else ""))
+            return EXIT_FAILED
+        for q in released:
+            print(f"{q}: group {args.group!r} released; its next messages are applied")
+        return 0
+    except asyncpg.UndefinedTableError as exc:
+        raise StartupError(
+            f"no table sqs2pg_quarantined_groups in {settings.redacted_database_url()}: run `sqs2pg migrate`"
+        ) from exc
+    finally:
+        await conn.close()
 
 
 def _migrate(settings: Settings) -> int:
@@ -268,16 +378,21 @@ async def _revision(settings: Settings) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    command = args.command if args.command != "dlq" else f"dlq {args.dlq_command}"
+    command = {"dlq": f"dlq {getattr(args, 'dlq_command', '')}", "quarantine": "quarantine"}.get(
+        args.command, args.command
+    )
     debug = os.environ.get(PREFIX + "LOG_LEVEL", "").strip().upper() == "DEBUG"
     try:
-        settings = config.load(require_database=args.command != "dlq", require_queues=args.command != "migrate")
+        settings = config.load(
+            require_database=args.command != "dlq", require_queues=args.command not in ("migrate", "quarantine")
+        )
         logs.setup(settings.log_level)
         work: Callable[[], int] = {
             "run": lambda: _in_loop(_run(settings)),
             "check": lambda: _in_loop(_check(settings)),
             "dlq": lambda: _in_loop(_dlq(settings, args)),
             "migrate": lambda: _migrate(settings),
+            "quarantine": lambda: _in_loop(_quarantine(settings, args)),
         }[args.command]
         return work()
     except StartupError as exc:

@@ -87,6 +87,11 @@ class Settings:
     depth_sample_interval_s: float = _knob(
         15.0, "how often queue and dead-letter queue depths are sampled into metrics; 0 turns it off", 0.0, 3600
     )
+    on_permanent_error: str = _knob(
+        "dead_letter",
+        "dead_letter: a message that fails permanently goes to the DLQ and its group goes on; quarantine_group: "
+        "its group's later messages follow it to the DLQ until `sqs2pg quarantine release`",
+    )
     sqs_client: str = _knob(
         "lean", "the hot SQS calls through sqs2pg's lean JSON client (lean) or the AWS SDK (aioboto3)"
     )
@@ -258,6 +263,10 @@ def load(env: Mapping[str, str] | None = None, require_database: bool = True, re
         ]
         problems.append(f"unknown setting(s): {', '.join(named)}")
 
+    if values.get("on_permanent_error", "dead_letter") not in ("dead_letter", "quarantine_group"):
+        problems.append(
+            f"{PREFIX}ON_PERMANENT_ERROR={values['on_permanent_error']!r} is not dead_letter or quarantine_group"
+        )
     if values.get("sqs_client", "lean") not in ("lean", "aioboto3"):
         problems.append(f"{PREFIX}SQS_CLIENT={values['sqs_client']!r} is not lean or aioboto3")
     if values.get("log_level", "INFO").upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):

@@ -1,4 +1,4 @@
-"""Sample queue and dead-letter queue depths into gauges, for alerts and dashboards.
+"""Sample queue and dead-letter queue depths (and quarantined groups) into gauges, for alerts and dashboards.
 
 SQS reports depths only through GetQueueAttributes (or CloudWatch, which Prometheus does not see). One call
 per queue and per dead-letter queue every interval: at the default 15 s that is well under 1 call/s.
@@ -12,6 +12,7 @@ import logging
 from . import logs
 from .metrics import Metrics
 from .sqs import QueueInfo, Sqs
+from .store import Store
 
 
 async def sample_once(sqs: Sqs, metrics: Metrics, queues: list[QueueInfo], failing: set[str]) -> None:
@@ -42,4 +43,19 @@ async def sample_forever(sqs: Sqs, metrics: Metrics, queues: list[QueueInfo], in
     failing: set[str] = set()
     while True:
         await sample_once(sqs, metrics, queues, failing)
+        await asyncio.sleep(interval_s)
+
+
+async def sample_quarantines_forever(
+    store: Store, metrics: Metrics, queues: list[QueueInfo], interval_s: float
+) -> None:
+    """sqs2pg_quarantined_groups, per queue, from the table every replica shares."""
+    while True:
+        try:
+            counts = await store.quarantined_counts()
+        except Exception:  # noqa: BLE001 - the database being away is reported elsewhere; keep the last values
+            counts = None
+        if counts is not None:
+            for q in queues:
+                metrics.quarantined_groups.labels(q.name).set(counts.get(q.name, 0))
         await asyncio.sleep(interval_s)

@@ -73,7 +73,12 @@ async def peek(sqs: Sqs, queue: QueueInfo, limit: int) -> Peeked:
 
 
 async def redrive(
-    sqs: Sqs, queue: QueueInfo, limit: int, dry_run: bool, report: Callable[[str], None] = print
+    sqs: Sqs,
+    queue: QueueInfo,
+    limit: int,
+    dry_run: bool,
+    report: Callable[[str], None] = print,
+    group: str | None = None,
 ) -> RedriveResult:
     """Move up to ``limit`` messages from the DLQ back to the source queue, keeping group and idempotency key.
 
@@ -81,36 +86,47 @@ async def redrive(
     message only once the earlier ones are gone, so this is also the only way through a long group. On the
     first failure it stops and gives back what it holds (visible at once); the rest stays for a rerun.
     A dry run shows what the queue hands out without deleting: every group's first messages, not all.
+    ``group``: only that group's messages; the others it receives are held aside (so the queue hands out
+    more) and given back at the end.
     """
     result = RedriveResult()
     if dry_run:
         seen = await peek(sqs, queue, limit)
         for m in seen.messages:
-            report(f"would move  group={m.group_id} id={m.message_id} reason={reason(m)}")
-        result.would_move = len(seen.messages)
+            if group is None or m.group_id == group:
+                report(f"would move  group={m.group_id} id={m.message_id} reason={reason(m)}")
+                result.would_move += 1
         return result
-    while result.moved < limit and not result.failed:
-        batch = await _take(sqs, queue.dlq_url, min(10, limit - result.moved), rounds=1)
-        if not batch:
-            break
-        moved: set[Message] = set()
-        try:
-            for m in batch:
-                try:
-                    await sqs.send(queue.url, m, _attributes_for_source(m), dedup_id=m.message_id)
-                except Sqs2pgError as exc:
-                    result.failed.append(f"{m.message_id}: {exc}")
-                    report(f"FAILED  group={m.group_id} id={m.message_id}: {exc}")
-                    break
-                moved.add(m)
-                failed = await sqs.delete(queue.dlq_url, [m])
-                if failed:
-                    # Sent but not deleted: a rerun sends it again, and that copy is recognised as a duplicate.
-                    report(f"moved, not deleted from the DLQ ({failed[0][1]})  group={m.group_id} id={m.message_id}")
-                result.moved += 1
-                report(f"moved  group={m.group_id} id={m.message_id} reason={reason(m)}")
-        finally:
-            await _give_back(sqs, queue.dlq_url, [m for m in batch if m not in moved])
+    aside: list[Message] = []
+    try:
+        while result.moved < limit and not result.failed:
+            batch = await _take(sqs, queue.dlq_url, min(10, limit - result.moved), rounds=1)
+            if not batch:
+                break
+            aside.extend(m for m in batch if group is not None and m.group_id != group)
+            mine = [m for m in batch if group is None or m.group_id == group]
+            moved: set[Message] = set()
+            try:
+                for m in mine:
+                    try:
+                        await sqs.send(queue.url, m, _attributes_for_source(m), dedup_id=m.message_id)
+                    except Sqs2pgError as exc:
+                        result.failed.append(f"{m.message_id}: {exc}")
+                        report(f"FAILED  group={m.group_id} id={m.message_id}: {exc}")
+                        break
+                    moved.add(m)
+                    failed = await sqs.delete(queue.dlq_url, [m])
+                    if failed:
+                        # Sent but not deleted: a rerun sends it again, and that copy is recognised as a duplicate.
+                        report(
+                            f"moved, not deleted from the DLQ ({failed[0][1]})  group={m.group_id} id={m.message_id}"
+                        )
+                    result.moved += 1
+                    report(f"moved  group={m.group_id} id={m.message_id} reason={reason(m)}")
+            finally:
+                await _give_back(sqs, queue.dlq_url, [m for m in mine if m not in moved])
+    finally:
+        await _give_back(sqs, queue.dlq_url, aside)
     return result
 
 

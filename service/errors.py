@@ -68,6 +68,13 @@ class IdempotencyKeyReused(PermanentError):
     kind = "key_reused"
 
 
+class GroupQuarantined(PermanentError):
+    """SQS2PG_ON_PERMANENT_ERROR=quarantine_group: an earlier message of the group was dead-lettered, so this one
+    follows it to the DLQ, in order, until an operator releases the group."""
+
+    kind = "group_quarantined"
+
+
 class NotAttempted(Exception):
     """Not tried: the database failed the messages before it in the same pass. It is tried again (or held
     while the circuit is open) without counting a failure or spending a receive."""

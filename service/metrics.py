@@ -80,6 +80,12 @@ class Metrics:
             ["queue"],
             registry=r,
         )
+        self.quarantined_groups = Gauge(
+            "sqs2pg_quarantined_groups",
+            "Message groups quarantined (SQS2PG_ON_PERMANENT_ERROR=quarantine_group), sampled from the database",
+            ["queue"],
+            registry=r,
+        )
         self.pruned = Counter("sqs2pg_idempotency_pruned", "Expired idempotency records deleted", registry=r)
         for q in queue_names:
             for outcome in Outcome:
@@ -89,6 +95,7 @@ class Metrics:
             self.pollers_up.labels(q)
             self.receive_lanes.labels(q)
             self.receives_in_flight.labels(q)
+            self.quarantined_groups.labels(q)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -25,12 +25,13 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 
-from . import logs
+from . import logs, quarantine
 from .config import Settings
 from .errors import (
     AVAILABILITY_KINDS,
     AlreadyApplied,
     DatabaseUnavailable,
+    GroupQuarantined,
     IdempotencyKeyReused,
     NotAttempted,
     PermanentError,
@@ -194,7 +195,38 @@ class Store:
 
     async def apply_many(self, messages: list[Message]) -> list[Outcome | Exception]:
         """Apply messages of different groups: together in one transaction when they all go through, else
-        each in its own. Returns each message's outcome, or the exception that failed it."""
+        each in its own. Returns each message's outcome, or the exception that failed it. With
+        SQS2PG_ON_PERMANENT_ERROR=quarantine_group, a message of a quarantined group is not applied: its result
+        is GroupQuarantined (a redriven copy is applied while `dlq redrive --group` releases the group)."""
+        if self._settings.on_permanent_error != "quarantine_group":
+            return await self._apply_many(messages)
+        try:
+            blocked = await self._quarantined(messages)
+        except Exception as exc:  # noqa: BLE001 - classified by the consumer; the rest are held, not failed
+            return [exc, *[NotAttempted()] * (len(messages) - 1)]
+        if not blocked:
+            return await self._apply_many(messages)
+        rest = iter(await self._apply_many([m for m in messages if m not in blocked]))
+        return [blocked[m] if m in blocked else next(rest) for m in messages]
+
+    async def _quarantined(self, messages: list[Message]) -> dict[Message, Exception]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(
+                quarantine.QUARANTINED, [m.queue_name for m in messages], [m.group_id for m in messages]
+            )
+        by_group = {(r["queue_name"], r["message_group_id"]): r for r in rows}
+        blocked: dict[Message, Exception] = {}
+        for m in messages:
+            row = by_group.get((m.queue_name, m.group_id))
+            if row is not None and not (row["state"] == "releasing" and m.redriven):
+                blocked[m] = GroupQuarantined(
+                    f"group {m.group_id!r} is quarantined since message {row['message_id']} was dead-lettered"
+                )
+        return blocked
+
+    async def _apply_many(self, messages: list[Message]) -> list[Outcome | Exception]:
+        if not messages:
+            return []
         if len(messages) > 1:
             try:
                 return await self._apply_together(messages)
@@ -317,29 +349,53 @@ class Store:
         return Outcome.COMMITTED
 
     async def record_dead_letter(self, message: Message, error: Sqs2pgError) -> bool:
-        """Record, durably and before the copy to the DLQ, that this message is dead-lettered and why. False when
-        there is nothing to record under (no valid key, or the key belongs to a commit); raises
+        """Record, durably and before the copy to the DLQ, that this message is dead-lettered and why; with
+        SQS2PG_ON_PERMANENT_ERROR=quarantine_group, quarantine its group in the same transaction. Returns
+        whether a record was written (not when there is no valid key, or the key belongs to a commit). Raises
         DatabaseUnavailable (retryable) when the database cannot take it: the message then waits."""
         try:
-            key = message.idempotency_key
+            key: str | None = message.idempotency_key
         except PermanentError:
+            key = None
+        quarantining = self._settings.on_permanent_error == "quarantine_group" and not isinstance(
+            error, GroupQuarantined
+        )
+        if key is None and not quarantining:
             return False
+        status = ""
         try:
-            async with self._connection() as conn:
-                status = await conn.execute(
-                    _RECORD_DEAD_LETTER,
-                    key,
-                    message.body_sha256,
-                    message.queue_name,
-                    message.message_id,
-                    error.kind,
-                    str(error)[:1000],
-                )
+            async with self._connection() as conn, conn.transaction():
+                if key is not None:
+                    status = await conn.execute(
+                        _RECORD_DEAD_LETTER,
+                        key,
+                        message.body_sha256,
+                        message.queue_name,
+                        message.message_id,
+                        error.kind,
+                        str(error)[:1000],
+                    )
+                if quarantining:
+                    await conn.execute(
+                        quarantine.QUARANTINE,
+                        message.queue_name,
+                        message.group_id,
+                        message.message_id,
+                        key,
+                        error.kind,
+                        str(error)[:1000],
+                    )
         except DatabaseUnavailable:
             raise
         except Exception as exc:
             raise DatabaseUnavailable(f"cannot record the dead-lettering: {classify(exc)}", kind="connection") from exc
         return str(status).endswith(" 1")
+
+    async def quarantined_counts(self) -> dict[str, int]:
+        """Quarantined groups per queue name."""
+        async with self.pool.acquire(timeout=self._settings.db_connect_timeout_s) as conn:
+            rows = await conn.fetch(quarantine.COUNTS)
+        return {r["queue_name"]: int(r["n"]) for r in rows}
 
     async def dead_letter_copied(self, message: Message) -> None:
         """The copy to the DLQ was sent: a redelivery only needs deleting. Best effort (a redelivery otherwise
