@@ -39,7 +39,6 @@ def upgrade() -> None:
         sa.Column("dead_letter_copied", sa.Boolean, nullable=False, server_default=sa.text("false")),
     )
 
-
     op.create_table(
         "sqs2pg_quarantined_groups",
         sa.Column("queue_name", sa.Text, primary_key=True),
