@@ -120,6 +120,16 @@ _PERMANENT_SQLSTATES: dict[str, str] = {
     "P0": "rejected",  # RAISE EXCEPTION in a trigger or function
 }
 
+# Every kind a database failure can be counted under (sqs2pg_db_errors_total): each series exists from the
+# start at 0, so the first failure is an increase Prometheus can see.
+DATABASE_ERROR_KINDS = tuple(
+    sorted(
+        set(_RETRYABLE_SQLSTATES.values()) | set(_PERMANENT_SQLSTATES.values()) | {"database", "connection", "timeout"}
+    )
+)
+# The transient kinds of an SQS failure, likewise created at 0 for the calls made all the time.
+SQS_TRANSIENT_KINDS = ("sqs_throttled", "sqs_unavailable")
+
 _SQS_THROTTLING = {
     "ThrottlingException",
     "Throttling",

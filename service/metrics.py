@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from .errors import DATABASE_ERROR_KINDS, SQS_TRANSIENT_KINDS
 from .outcome import Outcome
 
 _AGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)
@@ -96,6 +97,13 @@ class Metrics:
             self.receive_lanes.labels(q)
             self.receives_in_flight.labels(q)
             self.quarantined_groups.labels(q)
+            # Counters at 0 from the start: the first error is then an increase, not a series appearing at 1.
+            for kind in DATABASE_ERROR_KINDS:
+                self.db_errors.labels(q, kind)
+            for operation in ("receive_message", "delete_message_batch", "change_message_visibility_batch"):
+                self.sqs_requests.labels(q, operation)
+                for kind in SQS_TRANSIENT_KINDS:
+                    self.sqs_errors.labels(q, operation, kind)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
