@@ -6,12 +6,11 @@ metric without updating docker/prometheus/alerts.yml or the Grafana dashboard fa
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 import pytest
 
-from ..support.helpers import Queues, make_settings, running, scrape_metrics
+from ..support.helpers import Queues, make_settings, running, scrape_metrics, wait_until
 from ..support.promql import PROMETHEUS_BUILT_INS, alert_rules, dashboard_queries, selectors
 
 pytestmark = pytest.mark.integration
@@ -51,11 +50,9 @@ async def test_alert_rules_and_dashboard_use_only_exported_metrics(database_url,
     await queues.send({"seq": 0}, "g", "g-0")  # one message through, so the histograms have samples
     settings = make_settings(database_url, [queues.url], depth_sample_interval_s="0.2")
     async with running(settings) as app:
-        for _ in range(100):
-            text = await scrape_metrics(app)
-            if "sqs2pg_message_age_seconds_count" in text and "sqs2pg_dead_letter_messages{" in text:
-                break
-            await asyncio.sleep(0.1)
+        # until the message was committed (the histograms have samples) and the depths were sampled once
+        await wait_until(lambda: _sampled(app), timeout_s=30)
+        text = await scrape_metrics(app)
     names = exported(text)
     rules = [(r["alert"], r["expr"]) for r in alert_rules()]
     panels = dashboard_queries()
@@ -79,3 +76,8 @@ async def test_alert_rules_and_dashboard_use_only_exported_metrics(database_url,
         "sqs2pg_db_errors_total",
     ):
         assert metric in exprs, metric
+
+
+async def _sampled(app) -> bool:  # type: ignore[no-untyped-def]
+    text = await scrape_metrics(app)
+    return "sqs2pg_message_age_seconds_count" in text and "sqs2pg_dead_letter_messages{" in text
