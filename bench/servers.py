@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import urllib.request
 from collections.abc import Iterator
@@ -10,7 +9,7 @@ from contextlib import contextmanager
 
 import asyncpg
 
-from tests.support.helpers import with_database
+from tests.support.helpers import migrate_by_cli, with_database
 from tests.support.servers import ROOT, fauxqs_installed, free_port, start_fauxqs, wait_for_port
 
 REGION = "us-east-1"
@@ -85,12 +84,7 @@ async def fresh_database(admin_url: str, dbname: str) -> str:
     finally:
         await conn.close()
     url = with_database(admin_url, dbname)
-    subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "sqs2pg"), "migrate"],
-        env={**os.environ, "DATABASE_URL": url},
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    migrate_by_cli(url)
     conn = await asyncpg.connect(url)
     try:
         # the database ceiling's table: what one INSERT of an event costs, with no idempotency record

@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.handlers import APPLIED_TABLE  # noqa: E402
 from tests.support.checks import exactly_once  # noqa: E402
+from tests.support.helpers import migrate_by_cli, with_database  # noqa: E402
 from tests.support.pgcluster import Cluster, Clusters, bindir, wait_accepting  # noqa: E402
 from tests.support.queues import create_fifo_queue  # noqa: E402
 from tests.support.servers import fauxqs_installed, free_port, start_fauxqs, start_moto, wait_for_port  # noqa: E402
@@ -306,13 +307,8 @@ async def soak_once(sqs_name: str, minutes: float, processes: int, rate: float, 
             name = f"sqs2pg_chaos_{uuid.uuid4().hex[:8]}"
             await admin.execute(f'CREATE DATABASE "{name}"')
             await admin.close()
-            database_url = admin_url = base.rsplit("/", 1)[0] + f"/{name}"
-        subprocess.run(
-            [str(ROOT / ".venv" / "bin" / "sqs2pg"), "migrate"],
-            env={**os.environ, "DATABASE_URL": database_url},
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+            database_url = admin_url = with_database(base, name)
+        migrate_by_cli(database_url)
         db = await asyncpg.connect(admin_url)
         await db.execute(APPLIED_TABLE)
         plan = FaultPlan(seed=seed, enabled=False)

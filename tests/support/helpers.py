@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import sys
 import time
 import urllib.request
@@ -33,6 +34,16 @@ def with_database(url: str, dbname: str) -> str:
     """url with its database name replaced; the query string (sslmode, ...) kept."""
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path="/" + dbname))
+
+
+def migrate_by_cli(url: str) -> None:
+    """`sqs2pg migrate` on url, as a user runs it (the benchmark and the chaos soak prepare their databases so)."""
+    subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "sqs2pg"), "migrate"],
+        env={**os.environ, "DATABASE_URL": url},
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 @asynccontextmanager
