@@ -83,12 +83,12 @@ ON CONFLICT (idempotency_key) DO UPDATE
 _DEAD_LETTER_COPIED = """
 UPDATE sqs2pg_idempotency SET dead_letter_copied = true WHERE idempotency_key = $1 AND status = 'dead_lettered'
 """
-# A redriven copy of a dead-lettered message is applied: its record becomes the commit's, in the same
-# transaction (a failure rolls that back too, and the record stays dead-lettered).
+# A redriven copy of a dead-lettered message (or a new body under its key) is applied: its record becomes the
+# commit's, in the same transaction (a failure rolls that back too, and the record stays dead-lettered).
 _CLEAR_DEAD_LETTER = """
 UPDATE sqs2pg_idempotency
 SET status = 'committed', error_kind = NULL, reason = NULL, dead_letter_copied = false, committed_at = now(),
-    message_id = $2
+    message_id = $2, body_sha256 = $3
 WHERE idempotency_key = $1 AND status = 'dead_lettered'
 """
 _PRUNE_BATCH = """
@@ -323,15 +323,18 @@ class Store:
             claimed = await conn.fetchval(_CLAIM_KEY, key, message.body_sha256, message.queue_name, message.message_id)
             if not claimed:
                 record = await conn.fetchrow(_KEY_RECORD, key)
-                if record is not None and bytes(record["body_sha256"]) != message.body_sha256:
-                    raise IdempotencyKeyReused(
-                        f"idempotency key {key!r} was {record['status']} before with a different body"
-                    )
-                if record is None or record["status"] != "dead_lettered" or not message.redriven:
+                same_body = record is not None and bytes(record["body_sha256"]) == message.body_sha256
+                if record is not None and record["status"] == "dead_lettered" and (message.redriven or not same_body):
+                    # A redriven copy of the dead-lettered message, or a new body under its key (the producer's
+                    # corrected resend): applied now, and the record becomes the commit's.
+                    await conn.execute(_CLEAR_DEAD_LETTER, key, message.message_id, message.body_sha256)
+                else:
+                    if record is not None and not same_body:
+                        raise IdempotencyKeyReused(
+                            f"idempotency key {key!r} was committed before with a different body"
+                        )
                     await conn.execute("ROLLBACK")
                     return _seen_before(record)
-                # a redriven copy of a dead-lettered message: applied now, and its record becomes the commit's
-                await conn.execute(_CLEAR_DEAD_LETTER, key, message.message_id)
             try:
                 await self._handler(conn, message)
             except AlreadyApplied:

@@ -99,7 +99,7 @@ async def test_the_wheel_installed_in_a_plain_venv_migrates_checks_and_runs_as_t
     image_venv: Path, app_dir: Path, database_url: str, db: asyncpg.Connection, queues: Queues
 ) -> None:
     # A database the migrations have not touched yet: the image's `migrate` must create the schema.
-    await db.execute("DROP TABLE events, sqs2pg_idempotency, sqs2pg_alembic_version")
+    await db.execute("DROP TABLE events, sqs2pg_idempotency, sqs2pg_quarantined_groups, sqs2pg_alembic_version")
     port = free_port()
     env = {
         "PATH": f"{image_venv / 'bin'}:/usr/bin:/bin",

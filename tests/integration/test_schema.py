@@ -26,7 +26,12 @@ async def test_upgrade_from_empty_to_head_then_downgrade_and_upgrade_again(postg
             assert await migrate.current_revision(conn) is None
             await asyncio.to_thread(migrate.upgrade, settings)
             assert await migrate.current_revision(conn) == migrate.head_revision(settings)
-            assert await conn.fetchval(TABLES) == ["events", "sqs2pg_alembic_version", "sqs2pg_idempotency"]
+            assert await conn.fetchval(TABLES) == [
+                "events",
+                "sqs2pg_alembic_version",
+                "sqs2pg_idempotency",
+                "sqs2pg_quarantined_groups",
+            ]
             columns = await conn.fetch(
                 "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'events'"
             )
