@@ -57,6 +57,7 @@ class FakeSqs:
     most_receiving: int = 0  # the most at once so far
     most_in_flight: int = 0  # the most messages invisible (received, not deleted or handed back) at once
     extension_delay_s: float = 0.0  # how long a visibility change to more than 0 s takes to land
+    receive_delay_s: float = 0.0  # how long a receive takes before it looks at the queue
     stall: set[str] = field(default_factory=set)  # operations that never answer (until cancelled)
     _ids: Any = field(default_factory=itertools.count)
     _changed: asyncio.Event | None = None
@@ -107,6 +108,8 @@ class FakeSqs:
         self.receiving += 1
         self.most_receiving = max(self.most_receiving, self.receiving)
         try:
+            if self.receive_delay_s:
+                await asyncio.sleep(self.receive_delay_s)  # the round trip, so that receives can overlap
             while True:
                 taken = self._take(max_messages or 10, visibility_s if visibility_s is not None else 30)
                 self.most_in_flight = max(self.most_in_flight, len(self.in_flight()))

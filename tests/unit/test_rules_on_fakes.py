@@ -302,7 +302,7 @@ async def _called(sqs: FakeSqs, op: str) -> bool:
 async def test_the_memory_bound_is_hard_however_many_receive_lanes_are_out() -> None:
     """SQS2PG_MAX_IN_MEMORY_MESSAGES is never exceeded, even with 16 receive lanes that could each bring 10
     messages at once: room for a full batch is reserved before each receive."""
-    sqs = FakeSqs(per_group=10)
+    sqs = FakeSqs(per_group=10, receive_delay_s=0.01)
     for s in range(5):
         for g in range(60):
             sqs.send_message(json.dumps({"seq": s}), f"g{g}", f"g{g}-{s}")
