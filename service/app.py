@@ -8,8 +8,9 @@ import logging
 import signal
 import time
 from collections.abc import Iterator
+from typing import Any
 
-from . import http, logs
+from . import http, logs, writes
 from .breaker import Breaker
 from .config import Settings
 from .consumer import Consumer
@@ -59,6 +60,10 @@ class App:
     def has_started(self) -> bool:
         return self._started.is_set()
 
+    async def _write_status(self, key: str) -> dict[str, Any]:
+        async with self.store.pool.acquire(timeout=self.settings.db_connect_timeout_s) as conn:
+            return (await writes.lookup(conn, [key]))[key]
+
     async def started(self) -> None:
         """Wait until the service is receiving."""
         await self._started.wait()
@@ -101,6 +106,8 @@ class App:
                 Poller(url, s, self.sqs, self.dispatcher, settler, holdings, self.metrics, self.breaker, self._stopping)
                 for url in s.queue_urls
             ]
+            if s.writes_endpoint == "on":
+                self.probes.writes = self._write_status
             self.probes.checks = {
                 "database": self._database_ready,
                 "circuit_closed": self._circuit_closed,

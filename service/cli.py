@@ -1,4 +1,4 @@
-"""The command line: `sqs2pg run | migrate | check | dlq | quarantine`.
+"""The command line: `sqs2pg run | migrate | check | send | status | drill | dlq | quarantine`.
 
 Every command reads its configuration from the environment (config.py). A command that cannot start says why
 in one line on stderr and exits 2 (EXIT_CANNOT_START); the traceback is shown only with
@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -59,7 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog="sqs2pg", description=DESCRIPTION, formatter_class=raw)
     parser.add_argument("--version", action="version", version=f"sqs2pg {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,migrate,check,dlq,quarantine}")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="{run,migrate,check,send,status,drill,dlq,quarantine}"
+    )
     sub.add_parser(
         "run",
         help="consume the queues until SIGTERM/SIGINT",
@@ -81,6 +84,52 @@ def _parser() -> argparse.ArgumentParser:
         description="Check configuration, handler, database (writer), migrations and each queue; "
         "one line per check, exit 1 if any failed.",
         epilog=REQUIRED,
+    )
+    p = sub.add_parser(
+        "send",
+        help="send writes (JSON lines) to a queue, with group and idempotency key",
+        formatter_class=raw,
+        description="Send writes through the Producer (MessageGroupId, idempotency_key attribute, deduplication "
+        "id), one per line of JSON. Without --group each line is a write:\n"
+        '  {"group": "order-42", "key": "order-42-paid", "body": {...}, "attributes": {"source": "web"}}\n'
+        "(key and attributes optional; a missing key is generated). With --group each line is a body, sent to "
+        "that group. Needs SQS_QUEUE_URLS and the AWS settings, not DATABASE_URL.",
+        epilog="exit 0 when every line was sent, 1 when some failed (each named on stderr), 2 when it cannot start",
+    )
+    p.add_argument("file", nargs="?", default="-", help="a file of JSON lines (default: stdin)")
+    p.add_argument("--queue", help="the queue (name or URL; default: the first of SQS_QUEUE_URLS)")
+    p.add_argument("--group", help="every line is a body for this message group")
+    p.add_argument("--print-keys", action="store_true", help="print each sent write's key and group")
+    p = sub.add_parser(
+        "status",
+        help="what happened to writes, by idempotency key: committed, duplicate, dead_lettered, unknown",
+        formatter_class=raw,
+        description="Each key's status from sqs2pg's idempotency records (needs only DATABASE_URL):\n"
+        "  committed      applied once\n"
+        "  duplicate      its effect was already there when it arrived: not applied again\n"
+        "  dead_lettered  failed permanently, in the dead-letter queue (the reason is shown)\n"
+        "  unknown        not applied yet (still queued, or never sent), or its record was pruned",
+        epilog="exit 0 when every key is committed or duplicate, 1 otherwise",
+    )
+    p.add_argument("keys", nargs="+", metavar="KEY", help="idempotency keys; - reads them from stdin, one per line")
+    p.add_argument("--json", action="store_true", help="one JSON object per key")
+    p = sub.add_parser(
+        "drill",
+        help="send a numbered workload and report lost, duplicated and reordered (run it during a failover)",
+        formatter_class=raw,
+        description="A failover drill on a deployed stack: sends --messages numbered messages over --groups groups "
+        "at --rate per second, marked with the attribute sqs2pg_drill (the service applies them to its table "
+        "sqs2pg_drill, never to your handler, so it is safe on a live queue), waits for them, and reports lost, "
+        "applied twice and out of order, with the longest pause in applying. Start the failover (the Terraform "
+        "module's FIS experiment) while it sends. Needs DATABASE_URL and SQS_QUEUE_URLS.",
+        epilog="exit 0 when nothing was lost, duplicated or reordered, 1 otherwise",
+    )
+    p.add_argument("--queue", help="the queue (name or URL; default: the first of SQS_QUEUE_URLS)")
+    p.add_argument("--messages", type=_positive, default=1200, help="messages to send (default 1200)")
+    p.add_argument("--groups", type=_positive, default=20, help="message groups (default 20)")
+    p.add_argument("--rate", type=_positive, default=20, help="messages per second (default 20: a minute of sends)")
+    p.add_argument(
+        "--wait-s", type=_positive, default=600, help="how long to wait for the last message after sending (600)"
     )
     dlq_parser = sub.add_parser(
         "dlq",
@@ -353,6 +402,182 @@ async def _quarantine(settings: Settings, args: argparse.Namespace) -> int:
         await conn.close()
 
 
+def _queue_url(settings: Settings, queue: str | None) -> str:
+    if queue is None:
+        return settings.queue_urls[0]
+    for url in settings.queue_urls:
+        if queue in (url, queue_name(url)):
+            return url
+    raise StartupError(f"--queue {queue!r} is not one of SQS_QUEUE_URLS ({', '.join(settings.queue_urls)})")
+
+
+async def _producer(settings: Settings, queue: str | None) -> Any:
+    from .producer import Producer, ProducerError
+
+    url = _queue_url(settings, queue)
+    producer = Producer(url, region=settings.region)
+    try:
+        await producer.open()
+    except ProducerError as exc:
+        raise StartupError(str(exc)) from exc
+    except Exception as exc:
+        raise StartupError(f"cannot reach SQS for {url}: {type(exc).__name__}: {exc}") from exc
+    return producer
+
+
+def _write(line: str, group: str | None) -> Any:
+    """One line of `sqs2pg send`'s input as a Write; ValueError says what is wrong with it."""
+    import json
+
+    from .producer import Write
+
+    try:
+        doc = json.loads(line)
+    except ValueError:
+        raise ValueError("not JSON") from None
+    if group is not None:
+        return Write(doc, group)
+    if not isinstance(doc, dict) or "body" not in doc or "group" not in doc:
+        raise ValueError('not a write: {"group": ..., "body": ...} (or pass --group to send plain bodies)')
+    unknown = set(doc) - {"group", "key", "body", "attributes"}
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}: a write has group, key, body, attributes")
+    return Write(doc["body"], doc["group"], doc.get("key"), doc.get("attributes") or {})
+
+
+async def _send(settings: Settings, args: argparse.Namespace) -> int:
+    from .producer import ProducerError, Sent
+
+    source = sys.stdin if args.file == "-" else None
+    try:
+        stream = source or open(args.file, encoding="utf-8")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise StartupError(f"cannot read {args.file}: {exc.strerror}") from exc
+    producer = await _producer(settings, args.queue)
+    sent = failed = 0
+    started = last_progress = time.monotonic()
+
+    def fail(line_no: int, reason: str) -> None:
+        nonlocal failed
+        failed += 1
+        print(f"line {line_no}: not sent: {reason}", file=sys.stderr)
+
+    async def flush(chunk: list[tuple[int, Any]]) -> None:
+        nonlocal sent
+        results = await producer.send_many([w for _, w in chunk])
+        for (line_no, _), result in zip(chunk, results, strict=True):
+            if isinstance(result, Sent):
+                sent += 1
+                if args.print_keys:
+                    print(f"{result.key}\t{result.group}\t{result.message_id}")
+            else:
+                fail(line_no, f"{result.code}: {result.reason}")
+
+    try:
+        chunk: list[tuple[int, Any]] = []
+        for line_no, line in enumerate(stream, 1):
+            if not line.strip():
+                continue
+            try:
+                write = _write(line, args.group)
+                producer.validate(write)
+            except (ValueError, ProducerError) as exc:
+                fail(line_no, str(exc))
+                continue
+            chunk.append((line_no, write))
+            if len(chunk) == 100:
+                await flush(chunk)
+                chunk = []
+                if time.monotonic() - last_progress >= 2:
+                    last_progress = time.monotonic()
+                    print(f"... {sent} sent, {failed} failed", file=sys.stderr, flush=True)
+        if chunk:
+            await flush(chunk)
+    finally:
+        if source is None:
+            stream.close()
+        await producer.close()
+    print(f"{sent} sent to {producer.queue_name}, {failed} failed ({time.monotonic() - started:.1f} s)")
+    return EXIT_FAILED if failed else 0
+
+
+async def _status(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    from . import writes
+
+    keys = [k for arg in args.keys for k in ([line.strip() for line in sys.stdin] if arg == "-" else [arg]) if k]
+    try:
+        conn = await migrate.connect(settings)
+    except Exception as exc:
+        raise StartupError(describe_database_error(exc, settings.redacted_database_url())) from exc
+    try:
+        answers: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(keys), writes.MAX_KEYS):
+            answers.update(await writes.lookup(conn, keys[i : i + writes.MAX_KEYS]))
+    except asyncpg.UndefinedTableError as exc:
+        raise StartupError(f"no sqs2pg tables in {settings.redacted_database_url()}: run `sqs2pg migrate`") from exc
+    finally:
+        await conn.close()
+    for a in answers.values():
+        if args.json:
+            print(json.dumps(a))
+        elif a["status"] == "unknown":
+            print(f"{a['key']}: unknown (not applied yet, never sent, or its record was pruned)")
+        else:
+            why = f"; {a['error_kind']}: {a['reason'][:300]}" if a["status"] == "dead_lettered" else ""
+            print(f"{a['key']}: {a['status']} ({a['queue']}, message {a['message_id']}, at {a['at']}{why})")
+    return 0 if all(a["status"] in ("committed", "duplicate") for a in answers.values()) else EXIT_FAILED
+
+
+async def _drill(settings: Settings, args: argparse.Namespace) -> int:
+    from . import drill
+
+    plan = drill.Plan(args.messages, args.groups, float(args.rate), float(args.wait_s))
+    try:
+        conn = await migrate.connect(settings)
+    except Exception as exc:
+        raise StartupError(describe_database_error(exc, settings.redacted_database_url())) from exc
+    await conn.close()
+    producer = await _producer(settings, args.queue)
+    run_id = drill.new_run_id()
+    print(
+        f"drill {run_id}: sending {plan.messages} messages over {plan.groups} groups at {plan.rate:g}/s to "
+        f"{producer.queue_name}; fail the database over now",
+        flush=True,
+    )
+    last = time.monotonic()
+
+    def progress(sent: int, failed: int) -> None:
+        nonlocal last
+        if time.monotonic() - last >= 5:
+            last = time.monotonic()
+            print(f"... {sent} sent, {failed} failed to send", file=sys.stderr, flush=True)
+
+    try:
+        sent, failed = await drill.send(producer, run_id, plan, progress)
+    finally:
+        await producer.close()
+    deadline = time.monotonic() + plan.wait_s
+    applied = -1
+    while True:  # the database may be failing over right now: reconnect each round
+        try:
+            conn = await migrate.connect(settings)
+            try:
+                applied = await drill.applied(conn, run_id)
+                if applied >= sent or time.monotonic() > deadline:
+                    result = await drill.report(conn, run_id, sent, failed)
+                    break
+            finally:
+                await conn.close()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            if time.monotonic() > deadline:
+                raise StartupError(f"the database did not answer to read the drill's results: {exc}") from exc
+        print(f"... {max(applied, 0)} of {sent} applied", file=sys.stderr, flush=True)
+        await asyncio.sleep(2)
+    return 0 if drill.print_report(result) else EXIT_FAILED
+
+
 def _migrate(settings: Settings) -> int:
     before = _in_loop(_revision(settings))
     migrate.upgrade(settings)
@@ -384,7 +609,8 @@ def main(argv: list[str] | None = None) -> int:
     debug = os.environ.get(PREFIX + "LOG_LEVEL", "").strip().upper() == "DEBUG"
     try:
         settings = config.load(
-            require_database=args.command != "dlq", require_queues=args.command not in ("migrate", "quarantine")
+            require_database=args.command not in ("dlq", "send"),
+            require_queues=args.command not in ("migrate", "quarantine", "status"),
         )
         logs.setup(settings.log_level)
         work: Callable[[], int] = {
@@ -393,6 +619,9 @@ def main(argv: list[str] | None = None) -> int:
             "dlq": lambda: _in_loop(_dlq(settings, args)),
             "migrate": lambda: _migrate(settings),
             "quarantine": lambda: _in_loop(_quarantine(settings, args)),
+            "send": lambda: _in_loop(_send(settings, args)),
+            "status": lambda: _in_loop(_status(settings, args)),
+            "drill": lambda: _in_loop(_drill(settings, args)),
         }[args.command]
         return work()
     except StartupError as exc:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from .envelope import MODES as ENVELOPE_MODES
 from .errors import StartupError
 
 PREFIX = "SQS2PG_"
@@ -91,6 +92,14 @@ class Settings:
         "dead_letter",
         "dead_letter: a message that fails permanently goes to the DLQ and its group goes on; quarantine_group: "
         "its group's later messages follow it to the DLQ until `sqs2pg quarantine release`",
+    )
+    envelope: str = _knob(
+        "none",
+        "none: the body is the write; sns / eventbridge: every body is an SNS notification / EventBridge event and "
+        "the handler gets the message inside; auto: each envelope of either kind is opened",
+    )
+    writes_endpoint: str = _knob(
+        "off", "on: the HTTP port also serves GET /writes/{key}, a write's status (never its body)"
     )
     sqs_client: str = _knob(
         "lean", "the hot SQS calls through sqs2pg's lean JSON client (lean) or the AWS SDK (aioboto3)"
@@ -267,6 +276,10 @@ def load(env: Mapping[str, str] | None = None, require_database: bool = True, re
         problems.append(
             f"{PREFIX}ON_PERMANENT_ERROR={values['on_permanent_error']!r} is not dead_letter or quarantine_group"
         )
+    if values.get("envelope", "none") not in ENVELOPE_MODES:
+        problems.append(f"{PREFIX}ENVELOPE={values['envelope']!r} is not one of {', '.join(ENVELOPE_MODES)}")
+    if values.get("writes_endpoint", "off") not in ("off", "on"):
+        problems.append(f"{PREFIX}WRITES_ENDPOINT={values['writes_endpoint']!r} is not off or on")
     if values.get("sqs_client", "lean") not in ("lean", "aioboto3"):
         problems.append(f"{PREFIX}SQS_CLIENT={values['sqs_client']!r} is not lean or aioboto3")
     if values.get("log_level", "INFO").upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):

@@ -55,14 +55,15 @@ def batch_form(handler: Handler) -> HandlesMany | None:
 
 
 _INSERT_EVENT = """
-INSERT INTO events (idempotency_key, queue_name, message_group_id, message_id, body, sent_at)
-VALUES ($1, $2, $3, $4, $5::jsonb, to_timestamp($6::bigint / 1000.0))
+INSERT INTO events (idempotency_key, queue_name, message_group_id, message_id, body, sent_at, envelope)
+VALUES ($1, $2, $3, $4, $5::jsonb, to_timestamp($6::bigint / 1000.0), $7)
 ON CONFLICT (idempotency_key) DO NOTHING
 """
 _INSERT_EVENTS = """
-INSERT INTO events (idempotency_key, queue_name, message_group_id, message_id, body, sent_at)
-SELECT k, q, g, m, b::jsonb, to_timestamp(s / 1000.0)
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[]) AS t(k, q, g, m, b, s)
+INSERT INTO events (idempotency_key, queue_name, message_group_id, message_id, body, sent_at, envelope)
+SELECT k, q, g, m, b::jsonb, to_timestamp(s / 1000.0), e
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[])
+    AS t(k, q, g, m, b, s, e)
 ON CONFLICT (idempotency_key) DO NOTHING
 """
 
@@ -84,6 +85,7 @@ async def insert_events(conn: asyncpg.Connection, messages: Sequence[Message]) -
         [m.message_id for m in messages],
         [m.body for m in messages],
         [m.sent_timestamp_ms for m in messages],
+        [m.envelope for m in messages],
     )
     if int(status.rsplit(" ", 1)[-1]) != len(messages):
         raise AlreadyApplied()  # some event was there already: let each message find out alone which
@@ -91,7 +93,8 @@ async def insert_events(conn: asyncpg.Connection, messages: Sequence[Message]) -
 
 @handles_many(insert_events)
 async def insert_event(conn: asyncpg.Connection, message: Message) -> None:
-    """The built-in handler: append the JSON object body to table ``events``."""
+    """The built-in handler: append the JSON object body to table ``events`` (with the envelope it came in, if
+    SQS2PG_ENVELOPE opened one: the body stored is the write inside)."""
     _object(message)
     # The body goes to PostgreSQL as text and is parsed there, so jsonb gets exactly what was sent.
     status = await conn.execute(
@@ -102,6 +105,7 @@ async def insert_event(conn: asyncpg.Connection, message: Message) -> None:
         message.message_id,
         message.body,
         message.sent_timestamp_ms,
+        message.envelope,
     )
     if status.endswith(" 0"):
         # The idempotency record was pruned but the event is still there (e.g. a redrive months later).

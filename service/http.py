@@ -1,4 +1,5 @@
-"""The one HTTP port: /metrics, /healthz (the loop is responsive), /readyz (database answers, pollers run)."""
+"""The one HTTP port: /metrics, /healthz (the loop is responsive), /readyz (database answers, pollers run), and
+with SQS2PG_WRITES_ENDPOINT=on, GET /writes/{key} (a write's status, writes.py; never its body)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import errno
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -22,6 +24,8 @@ class Probes:
     def __init__(self) -> None:
         self.last_tick = time.monotonic()
         self.checks: dict[str, Callable[[], Awaitable[bool]]] = {}
+        # a write's status by key (writes.py), when SQS2PG_WRITES_ENDPOINT=on; None: /writes answers 404
+        self.writes: Callable[[str], Awaitable[dict[str, Any]]] | None = None
 
     def tick(self) -> None:
         self.last_tick = time.monotonic()
@@ -45,7 +49,20 @@ async def start(metrics: Metrics, probes: Probes, host: str, port: int) -> tuple
         ok = bool(results) and all(results.values())
         return web.json_response({"status": "ready" if ok else "not ready", **results}, status=200 if ok else 503)
 
+    async def write_status(request: web.Request) -> web.Response:
+        if probes.writes is None:
+            raise web.HTTPNotFound(text="GET /writes/{key} is off: SQS2PG_WRITES_ENDPOINT=on turns it on\n")
+        key = request.match_info["key"]
+        try:
+            answer = await probes.writes(key)
+        except Exception as exc:  # noqa: BLE001 - the database did not answer: say so, never a traceback
+            return web.json_response(
+                {"key": key, "error": f"the database did not answer ({type(exc).__name__})"}, status=503
+            )
+        return web.json_response(answer, status=404 if answer["status"] == "unknown" else 200)
+
     app = web.Application()
+    app.router.add_get("/writes/{key}", write_status)
     app.router.add_get("/metrics", metrics_view)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from .envelope import InvalidEnvelope, open_body
 from .errors import InvalidMessage
 
 IDEMPOTENCY_ATTRIBUTE = "idempotency_key"
@@ -16,6 +17,8 @@ IDEMPOTENCY_ATTRIBUTE = "idempotency_key"
 DEAD_LETTER_KIND_ATTRIBUTE = "sqs2pg_error_kind"
 # on a copy `sqs2pg dlq redrive` sends back to the source queue: the DLQ message it came from
 REDRIVE_ATTRIBUTE = "sqs2pg_redriven_from"
+# on a message `sqs2pg drill` sends: the drill's run id (applied to sqs2pg_drill, never to the handler)
+DRILL_ATTRIBUTE = "sqs2pg_drill"
 MAX_KEY_LENGTH = 512
 _NOT_JSON = object()
 
@@ -40,13 +43,21 @@ class Message:
     received_at: float = field(default_factory=time.monotonic)  # when we received it (monotonic seconds)
     visible_until: float = 0.0  # monotonic time our hold on it ends unless extended
     handed_back: bool = False  # being released or retried: the heartbeat must not extend it any more
+    # SQS2PG_ENVELOPE opened an SNS or EventBridge envelope: body and attributes are its inner message, and
+    # ``on_queue`` the body and attributes as SQS holds them (what a dead-letter copy carries)
+    envelope: str | None = None
+    on_queue: tuple[str, dict[str, Any]] | None = None
+    envelope_key: str | None = None  # the envelope's own key (EventBridge's event id)
+    envelope_error: InvalidEnvelope | None = None  # the body says it is an envelope but is not a valid one
 
     @classmethod
-    def from_sqs(cls, queue_url: str, raw: dict[str, Any], visibility_timeout_s: int) -> Message:
+    def from_sqs(
+        cls, queue_url: str, raw: dict[str, Any], visibility_timeout_s: int, envelope_mode: str = "none"
+    ) -> Message:
         attrs = raw.get("Attributes", {})
         sent = attrs.get("SentTimestamp")
         now = time.monotonic()
-        return cls(
+        message = cls(
             queue_url=queue_url,
             queue_name=queue_name(queue_url),
             message_id=raw["MessageId"],
@@ -60,15 +71,51 @@ class Message:
             received_at=now,
             visible_until=now + visibility_timeout_s,
         )
+        if envelope_mode != "none":
+            message.open_envelope(envelope_mode)
+        return message
+
+    def open_envelope(self, mode: str) -> None:
+        """Replace body and attributes by the envelope's inner message (envelope.py); a malformed envelope is
+        kept as ``envelope_error``, raised when the message is applied. A drill message has no envelope."""
+        if DRILL_ATTRIBUTE in self.attributes:
+            return
+        try:
+            opened = open_body(self.body, mode)
+        except InvalidEnvelope as exc:
+            self.envelope_error = exc
+            return
+        if opened is None:
+            return
+        self.on_queue = (self.body, self.attributes)
+        self.envelope, self.body, self.envelope_key = opened.kind, opened.body, opened.key
+        # the queue's own attributes win: a redriven copy carries sqs2pg's attributes beside the envelope
+        self.attributes = {**opened.attributes, **self.attributes}
+
+    @property
+    def queue_body(self) -> str:
+        """The body as it is on the queue (the envelope, when one was opened)."""
+        return self.on_queue[0] if self.on_queue else self.body
+
+    @property
+    def queue_attributes(self) -> dict[str, Any]:
+        """The message attributes as they are on the queue (without those from an opened envelope)."""
+        return self.on_queue[1] if self.on_queue else self.attributes
 
     @cached_property
     def idempotency_key(self) -> str:
-        """The ``idempotency_key`` String attribute when present, else the MessageDeduplicationId."""
+        """The ``idempotency_key`` String attribute when present (an SNS envelope's included), else an EventBridge
+        envelope's event id, else the MessageDeduplicationId. InvalidEnvelope when the envelope is malformed:
+        such a message is never applied."""
+        if self.envelope_error is not None:
+            raise self.envelope_error
         attr = self.attributes.get(IDEMPOTENCY_ATTRIBUTE)
         if attr is not None:
             if attr.get("DataType", "").split(".", 1)[0] != "String" or "StringValue" not in attr:
                 raise InvalidMessage(f"attribute {IDEMPOTENCY_ATTRIBUTE} must be of type String")
             key = attr["StringValue"]
+        elif self.envelope_key:
+            key = self.envelope_key
         elif self.deduplication_id:
             key = self.deduplication_id
         else:

@@ -179,7 +179,9 @@ class Poller:
         messages = []
         for r in raw:
             try:
-                messages.append(Message.from_sqs(self.url, r, self._settings.visibility_timeout_s))
+                messages.append(
+                    Message.from_sqs(self.url, r, self._settings.visibility_timeout_s, self._settings.envelope)
+                )
             except (KeyError, ValueError, TypeError) as exc:
                 # A malformed response entry (no id or receipt handle): nothing to act on. SQS makes it
                 # visible again after its visibility timeout, and its redrive policy bounds the repeats.

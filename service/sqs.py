@@ -287,7 +287,8 @@ class Sqs:
         """Send a copy of ``message`` (body, group) to ``url`` with ``attributes`` first, then as many of the
         original attributes as the limit of 10 leaves room for."""
         merged = dict(attributes)
-        kept = {k: v for k, v in message.attributes.items() if k not in merged and not k.startswith("sqs2pg_")}
+        original = message.queue_attributes  # an opened envelope's are inside the body, which goes as it came
+        kept = {k: v for k, v in original.items() if k not in merged and not k.startswith("sqs2pg_")}
         if not keep_original:
             kept = {}
         for k in sorted(kept)[: max(0, MAX_ATTRIBUTES - len(merged))]:
@@ -296,7 +297,7 @@ class Sqs:
             queue_name(url),
             "send_message",
             QueueUrl=url,
-            MessageBody=message.body,
+            MessageBody=message.queue_body,
             MessageGroupId=message.group_id or "sqs2pg-no-group",
             # the same copy sent twice (a crash between send and delete) is dropped by SQS as a duplicate
             MessageDeduplicationId=dedup_id,

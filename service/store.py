@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 
-from . import logs, quarantine
+from . import drill, logs, quarantine
 from .config import Settings
 from .errors import (
     AVAILABILITY_KINDS,
@@ -58,11 +58,10 @@ ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING idempotency_key
 """
 # 0 when the table is missing, 1 when it is there but older than this version, 2 when it is current (the
-# newest column is there).
+# newest migration's table, 0003's, is there).
 _MIGRATED = """
 SELECT CASE WHEN to_regclass('sqs2pg_idempotency') IS NULL THEN 0
-            WHEN EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass('sqs2pg_idempotency')
-                         AND attname = 'dead_letter_copied' AND NOT attisdropped) THEN 2
+            WHEN to_regclass('sqs2pg_drill') IS NOT NULL THEN 2
             ELSE 1 END
 """
 _KEY_RECORD = """
@@ -90,6 +89,17 @@ UPDATE sqs2pg_idempotency
 SET status = 'committed', error_kind = NULL, reason = NULL, dead_letter_copied = false, committed_at = now(),
     message_id = $2, body_sha256 = $3
 WHERE idempotency_key = $1 AND status = 'dead_lettered'
+"""
+# The handler found the message's effect already there (AlreadyApplied): its transaction was rolled back, and
+# this records the key as a duplicate, so its status can be told. A dead-lettered record (a redriven copy whose
+# effect was there) becomes the duplicate's; a committed one stays.
+_RECORD_DUPLICATE = """
+INSERT INTO sqs2pg_idempotency (idempotency_key, body_sha256, queue_name, message_id, status)
+VALUES ($1, $2, $3, $4, 'duplicate')
+ON CONFLICT (idempotency_key) DO UPDATE
+    SET status = 'duplicate', error_kind = NULL, reason = NULL, dead_letter_copied = false, committed_at = now(),
+        message_id = EXCLUDED.message_id, body_sha256 = EXCLUDED.body_sha256
+    WHERE sqs2pg_idempotency.status = 'dead_lettered'
 """
 _PRUNE_BATCH = """
 DELETE FROM sqs2pg_idempotency WHERE idempotency_key IN (
@@ -150,7 +160,7 @@ async def _rollback(conn: asyncpg.Connection) -> None:
 def _seen_before(record: asyncpg.Record | None) -> Outcome:
     """The key was there already: DUPLICATE, unless sqs2pg dead-lettered it and its copy to the DLQ is not known
     to have been sent; then DeadLetteredBefore, and it is dead-lettered again (never applied)."""
-    if record is None or record["status"] == "committed" or record["dead_letter_copied"]:
+    if record is None or record["status"] != "dead_lettered" or record["dead_letter_copied"]:
         return Outcome.DUPLICATE
     raise DeadLetteredBefore(record["reason"] or "dead-lettered before", kind=record["error_kind"] or "dead_lettered")
 
@@ -158,8 +168,9 @@ def _seen_before(record: asyncpg.Record | None) -> Outcome:
 class Store:
     def __init__(self, settings: Settings, handler: Handler) -> None:
         self._settings = settings
-        self._handler = handler
-        self._many = batch_form(handler)
+        # drill messages (`sqs2pg drill`) go to sqs2pg's drill table, never to the user's handler
+        self._handler = drill.routed(handler)
+        self._many = drill.routed_many(handler, batch_form(handler))
         self._pool: asyncpg.Pool | None = None
         self.last_success = 0.0  # monotonic time of the last successful transaction
 
@@ -339,6 +350,7 @@ class Store:
                 await self._handler(conn, message)
             except AlreadyApplied:
                 await conn.execute("ROLLBACK")
+                await conn.execute(_RECORD_DUPLICATE, key, message.body_sha256, message.queue_name, message.message_id)
                 return Outcome.DUPLICATE
         except BaseException:
             await _rollback(conn)
