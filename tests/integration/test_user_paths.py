@@ -12,8 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -27,6 +25,7 @@ from sqs2pg.message import queue_name
 from ..support.helpers import (
     REGION,
     Queues,
+    http_get,
     make_settings,
     metric,
     running,
@@ -37,16 +36,6 @@ from ..support.helpers import (
 from ..support.servers import free_port
 
 pytestmark = pytest.mark.integration
-
-
-def _get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except OSError:
-        return 0, ""
 
 
 async def test_sigterm_during_an_idle_long_poll_exits_zero_within_10_s_and_ready_comes_first(
@@ -61,7 +50,7 @@ async def test_sigterm_during_an_idle_long_poll_exits_zero_within_10_s_and_ready
     try:
 
         async def ready() -> bool:
-            return (await asyncio.to_thread(_get, port, "/readyz"))[0] == 200
+            return (await asyncio.to_thread(http_get, port, "/readyz"))[0] == 200
 
         await wait_until(ready, timeout_s=30)
         # Ready while the first 20 s poll of an empty queue is still out (ready means: database answers,
@@ -69,13 +58,13 @@ async def test_sigterm_during_an_idle_long_poll_exits_zero_within_10_s_and_ready
         ready_after_s = time.monotonic() - started
 
         async def polling() -> bool:
-            text = (await asyncio.to_thread(_get, port, "/metrics"))[1]
+            text = (await asyncio.to_thread(http_get, port, "/metrics"))[1]
             return 'operation="receive_message"' in text
 
         await wait_until(polling, timeout_s=10)
         polls = [
             line
-            for line in (await asyncio.to_thread(_get, port, "/metrics"))[1].splitlines()
+            for line in (await asyncio.to_thread(http_get, port, "/metrics"))[1].splitlines()
             if line.startswith("sqs2pg_sqs_requests_total") and 'operation="receive_message"' in line
         ]
         assert ready_after_s < 20 and float(polls[0].split()[-1]) == 1.0, (ready_after_s, polls)
@@ -111,7 +100,7 @@ async def plain_moto() -> AsyncIterator[str]:
 
 
 async def _answers(url: str) -> bool:
-    return (await asyncio.to_thread(_get, int(url.rsplit(":", 1)[1]), "/moto-api/"))[0] == 200
+    return (await asyncio.to_thread(http_get, int(url.rsplit(":", 1)[1]), "/moto-api/"))[0] == 200
 
 
 async def test_a_backlog_drains_on_plain_moto_without_a_long_poll_stall(
@@ -170,7 +159,7 @@ async def test_a_database_missing_at_start_is_said_at_once_and_opens_the_circuit
             assert errors and "does not exist" in errors[0].error and "DATABASE_URL" in errors[0].error, errors
             assert metric(app, "sqs2pg_circuit_open") == 1
             assert app.http_port is not None
-            status, body = await asyncio.to_thread(_get, app.http_port, "/readyz")
+            status, body = await asyncio.to_thread(http_get, app.http_port, "/readyz")
             assert status == 503 and json.loads(body)["database"] is False
             assert metric(app, "sqs2pg_received_messages_total", queue=_name(queues.url)) == 0
 

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator
@@ -44,6 +45,36 @@ def migrate_by_cli(url: str) -> None:
         check=True,
         stdout=subprocess.DEVNULL,
     )
+
+
+async def run_cli(
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = None, timeout_s: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """`python -m sqs2pg ARGS` as a user runs it, with the test's environment plus env; waits for it to exit."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "sqs2pg",
+        *args,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin is not None else None), timeout_s)
+    assert proc.returncode is not None
+    return subprocess.CompletedProcess(list(args), proc.returncode, out.decode(), err.decode())
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    """GET http://127.0.0.1:port/path: (status, body), or (0, "") when nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:
+        return 0, ""
 
 
 @asynccontextmanager
