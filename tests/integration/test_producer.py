@@ -33,6 +33,25 @@ async def _events(db: Any) -> dict[str, list[tuple[str, Any]]]:
     return out
 
 
+async def _status_is(database_url: str, key: str, status: str) -> bool:
+    ran = await run_cli("status", key, "--json", env={"DATABASE_URL": database_url})
+    return bool(json.loads(ran.stdout)["status"] == status)
+
+
+async def _check_statuses(database_url: str, queues: Queues) -> None:
+    async with Producer(queues.url, database_url=database_url) as producer:
+        status = await producer.status(["a-0", "b-poison", "nope"])
+    assert status["a-0"]["status"] == "committed" and status["a-0"]["queue"] == queues.name
+    assert status["b-poison"]["status"] == "dead_lettered"
+    assert status["b-poison"]["error_kind"] == "invalid_message" and "JSON object" in status["b-poison"]["reason"]
+    assert status["nope"] == {"key": "nope", "status": "unknown"}
+    ran = await run_cli("status", "a-0", "b-poison", "nope", env={"DATABASE_URL": database_url})
+    assert ran.returncode == 1, ran  # not every key is committed
+    lines_out = ran.stdout.splitlines()
+    assert lines_out[0].startswith("a-0: committed (") and lines_out[1].startswith("b-poison: dead_lettered (")
+    assert lines_out[2].startswith("nope: unknown")
+
+
 async def test_producer_and_send_deliver_in_order_with_keys_that_status_reports_and_a_redrive_keeps(
     database_url: str, db: Any, queues: Queues
 ) -> None:
@@ -68,41 +87,27 @@ async def test_producer_and_send_deliver_in_order_with_keys_that_status_reports_
     plain = await run_cli("send", "--group", "d", env=env, stdin='{"n": 0}\n{"n": 1}\n')
     assert plain.returncode == 0 and "2 sent" in plain.stdout, plain
 
-    settings = make_settings(database_url, [queues.url])
+    settings = make_settings(database_url, [queues.url], HANDLER="tests.handlers:accept_anything_once_fixed")
     async with running(settings) as app:
         await wait_until(lambda: _depth_is(queues, queues.url, 0))
         await wait_until(lambda: _depth_is(queues, queues.dlq_url, 1))
         assert metric(app, "sqs2pg_messages_total", queue=queues.name, outcome="dead_lettered") == 1
+        await _check_statuses(database_url, queues)
+        # The handler is fixed; the poison message, redriven, is applied under the key its producer gave it.
+        await db.execute("CREATE TABLE handler_fixed ()")
+        sqs = Sqs(settings, Metrics())
+        await sqs.open()
+        try:
+            moved = await dlq.redrive(sqs, await sqs.describe(queues.url), 10, False, report=lambda _: None)
+            assert moved.moved == 1
+        finally:
+            await sqs.close()
+        await wait_until(lambda: _status_is(database_url, "b-poison", "committed"))
     events = await _events(db)
     assert [k for k, _ in events["a"]] == [f"a-{i}" for i in range(12)]
-    assert [(k, b["n"]) for k, b in events["b"]] == [(generated, 0), ("b-2", 2), ("b-3", 3)]
+    # the redriven one joins the back of its group
+    assert events["b"] == [(generated, {"n": 0}), ("b-2", {"n": 2}), ("b-3", {"n": 3}), ("b-poison", {"raw": "[1]"})]
     assert [k for k, _ in events["c"]] == ["c-0", "c-1"] and [b["n"] for _, b in events["d"]] == [0, 1]
-
-    async with Producer(queues.url, database_url=database_url) as producer:
-        status = await producer.status(["a-0", "b-poison", "nope"])
-    assert status["a-0"]["status"] == "committed" and status["a-0"]["queue"] == queues.name
-    assert status["b-poison"]["status"] == "dead_lettered"
-    assert status["b-poison"]["error_kind"] == "invalid_message" and "JSON object" in status["b-poison"]["reason"]
-    assert status["nope"] == {"key": "nope", "status": "unknown"}
-    ran = await run_cli("status", "a-0", "b-poison", "nope", env={"DATABASE_URL": database_url})
-    assert ran.returncode == 1, ran  # not every key is committed
-    lines_out = ran.stdout.splitlines()
-    assert lines_out[0].startswith("a-0: committed (") and lines_out[1].startswith("b-poison: dead_lettered (")
-    assert lines_out[2].startswith("nope: unknown")
-
-    # The poison message, redriven to a fixed handler, is applied under the key its producer gave it.
-    sqs = Sqs(settings, Metrics())
-    await sqs.open()
-    try:
-        moved = await dlq.redrive(sqs, await sqs.describe(queues.url), 10, False, report=lambda _: None)
-        assert moved.moved == 1
-    finally:
-        await sqs.close()
-    async with running(make_settings(database_url, [queues.url], HANDLER="tests.handlers:accept_anything")):
-        await wait_until(lambda: _depth_is(queues, queues.url, 0))
-    ran = await run_cli("status", "b-poison", "--json", env={"DATABASE_URL": database_url})
-    assert ran.returncode == 0 and json.loads(ran.stdout)["status"] == "committed", ran
-    assert (await _events(db))["b"][-1] == ("b-poison", {"raw": "[1]"})
 
 
 async def test_sns_and_eventbridge_envelopes_are_opened_and_malformed_ones_dead_lettered(
@@ -136,14 +141,14 @@ async def test_writes_endpoint_is_off_by_default_and_when_on_answers_without_bod
     database_url: str, queues: Queues
 ) -> None:
     await queues.send({"secret": "s3cr3t-body"}, "g", "w-1")
+    await queues.send("not an object", "g", "w-2")
     async with running(make_settings(database_url, [queues.url])) as app:
         await wait_until(lambda: _depth_is(queues, queues.url, 0))
+        await wait_until(lambda: _depth_is(queues, queues.dlq_url, 1))
         assert app.http_port is not None
         status, text = await asyncio.to_thread(http_get, app.http_port, "/writes/w-1")
         assert status == 404 and "SQS2PG_WRITES_ENDPOINT=on" in text
-    await queues.send("not an object", "g", "w-2")
     async with running(make_settings(database_url, [queues.url], writes_endpoint="on")) as app:
-        await wait_until(lambda: _depth_is(queues, queues.dlq_url, 1))
         assert app.http_port is not None
         status, text = await asyncio.to_thread(http_get, app.http_port, "/writes/w-1")
         assert status == 200 and json.loads(text)["status"] == "committed" and "s3cr3t" not in text
