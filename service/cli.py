@@ -415,6 +415,14 @@ async def _producer(settings: Settings, queue: str | None) -> Any:
     from .producer import Producer, ProducerError
 
     url = _queue_url(settings, queue)
+    # The queue is checked as `run` checks it, so what is wrong (credentials, endpoint, a missing queue) is said
+    # the same way, in one line.
+    sqs = Sqs(settings, Metrics())
+    try:
+        await sqs.open()
+        await sqs.describe(url)
+    finally:
+        await sqs.close()
     producer = Producer(url, region=settings.region)
     try:
         await producer.open()

@@ -121,9 +121,13 @@ class Producer:
         self.max_bytes = DEFAULT_MAX_BYTES
 
     async def open(self) -> Producer:
-        config = BotoConfig(region_name=self._region, retries={"mode": "standard", "max_attempts": self._attempts})
-        self._client = await self._stack.enter_async_context(self._session.client("sqs", config=config))
+        config = BotoConfig(
+            region_name=self._region,
+            connect_timeout=5,
+            retries={"mode": "standard", "max_attempts": self._attempts},
+        )
         try:
+            self._client = await self._stack.enter_async_context(self._session.client("sqs", config=config))
             got = await self._client.get_queue_attributes(
                 QueueUrl=self.queue_url, AttributeNames=["MaximumMessageSize"]
             )
@@ -134,6 +138,9 @@ class Producer:
                 await self.close()
                 raise ProducerError(f"queue {self.queue_url} does not exist") from exc
             # no sqs:GetQueueAttributes: SQS itself refuses what is too large
+        except BaseException:
+            await self.close()
+            raise
         return self
 
     async def close(self) -> None:
