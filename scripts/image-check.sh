@@ -122,9 +122,10 @@ for _ in $(seq 1 150); do
   sleep 0.2
 done
 [ -n "$ready" ] || { podman logs "$NAME" >&2; fail "/readyz never answered 200"; }
-for i in $(seq 1 20); do
-  "$PY" scripts/local_sqs.py send image-check.fifo "{\"seq\": $i}" --group "g$((i % 3))" >/dev/null
-done
+# the producer side from the image too: 20 writes as JSON lines on stdin
+for i in $(seq 1 20); do echo "{\"group\": \"g$((i % 3))\", \"body\": {\"seq\": $i}}"; done \
+  | run_in -i "${env_args[@]}" "$IMAGE" send >"$WORK/send.log" || { cat "$WORK/send.log" "$WORK/podman.err" >&2; fail "sqs2pg send"; }
+grep -q "^20 sent" "$WORK/send.log" || { cat "$WORK/send.log" >&2; fail "sqs2pg send did not send 20"; }
 landed=""
 for _ in $(seq 1 150); do
   n=$(psql -h 127.0.0.1 -U postgres -d "$db" -Atc "SELECT count(*) FROM events")

@@ -1,7 +1,6 @@
-"""Local development helper for an SQS emulator: create the FIFO queue and its DLQ, or send a message.
+"""Local development helper for an SQS emulator: create the FIFO queue and its DLQ (send with `sqs2pg send`).
 
     python scripts/local_sqs.py create orders.fifo            # and orders-dlq.fifo, wired by RedrivePolicy
-    python scripts/local_sqs.py send orders.fifo '{"hello": "world"}' --group g1 [--key k-1]
 
 Uses the SDK's own settings: AWS_ENDPOINT_URL_SQS, AWS_REGION (or AWS_DEFAULT_REGION), credentials.
 """
@@ -12,7 +11,6 @@ import argparse
 import asyncio
 import os
 import sys
-import uuid
 from pathlib import Path
 
 import aioboto3
@@ -32,36 +30,14 @@ async def create(name: str, max_receive_count: int) -> None:
     print(url)
 
 
-async def send(name: str, body: str, group: str, key: str | None) -> None:
-    async with _client() as sqs:
-        url = (await sqs.get_queue_url(QueueName=name))["QueueUrl"]
-        attributes = {"idempotency_key": {"DataType": "String", "StringValue": key}} if key else {}
-        r = await sqs.send_message(
-            QueueUrl=url,
-            MessageBody=body,
-            MessageGroupId=group,
-            MessageDeduplicationId=uuid.uuid4().hex,
-            MessageAttributes=attributes,
-        )
-    print(r["MessageId"])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("create")
     c.add_argument("name")
     c.add_argument("--max-receive-count", type=int, default=25)
-    s = sub.add_parser("send")
-    s.add_argument("name")
-    s.add_argument("body")
-    s.add_argument("--group", default="default")
-    s.add_argument("--key")
     args = parser.parse_args()
-    if args.command == "create":
-        asyncio.run(create(args.name, args.max_receive_count))
-    else:
-        asyncio.run(send(args.name, args.body, args.group, args.key))
+    asyncio.run(create(args.name, args.max_receive_count))
 
 
 if __name__ == "__main__":

@@ -35,9 +35,11 @@ export SQS_QUEUE_URLS=${SQS_QUEUE_URLS:-$(.venv/bin/python scripts/local_sqs.py 
 .venv/bin/sqs2pg check
 cat >&2 <<HINT
 sqs2pg is starting: http://127.0.0.1:$HTTP_PORT/metrics, /healthz, /readyz
-In another shell, send a message and see it land in table events:
-  AWS_ENDPOINT_URL_SQS=$AWS_ENDPOINT_URL_SQS AWS_REGION=$AWS_REGION AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \\
-    .venv/bin/python scripts/local_sqs.py send orders.fifo '{"hello": "world"}' --group g1
-  psql $DATABASE_URL -c 'SELECT id, message_group_id, body, committed_at FROM events'
+In another shell, send a write, see it land in table events, and ask for its status:
+  export AWS_ENDPOINT_URL_SQS=$AWS_ENDPOINT_URL_SQS AWS_REGION=$AWS_REGION AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
+  export SQS_QUEUE_URLS=$SQS_QUEUE_URLS DATABASE_URL=$DATABASE_URL
+  echo '{"group": "order-1", "key": "order-1-created", "body": {"hello": "world"}}' | .venv/bin/sqs2pg send
+  psql \$DATABASE_URL -c 'SELECT id, message_group_id, body, committed_at FROM events'
+  .venv/bin/sqs2pg status order-1-created
 HINT
 .venv/bin/sqs2pg run

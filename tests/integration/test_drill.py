@@ -67,6 +67,7 @@ async def test_a_drill_through_a_failover_reports_nothing_lost_and_never_reaches
         await asyncio.to_thread(replica.promote)
         await asyncio.to_thread(wait_accepting, replica)
         ran = await asyncio.wait_for(drilling, 200)
+    print(ran.stdout)
     assert ran.returncode == 0, (ran.stdout, ran.stderr)
     assert "PASSED" in ran.stdout and "lost 0, applied twice 0, out of order 0" in ran.stdout, ran.stdout
     assert "sent 300 (0 failed to send), applied 300" in ran.stdout
