@@ -29,6 +29,7 @@ async def test_upgrade_from_empty_to_head_then_downgrade_and_upgrade_again(postg
             assert await conn.fetchval(TABLES) == [
                 "events",
                 "sqs2pg_alembic_version",
+                "sqs2pg_drill",
                 "sqs2pg_idempotency",
                 "sqs2pg_quarantined_groups",
             ]
@@ -43,6 +44,7 @@ async def test_upgrade_from_empty_to_head_then_downgrade_and_upgrade_again(postg
                 "message_id": "text",
                 "body": "jsonb",
                 "committed_at": "timestamp with time zone",
+                "envelope": "text",  # 0003
             }.items()
             # 0002: every record says how its message ended; the ones 0001 wrote were commits
             status = await conn.fetchval(
@@ -109,7 +111,7 @@ async def test_a_database_one_migration_behind_is_not_ready_and_says_run_migrate
     database that is down, instead of failing every message."""
     async with scratch_database(postgres_admin_url) as url:
         settings = make_settings(url, ["http://x/1/q.fifo"])
-        await asyncio.to_thread(migrate.upgrade, settings, "0001")
+        await asyncio.to_thread(migrate.upgrade, settings, "0002")  # head is 0003
         store = Store(settings, insert_event)
         await store.open()
         try:

@@ -8,6 +8,7 @@ import json
 import asyncpg
 import pytest
 
+from sqs2pg import writes
 from sqs2pg.errors import InvalidMessage
 from sqs2pg.handler import insert_event
 from sqs2pg.message import Message
@@ -161,3 +162,6 @@ async def test_an_event_already_there_makes_the_batch_settle_one_by_one(
         await store.close()
     assert results == [Outcome.COMMITTED, Outcome.DUPLICATE, Outcome.COMMITTED]
     assert await db.fetchval("SELECT count(*) FROM events") == 3
+    # and `sqs2pg status` can say so: the key is recorded as a duplicate, not left unknown
+    answers = await writes.lookup(db, ["old", "a"])
+    assert (answers["old"]["status"], answers["a"]["status"]) == ("duplicate", "committed")
