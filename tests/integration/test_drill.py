@@ -85,7 +85,8 @@ async def test_the_drill_report_counts_what_was_lost_duplicated_and_reordered(db
     # group a: 0, 2, 1 (1 applied after 2); group b: 0, 0 (applied twice), 1 never applied; 6 were sent
     for group, seq in [("a", 0), ("a", 2), ("a", 1), ("b", 0), ("b", 0)]:
         await db.execute(
-            "INSERT INTO sqs2pg_drill (run_id, message_group_id, seq, message_id, sent_at) VALUES ($1, $2, $3, 'm', now())",
+            "INSERT INTO sqs2pg_drill (run_id, message_group_id, seq, message_id, sent_at)"
+            " VALUES ($1, $2, $3, 'm', now())",
             run,
             group,
             seq,
