@@ -99,7 +99,10 @@ async def test_the_wheel_installed_in_a_plain_venv_migrates_checks_and_runs_as_t
     image_venv: Path, app_dir: Path, database_url: str, db: asyncpg.Connection, queues: Queues
 ) -> None:
     # A database the migrations have not touched yet: the image's `migrate` must create the schema.
-    await db.execute("DROP TABLE events, sqs2pg_idempotency, sqs2pg_quarantined_groups, sqs2pg_alembic_version")
+    tables = await db.fetchval(
+        "SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables WHERE schemaname = 'public'"
+    )
+    await db.execute(f"DROP TABLE {tables}")
     port = free_port()
     env = {
         "PATH": f"{image_venv / 'bin'}:/usr/bin:/bin",
@@ -125,7 +128,8 @@ async def test_the_wheel_installed_in_a_plain_venv_migrates_checks_and_runs_as_t
         [
             str(image_venv / "bin" / "python"),
             "-c",
-            "from sqs2pg import Handler, InvalidMessage, Message, RetryableError, __version__; print(__version__)",
+            "from sqs2pg import Handler, InvalidMessage, Message, Producer, RetryableError, __version__;"
+            " print(__version__)",
         ],
         env=env,
         cwd=app_dir,
