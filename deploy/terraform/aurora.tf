@@ -2,9 +2,12 @@
 # managed by RDS in Secrets Manager, backups, deletion protection.
 
 locals {
-  db_subnet_ids    = length(var.database_subnet_ids) > 0 ? var.database_subnet_ids : var.private_subnet_ids
-  db_engine_major  = split(".", var.db_engine_version)[0]
-  db_instance_type = var.db_serverless ? "db.serverless" : var.db_instance_class
+  db_subnet_ids   = length(var.database_subnet_ids) > 0 ? var.database_subnet_ids : var.private_subnet_ids
+  db_engine_major = split(".", var.db_engine_version)[0]
+  # A unique final snapshot name, fixed at creation (ignore_changes below): destroy, re-create, destroy again
+  # never collides with the first stack's snapshot.
+  db_final_snapshot = "${var.name}-final-${formatdate("YYYYMMDDhhmmss", plantimestamp())}"
+  db_instance_type  = var.db_serverless ? "db.serverless" : var.db_instance_class
 }
 
 resource "aws_db_subnet_group" "this" {
@@ -69,6 +72,8 @@ resource "aws_rds_cluster_parameter_group" "this" {
     value = "1000"
   }
 
+  # A major upgrade brings a new family, so a new group (its name carries the major version): created before
+  # the old one, which the cluster still uses until the upgrade, is deleted.
   lifecycle {
     create_before_destroy = true
   }
@@ -81,9 +86,17 @@ resource "aws_rds_cluster" "this" {
   cluster_identifier = var.name
   engine             = "aurora-postgresql"
   engine_mode        = "provisioned"
-  engine_version     = var.db_engine_version
-  database_name      = var.db_name
-  port               = local.db_port
+  # "16" (the default): AWS picks the newest minor version of major 16 and auto minor upgrades move it on;
+  # the provider compares it with engine_version_actual by prefix, so a minor upgrade never shows as drift.
+  # A pinned "16.4" would: once AWS upgrades to 16.6, every plan proposes a downgrade that fails.
+  engine_version = var.db_engine_version
+  # A major upgrade (16 -> 17) is a deliberate change: set db_engine_version = "17" and
+  # db_allow_major_version_upgrade = true (and the parameter group family follows the major version), apply
+  # in a maintenance window; see README.md "Upgrading PostgreSQL".
+  allow_major_version_upgrade = var.db_allow_major_version_upgrade
+  apply_immediately           = var.db_apply_immediately
+  database_name               = var.db_name
+  port                        = local.db_port
 
   master_username               = var.db_master_username
   manage_master_user_password   = true
@@ -101,7 +114,7 @@ resource "aws_rds_cluster" "this" {
   copy_tags_to_snapshot     = true
   deletion_protection       = var.db_deletion_protection
   skip_final_snapshot       = var.db_skip_final_snapshot
-  final_snapshot_identifier = var.db_skip_final_snapshot ? null : "${var.name}-final"
+  final_snapshot_identifier = var.db_skip_final_snapshot ? null : local.db_final_snapshot
 
   iam_database_authentication_enabled = true
   enabled_cloudwatch_logs_exports     = ["postgresql"]
@@ -119,6 +132,8 @@ resource "aws_rds_cluster" "this" {
   }
 
   lifecycle {
+    ignore_changes = [final_snapshot_identifier] # chosen once, at creation (see locals)
+
     precondition {
       condition     = !var.db_serverless || var.db_serverless_max_capacity > var.db_serverless_min_capacity
       error_message = "db_serverless_max_capacity must be above db_serverless_min_capacity."
@@ -160,6 +175,9 @@ resource "aws_rds_cluster_instance" "writer" {
 
   performance_insights_enabled    = true
   performance_insights_kms_key_id = aws_kms_key.data.arn
+
+  # Enhanced Monitoring refuses a role whose policy is not attached yet.
+  depends_on = [aws_iam_role_policy_attachment.rds_monitoring]
 }
 
 resource "aws_rds_cluster_instance" "reader" {
@@ -184,7 +202,7 @@ resource "aws_rds_cluster_instance" "reader" {
   performance_insights_enabled    = true
   performance_insights_kms_key_id = aws_kms_key.data.arn
 
-  depends_on = [aws_rds_cluster_instance.writer]
+  depends_on = [aws_rds_cluster_instance.writer, aws_iam_role_policy_attachment.rds_monitoring]
 }
 
 # --- the application's database credentials ----------------------------------------------------------------
@@ -199,8 +217,10 @@ resource "aws_rds_cluster_instance" "reader" {
 # uses it.
 resource "aws_secretsmanager_secret" "app_database" {
   #checkov:skip=CKV2_AWS_57:The value is the application user's password plus a DATABASE_URL built from it; it is set and rotated by the operator (README), as no rotation Lambda can rewrite the URL key. The master password is rotated by RDS.
-  name                    = "${var.name}/app-database"
-  description             = "${var.name}: the application database user (username, password) and the DATABASE_URL sqs2pg reads"
-  kms_key_id              = aws_kms_key.data.arn
-  recovery_window_in_days = 7
+  name        = "${var.name}/app-database"
+  description = "${var.name}: the application database user (username, password) and the DATABASE_URL sqs2pg reads"
+  kms_key_id  = aws_kms_key.data.arn
+  # 7 to 30 days in production; 0 deletes at once, so a test stack can be destroyed and created again under
+  # the same name (a secret waiting out its recovery window keeps its name).
+  recovery_window_in_days = var.secret_recovery_window_days
 }

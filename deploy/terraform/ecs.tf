@@ -226,8 +226,18 @@ resource "aws_ecs_service" "this" {
   enable_ecs_managed_tags = true
   enable_execute_command  = false
 
+  # Said explicitly: provider 5.100.0 sends DISABLED when this is left out, while AWS's default for new
+  # services is ENABLED. ENABLED lets ECS move tasks back into an AZ after an AZ event; sqs2pg's tasks are
+  # interchangeable consumers (a moved task's messages are handed back and picked up by the others), so
+  # rebalancing costs nothing but a clean SIGTERM.
+  availability_zone_rebalancing = "ENABLED"
+
   lifecycle {
     # Application Auto Scaling owns the task count after creation.
     ignore_changes = [desired_count]
   }
+
+  # The first deployment must not start tasks before their roles can do anything: ECS does not wait for
+  # IAM policies attached in the same apply.
+  depends_on = [aws_iam_role_policy.task, aws_iam_role_policy.execution]
 }

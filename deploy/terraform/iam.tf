@@ -152,6 +152,13 @@ data "aws_iam_policy_document" "rds_monitoring_assume" {
       type        = "Service"
       identifiers = ["monitoring.rds.amazonaws.com"]
     }
+
+    # As for the other roles: only RDS acting for this account may assume it (confused deputy).
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
   }
 }
 

@@ -103,3 +103,8 @@ output "log_group_name" {
   description = "CloudWatch log group of the service (JSON log lines)."
   value       = aws_cloudwatch_log_group.service.name
 }
+
+output "failover_drill_template_id" {
+  description = "The AWS FIS experiment template that fails the cluster over (enable_failover_drill), or null: aws fis start-experiment --experiment-template-id <this>, then sqs2pg drill."
+  value       = var.enable_failover_drill ? aws_fis_experiment_template.failover[0].id : null
+}

@@ -17,8 +17,10 @@ resource "aws_sqs_queue" "dlq" {
 
   message_retention_seconds  = var.dlq_message_retention_seconds
   visibility_timeout_seconds = var.queue_visibility_timeout_seconds
-  deduplication_scope        = local.deduplication_scope
-  fifo_throughput_limit      = local.fifo_throughput_limit
+  # as large as the source queue's: a dead-lettered message is copied with its body whole
+  max_message_size      = var.queue_max_message_size
+  deduplication_scope   = local.deduplication_scope
+  fifo_throughput_limit = local.fifo_throughput_limit
 
   sqs_managed_sse_enabled           = local.sqs_use_kms ? null : true
   kms_master_key_id                 = local.sqs_use_kms ? var.sqs_kms_key_arn : null
@@ -32,6 +34,7 @@ resource "aws_sqs_queue" "main" {
 
   message_retention_seconds  = var.queue_message_retention_seconds
   visibility_timeout_seconds = var.queue_visibility_timeout_seconds
+  max_message_size           = var.queue_max_message_size
   # Long polling by default for any consumer; sqs2pg sets WaitTimeSeconds itself (SQS2PG_RECEIVE_WAIT_S).
   receive_wait_time_seconds = 20
   deduplication_scope       = local.deduplication_scope

@@ -112,6 +112,17 @@ variable "dlq_message_retention_seconds" {
   }
 }
 
+variable "queue_max_message_size" {
+  description = "MaximumMessageSize of the queue and its DLQ, in bytes. SQS takes up to 1 MiB (1,048,576), and sqs2pg commits bodies that large, but the AWS provider 5.x this module pins refuses more than 262,144 at plan: raising it needs provider 6 or `aws sqs set-queue-attributes` (README.md)."
+  type        = number
+  default     = 262144
+
+  validation {
+    condition     = var.queue_max_message_size >= 1024 && var.queue_max_message_size <= 262144
+    error_message = "queue_max_message_size must be from 1,024 to 262,144 bytes with the AWS provider 5.x (README.md: 1 MiB queues)."
+  }
+}
+
 variable "queue_visibility_timeout_seconds" {
   description = "Queue default visibility timeout. sqs2pg asks for SQS2PG_VISIBILITY_TIMEOUT_S (30) on every receive and its heartbeat extends it, so this only matters for other consumers (e.g. `sqs2pg dlq` tooling)."
   type        = number
@@ -162,14 +173,26 @@ variable "sqs_kms_data_key_reuse_period_seconds" {
 # ---------------------------------------------------------------------------------------------------------
 
 variable "db_engine_version" {
-  description = "Aurora PostgreSQL engine version, e.g. 16.4 (aws rds describe-db-engine-versions --engine aurora-postgresql). The major version picks the parameter group family."
+  description = "Aurora PostgreSQL major version, e.g. 16: AWS picks its newest minor version and auto minor upgrades move it on without drift. A minor version (16.4) pins it, and then every plan after an auto minor upgrade proposes a downgrade that fails. The major version picks the parameter group family."
   type        = string
-  default     = "16.4"
+  default     = "16"
 
   validation {
-    condition     = can(regex("^1[3-9]\\.[0-9]+$", var.db_engine_version))
-    error_message = "db_engine_version must look like 16.4 (major 13 or newer)."
+    condition     = can(regex("^1[3-9](\\.[0-9]+)?$", var.db_engine_version))
+    error_message = "db_engine_version must be a major version such as 16 (13 or newer), or major.minor such as 16.4."
   }
+}
+
+variable "db_allow_major_version_upgrade" {
+  description = "Allow a change of db_engine_version's major version (16 -> 17) to be applied. false (default): such a plan fails at apply instead of upgrading by surprise."
+  type        = bool
+  default     = false
+}
+
+variable "db_apply_immediately" {
+  description = "Apply cluster changes (an engine upgrade among them) at once instead of in the next maintenance window. Either way an engine upgrade is an outage of the cluster."
+  type        = bool
+  default     = false
 }
 
 variable "db_name" {
@@ -282,8 +305,19 @@ variable "db_deletion_protection" {
   default     = true
 }
 
+variable "secret_recovery_window_days" {
+  description = "Days a deleted app-database secret can be recovered (7-30); 0 deletes it at once, for test stacks that are destroyed and created again under the same name."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.secret_recovery_window_days == 0 || (var.secret_recovery_window_days >= 7 && var.secret_recovery_window_days <= 30)
+    error_message = "secret_recovery_window_days must be 0 or from 7 to 30."
+  }
+}
+
 variable "db_skip_final_snapshot" {
-  description = "Skip the final snapshot when the cluster is destroyed. false (default): a snapshot <name>-final is taken."
+  description = "Skip the final snapshot when the cluster is destroyed. false (default): a snapshot <name>-final-<creation time> is taken."
   type        = bool
   default     = false
 }
@@ -566,4 +600,14 @@ variable "adot_scrape_interval_seconds" {
     condition     = var.adot_scrape_interval_seconds >= 5 && var.adot_scrape_interval_seconds <= 300
     error_message = "adot_scrape_interval_seconds must be between 5 and 300."
   }
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Failover drill
+# ---------------------------------------------------------------------------------------------------------
+
+variable "enable_failover_drill" {
+  description = "Create an AWS FIS experiment template that fails the Aurora cluster over, for `sqs2pg drill` (README.md). Costs nothing until an experiment is started."
+  type        = bool
+  default     = false
 }
