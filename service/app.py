@@ -15,7 +15,7 @@ from .breaker import Breaker
 from .config import Settings
 from .consumer import Consumer
 from .deletes import DeleteBatcher
-from .depth import sample_forever, sample_quarantines_forever
+from .depth import sample_forever, sample_once, sample_quarantines_forever
 from .dispatcher import Dispatcher
 from .errors import StartupError, database_misconfigured, describe_database_error
 from .handler import Handler, load_handler
@@ -86,6 +86,24 @@ class App:
             await self.store.open()
             await self.sqs.open()
             queues = {url: await self.sqs.describe(url) for url in s.queue_urls}
+            for info in queues.values():
+                self.metrics.dead_letter_queue(queue_name(info.dlq_url))
+            holdings = Holdings(max_unclaimed=s.pollers_per_queue)
+            deletes = DeleteBatcher(self.sqs, holdings, s.ack_flush_interval_ms / 1000)
+            settler = Settler(
+                s, self.sqs, queues, self.dispatcher, self.breaker, holdings, deletes, self.metrics, self.store
+            )
+            consumer = Consumer(s, self.store, self.dispatcher, settler, deletes, self.breaker)
+            # A described queue has its pollers up (sqs2pg_pollers_up 1) from here, not from the first receive that
+            # returns: an idle queue's first long poll takes 20 s, and the gauge at 0 meanwhile looked like an outage.
+            self.pollers = [
+                Poller(url, s, self.sqs, self.dispatcher, settler, holdings, self.metrics, self.breaker, self._stopping)
+                for url in s.queue_urls
+            ]
+            if s.depth_sample_interval_s > 0:
+                # The depth gauges' first values before anything else is served: a dashboard or an alert reading
+                # them right after a (re)start sees the queue as it is, not a missing series.
+                await sample_once(self.sqs, self.metrics, list(queues.values()), set())
             # A database that does not answer is not a reason to exit (a cluster still booting, a database not
             # created yet, a schema not migrated yet): say so now, start with the circuit open (nothing is
             # received, so no receive count grows) and let the breaker's probe find it.
@@ -96,16 +114,6 @@ class App:
                     # (a rotated secret is read again at start).
                     raise StartupError(f"the database refuses these settings: {reason}")
                 self.breaker.open(f"at start: {reason}")
-            holdings = Holdings(max_unclaimed=s.pollers_per_queue)
-            deletes = DeleteBatcher(self.sqs, holdings, s.ack_flush_interval_ms / 1000)
-            settler = Settler(
-                s, self.sqs, queues, self.dispatcher, self.breaker, holdings, deletes, self.metrics, self.store
-            )
-            consumer = Consumer(s, self.store, self.dispatcher, settler, deletes, self.breaker)
-            self.pollers = [
-                Poller(url, s, self.sqs, self.dispatcher, settler, holdings, self.metrics, self.breaker, self._stopping)
-                for url in s.queue_urls
-            ]
             if s.writes_endpoint == "on":
                 self.probes.writes = self._write_status
             self.probes.checks = {

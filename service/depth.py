@@ -40,10 +40,11 @@ async def sample_once(sqs: Sqs, metrics: Metrics, queues: list[QueueInfo], faili
 
 
 async def sample_forever(sqs: Sqs, metrics: Metrics, queues: list[QueueInfo], interval_s: float) -> None:
+    """Sample every ``interval_s``, starting one interval from now (App.run took the first sample at start)."""
     failing: set[str] = set()
     while True:
-        await sample_once(sqs, metrics, queues, failing)
         await asyncio.sleep(interval_s)
+        await sample_once(sqs, metrics, queues, failing)
 
 
 async def sample_quarantines_forever(

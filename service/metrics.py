@@ -10,6 +10,18 @@ from .outcome import Outcome
 _AGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)
 _HANDLE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
+# The SQS calls sqs2pg makes on a source queue (label ``operation`` of sqs2pg_sqs_requests_total and
+# sqs2pg_sqs_errors_total): describing it at start, sampling its depth, and the hot calls.
+QUEUE_OPERATIONS = (
+    "get_queue_attributes",
+    "get_queue_url",
+    "receive_message",
+    "delete_message_batch",
+    "change_message_visibility_batch",
+)
+# ... and on its dead-letter queue, counted under the dead-letter queue's name: the copies sent there, the depth.
+DEAD_LETTER_QUEUE_OPERATIONS = ("send_message", "get_queue_attributes")
+
 
 class Metrics:
     """All sqs2pg_ metrics, on a registry of their own (one per service instance)."""
@@ -88,22 +100,36 @@ class Metrics:
             registry=r,
         )
         self.pruned = Counter("sqs2pg_idempotency_pruned", "Expired idempotency records deleted", registry=r)
+        # Every series a dashboard or an alert reads exists from the start (tests/integration/test_alert_rules.py
+        # checks that against the shipped rules and dashboard): a counter at 0, so that the first event is an
+        # increase Prometheus sees (rate() and increase() need two samples of one series), and a histogram
+        # with empty buckets. Gauges get their true value when it is known: sqs2pg_pollers_up once the queue
+        # was described, the depth gauges at the first sample (App.run takes it before serving work); a gauge
+        # at 0 before that would claim an empty queue that nobody looked at.
         for q in queue_names:
             for outcome in Outcome:
                 self.messages.labels(q, outcome.value)
             self.received.labels(q)
+            self.handle_seconds.labels(q)
+            self.age_seconds.labels(q)
             self.in_flight.labels(q)
             self.pollers_up.labels(q)
             self.receive_lanes.labels(q)
             self.receives_in_flight.labels(q)
             self.quarantined_groups.labels(q)
-            # Counters at 0 from the start: the first error is then an increase, not a series appearing at 1.
             for kind in DATABASE_ERROR_KINDS:
                 self.db_errors.labels(q, kind)
-            for operation in ("receive_message", "delete_message_batch", "change_message_visibility_batch"):
-                self.sqs_requests.labels(q, operation)
-                for kind in SQS_TRANSIENT_KINDS:
-                    self.sqs_errors.labels(q, operation, kind)
+            self._sqs_calls(q, QUEUE_OPERATIONS)
+
+    def dead_letter_queue(self, name: str) -> None:
+        """Create the series of a dead-letter queue's calls at 0 (its name is known once its queue was described)."""
+        self._sqs_calls(name, DEAD_LETTER_QUEUE_OPERATIONS)
+
+    def _sqs_calls(self, queue: str, operations: tuple[str, ...]) -> None:
+        for operation in operations:
+            self.sqs_requests.labels(queue, operation)
+            for kind in SQS_TRANSIENT_KINDS:
+                self.sqs_errors.labels(queue, operation, kind)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -53,16 +53,17 @@ class Poller:
         self._metrics = metrics
         self._breaker = breaker
         self._stopping = stopping
-        self.healthy = False  # the queue was described and no receive has failed since the last success
+        # The queue was described (a Poller is made only then) and no receive has failed since the last success.
+        self.healthy = True
+        metrics.pollers_up.labels(self.name).set(1)
         self.lanes = 1  # how many lanes may receive now (1 .. settings.pollers_per_queue)
         self._receiving = 0  # ReceiveMessage calls in flight
         self._starved = False  # the last receive while holding messages came back short (see _lane)
         self._lanes_changed = asyncio.Event()
+        metrics.receive_lanes.labels(self.name).set(self.lanes)
 
     def runners(self) -> list[Any]:
         """The lanes, as coroutines for the app's TaskGroup (lane 0 always runs; the others when opened)."""
-        self._set_healthy(True)
-        self._metrics.receive_lanes.labels(self.name).set(self.lanes)
         return [self._lane(i) for i in range(self._settings.pollers_per_queue)]
 
     async def _lane(self, index: int) -> None:

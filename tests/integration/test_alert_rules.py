@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-from ..support.helpers import Queues, make_settings, running, scrape_metrics, wait_until
-from ..support.promql import PROMETHEUS_BUILT_INS, alert_rules, dashboard_queries, selectors
+from ..support.helpers import Queues, make_settings, metric, running, scrape_metrics, wait_until
+from ..support.promql import PROMETHEUS_BUILT_INS, alert_rules, dashboard_queries, missing_series, selectors
 
 pytestmark = pytest.mark.integration
 
@@ -76,6 +76,22 @@ async def test_alert_rules_and_dashboard_use_only_exported_metrics(database_url,
         "sqs2pg_db_errors_total",
     ):
         assert metric in exprs, metric
+
+
+async def test_a_freshly_started_service_already_has_every_series_the_alerts_and_dashboard_read(
+    database_url, queues: Queues
+) -> None:
+    """No message sent, nothing failed: each selector of alerts.yml and the dashboard (with its label matchers,
+    e.g. outcome="dead_lettered", state="visible") already selects a series, so increase() sees the first
+    error and no panel says "No data". The DLQ holds one message: the gauge says so from the start."""
+    await queues.client.send_message(
+        QueueUrl=queues.dlq_url, MessageBody="{}", MessageGroupId="g", MessageDeduplicationId="dead-0"
+    )
+    async with running(make_settings(database_url, [queues.url])) as app:
+        text = await scrape_metrics(app)
+        assert missing_series(text) == []
+        assert metric(app, "sqs2pg_pollers_up", queue=queues.name) == 1
+        assert metric(app, "sqs2pg_dead_letter_messages", queue=queues.name) == 1
 
 
 async def _sampled(app) -> bool:  # type: ignore[no-untyped-def]

@@ -108,6 +108,8 @@ class FakeSqs:
         self.receiving += 1
         self.most_receiving = max(self.most_receiving, self.receiving)
         try:
+            if "receive" in self.stall:
+                await asyncio.Event().wait()
             if self.receive_delay_s:
                 await asyncio.sleep(self.receive_delay_s)  # the round trip, so that receives can overlap
             while True:
