@@ -10,7 +10,8 @@ import re
 
 import pytest
 
-from ..support.helpers import Queues, make_settings, metric, running, scrape_metrics, wait_until
+from ..support.helpers import Queues, make_settings, running, scrape_metrics, wait_until
+from ..support.helpers import metric as sample
 from ..support.promql import PROMETHEUS_BUILT_INS, alert_rules, dashboard_queries, missing_series, selectors
 
 pytestmark = pytest.mark.integration
@@ -90,8 +91,8 @@ async def test_a_freshly_started_service_already_has_every_series_the_alerts_and
     async with running(make_settings(database_url, [queues.url])) as app:
         text = await scrape_metrics(app)
         assert missing_series(text) == []
-        assert metric(app, "sqs2pg_pollers_up", queue=queues.name) == 1
-        assert metric(app, "sqs2pg_dead_letter_messages", queue=queues.name) == 1
+        assert sample(app, "sqs2pg_pollers_up", queue=queues.name) == 1
+        assert sample(app, "sqs2pg_dead_letter_messages", queue=queues.name) == 1
 
 
 async def _sampled(app) -> bool:  # type: ignore[no-untyped-def]

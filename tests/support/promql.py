@@ -127,9 +127,9 @@ def dashboard_variables() -> list[tuple[str, str]]:
         for var in json.loads(path.read_text()).get("templating", {}).get("list", []):
             query = var.get("query")
             query = query.get("query") if isinstance(query, dict) else query
-            if var.get("type") == "query" and isinstance(query, str):
-                if m := re.fullmatch(r"\s*label_values\(\s*(.+?)\s*,\s*(\w+)\s*\)\s*", query):
-                    metric = m.group(1)
-                    label = m.group(2)
-                    found.append((var["name"], f'{metric}{{{label}=~".+"}}' if "{" not in metric else metric))
+            if not (var.get("type") == "query" and isinstance(query, str)):
+                continue
+            if m := re.fullmatch(r"\s*label_values\(\s*(.+?)\s*,\s*(\w+)\s*\)\s*", query):
+                metric, label = m.group(1), m.group(2)
+                found.append((var["name"], f'{metric}{{{label}=~".+"}}' if "{" not in metric else metric))
     return found

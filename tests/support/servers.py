@@ -57,3 +57,19 @@ def start_moto(port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, str(MOTO_LAUNCHER), str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
+
+
+def start_prometheus(config: Path, port: int, data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
+    """The real Prometheus server (Debian's `prometheus` package) on 127.0.0.1:port, its TSDB in ``data_dir``;
+    stdout and stderr to ``log``."""
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            [
+                "prometheus",
+                f"--config.file={config}",
+                f"--storage.tsdb.path={data_dir}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )

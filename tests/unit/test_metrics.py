@@ -57,9 +57,7 @@ async def test_a_fresh_service_exports_every_series_the_alerts_and_the_dashboard
     # Depth sampled only at start within the test (interval 1 h), and a receive that never returns: what
     # /metrics shows is the state at start, before the first poll returned.
     sqs.stall.add("receive")
-    settings = make_settings(
-        "postgresql://fake@127.0.0.1:1/fake", [QUEUE_URL], depth_sample_interval_s="3600"
-    )
+    settings = make_settings("postgresql://fake@127.0.0.1:1/fake", [QUEUE_URL], depth_sample_interval_s="3600")
     async with running(App(settings, store=store, sqs=sqs)) as app:  # type: ignore[arg-type]
         text = await scrape_metrics(app)
     assert missing_series(text) == []
