@@ -6,4 +6,5 @@ scripts/bootstrap.sh
 if [ -z "${TEST_DATABASE_URL:-}" ] && ! (command -v docker >/dev/null && docker info >/dev/null 2>&1); then
   scripts/ensure-postgres.sh
 fi
-exec .venv/bin/pytest "$@"
+# -rs: every skipped test is listed with its reason (a missing tool must show, not pass quietly).
+exec .venv/bin/pytest -rs "$@"

@@ -152,6 +152,27 @@ def test_alert_rules_cover_the_issue() -> None:
         assert needle in joined, needle
 
 
+def test_every_alert_links_its_runbook_paragraph() -> None:
+    headings = re.findall(r"^## (\S+)$", (ROOT / "docs" / "runbooks.md").read_text(), re.MULTILINE)
+    for rule in alert_rules():
+        assert rule["annotations"]["runbook_url"] == f"docs/runbooks.md#{rule['alert'].lower()}", rule["alert"]
+        assert rule["alert"] in headings, f"docs/runbooks.md has no paragraph for {rule['alert']}"
+    assert sorted(headings) == sorted(r["alert"] for r in alert_rules()), "a runbook for an alert that is gone"
+
+
+def test_every_alert_has_promtool_tests_firing_and_not_firing() -> None:
+    """tests/prometheus/alerts_test.yml (run by promtool in scripts/check-prometheus.sh) checks each alert at
+    least once where it fires and once where it does not."""
+    doc = yaml.safe_load((ROOT / "tests" / "prometheus" / "alerts_test.yml").read_text())
+    firing, quiet = set(), set()
+    for test in doc["tests"]:
+        for case in test.get("alert_rule_test", []):
+            (firing if case.get("exp_alerts") else quiet).add(case["alertname"])
+    names = {r["alert"] for r in alert_rules()}
+    assert names - firing == set(), "alerts never tested firing"
+    assert names - quiet == set(), "alerts never tested not firing"
+
+
 def test_alert_rules_use_sqs2pg_metrics_and_only_the_up_builtin() -> None:
     for rule in alert_rules():
         assert not _only_sqs2pg_metrics(rule["expr"], PROMETHEUS_BUILT_INS), (rule["alert"], metric_names(rule["expr"]))
