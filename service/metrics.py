@@ -103,9 +103,10 @@ class Metrics:
         # Every series a dashboard or an alert reads exists from the start (tests/integration/test_alert_rules.py
         # checks that against the shipped rules and dashboard): a counter at 0, so that the first event is an
         # increase Prometheus sees (rate() and increase() need two samples of one series), and a histogram
-        # with empty buckets. Gauges get their true value when it is known: sqs2pg_pollers_up once the queue
-        # was described, the depth gauges at the first sample (App.run takes it before serving work); a gauge
-        # at 0 before that would claim an empty queue that nobody looked at.
+        # with empty buckets. Gauges get their true value when it is known: sqs2pg_pollers_up 1 once the queue
+        # was described (a Poller is made then), the depth gauges at the first sample (App.run takes it before
+        # any work starts); a gauge at 0 before that would claim a dead poller or an empty queue that nobody
+        # looked at.
         for q in queue_names:
             for outcome in Outcome:
                 self.messages.labels(q, outcome.value)
@@ -113,7 +114,6 @@ class Metrics:
             self.handle_seconds.labels(q)
             self.age_seconds.labels(q)
             self.in_flight.labels(q)
-            self.pollers_up.labels(q)
             self.receive_lanes.labels(q)
             self.receives_in_flight.labels(q)
             self.quarantined_groups.labels(q)

@@ -44,8 +44,9 @@ def test_every_series_of_a_queue_and_its_dead_letter_queue_exists_from_the_start
         labels = {"queue": "orders-dlq.fifo", "operation": op}
         assert get("sqs2pg_sqs_requests_total", labels) == 0.0, op
         assert get("sqs2pg_sqs_errors_total", {**labels, "kind": "sqs_unavailable"}) == 0.0, op
-    # Depth gauges are not invented: no value until the queue was sampled.
+    # Gauges are not invented: no depth until the queue was sampled, no pollers_up until it was described.
     assert get("sqs2pg_dead_letter_messages", q) is None
+    assert get("sqs2pg_pollers_up", q) is None
 
 
 async def test_a_fresh_service_exports_every_series_the_alerts_and_the_dashboard_read() -> None:
