@@ -164,7 +164,8 @@ def test_every_alert_has_promtool_tests_firing_and_not_firing() -> None:
     """tests/prometheus/alerts_test.yml (run by promtool in scripts/check-prometheus.sh) checks each alert at
     least once where it fires and once where it does not."""
     doc = yaml.safe_load((ROOT / "tests" / "prometheus" / "alerts_test.yml").read_text())
-    firing, quiet = set(), set()
+    firing: set[str] = set()
+    quiet: set[str] = set()
     for test in doc["tests"]:
         for case in test.get("alert_rule_test", []):
             (firing if case.get("exp_alerts") else quiet).add(case["alertname"])
