@@ -167,6 +167,7 @@ locals {
 }
 
 resource "aws_rds_cluster_instance" "writer" {
+  #checkov:skip=CKV_AWS_226:Auto minor upgrades are on unless db_engine_version pins a minor version (16.4): AWS would then upgrade past the pin and every later plan would propose a downgrade that fails. A pinned minor is upgraded by changing db_engine_version (README.md).
   identifier         = "${var.name}-1"
   cluster_identifier = aws_rds_cluster.this.id
   engine             = aws_rds_cluster.this.engine
@@ -192,6 +193,7 @@ resource "aws_rds_cluster_instance" "writer" {
 }
 
 resource "aws_rds_cluster_instance" "reader" {
+  #checkov:skip=CKV_AWS_226:Auto minor upgrades are on unless db_engine_version pins a minor version (16.4): AWS would then upgrade past the pin and every later plan would propose a downgrade that fails. A pinned minor is upgraded by changing db_engine_version (README.md).
   count = var.db_instance_count - 1
 
   identifier         = "${var.name}-${count.index + 2}"

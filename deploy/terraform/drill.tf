@@ -46,7 +46,6 @@ data "aws_iam_policy_document" "fis" {
   # action: allowed on one cluster's ARN only, that call is refused and the experiment fails. Read-only.
   # (tag:GetResources is needed only for targets chosen by tags; this one is chosen by ARN.)
   statement {
-    #checkov:skip=CKV_AWS_356:DescribeDBClusters is read-only and FIS calls it without a cluster filter to resolve the target; AWS's managed policy for FIS on RDS grants it on "*" for that reason.
     sid       = "ResolveTheTarget"
     actions   = ["rds:DescribeDBClusters"]
     resources = ["*"]
