@@ -31,6 +31,17 @@ def _patch_sqs_redrive_allow_policy() -> None:
     Queue.BASE_ATTRIBUTES = [*Queue.BASE_ATTRIBUTES, "RedriveAllowPolicy"]
     # Read through getattr for every base attribute: a queue that never had one set reports None, as for Policy.
     Queue.redrive_allow_policy = None  # type: ignore[attr-defined]
+    attributes = Queue.attributes
+
+    def without_an_empty_redrive_allow_policy(self: Queue) -> dict[str, Any]:
+        # SetQueueAttributes with "" removes the attribute in SQS (the provider's destroy does that, then waits
+        # until the attribute is gone); moto would keep "" and report it.
+        result: dict[str, Any] = attributes.fget(self)  # type: ignore[attr-defined]
+        if not result.get("RedriveAllowPolicy"):
+            result.pop("RedriveAllowPolicy", None)
+        return result
+
+    Queue.attributes = property(without_an_empty_redrive_allow_policy)  # type: ignore[assignment,method-assign]
 
 
 # Tags of Application Auto Scaling resources, by (account, region, ARN): moto keeps none.
