@@ -47,7 +47,9 @@ echo "== plan after apply (what moto does not keep shows here as changes)"
 if terraform plan -no-color -detailed-exitcode "${vars[@]}" >"$WORK/replan.log" 2>&1; then
   echo "  no changes"
 else
-  grep -E "^  # |^Plan:|Error:" "$WORK/replan.log" | head -20 | sed 's/^/  /'
+  # each resource and the attributes moto did not keep (e.g. availability_zone_rebalancing, not modelled)
+  grep -E "^  # aws_|^ +~ [a-z_]+ |^Plan:|Error:" "$WORK/replan.log" | grep -v "will be read during apply" \
+    | head -40 | sed 's/^/  /'
 fi
 
 echo "== destroy"

@@ -6,6 +6,9 @@
 # and PROVIDER_VERSION, or returns 1 when the terraform CLI or the local provider mirror is missing (FACTS.md:
 # the registry is not reachable from project machines).
 tf_find_provider() {
+  # No CLI configuration at all (no ~/.terraformrc, no provider_installation, no credentials of the user); this
+  # machine's TF_CLI_CONFIG_FILE names a file that does not exist, and terraform warns about it on every call.
+  export TF_IN_AUTOMATION=1 TF_INPUT=0 CHECKPOINT_DISABLE=1 TF_CLI_CONFIG_FILE=/dev/null
   command -v terraform >/dev/null || { TF_MISSING="no terraform CLI on the PATH"; return 1; }
   local provider
   provider=$(find / -xdev -path '*/registry.terraform.io/hashicorp/aws/*' -name 'terraform-provider-aws_*' 2>/dev/null | head -1 || true)
@@ -15,15 +18,12 @@ tf_find_provider() {
 }
 
 # tf_workdir PREFIX: a scratch folder WORK (removed on exit, with moto stopped) holding a copy of the module,
-# so no .terraform or state ever lands in the repository; the environment terraform runs in, offline.
+# so no .terraform or state ever lands in the repository; dummy AWS credentials.
 tf_workdir() {
   WORK=$(mktemp -d "/tmp/$1.XXXXXX")
   MOTO_PID=""
   trap tf_cleanup EXIT
   cp -r "$ROOT/deploy/terraform" "$WORK/module"
-  # An empty CLI configuration: no ~/.terraformrc, no provider_installation, no credentials of the user.
-  : >"$WORK/terraformrc"
-  export TF_IN_AUTOMATION=1 TF_INPUT=0 CHECKPOINT_DISABLE=1 TF_CLI_CONFIG_FILE="$WORK/terraformrc"
   export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=eu-west-1
 }
 
