@@ -48,7 +48,7 @@ if terraform plan -no-color -detailed-exitcode "${vars[@]}" >"$WORK/replan.log" 
   echo "  no changes"
 else
   # each resource and the attributes moto did not keep (e.g. availability_zone_rebalancing, not modelled)
-  grep -E "^  # aws_|^ +~ [a-z_]+ |^Plan:|Error:" "$WORK/replan.log" | grep -v "will be read during apply" \
+  grep -E "^  # aws_|^ +~ [a-z_]+ +=|^Plan:|Error:" "$WORK/replan.log" | grep -v "will be read during apply" \
     | head -40 | sed 's/^/  /'
 fi
 
