@@ -24,9 +24,13 @@ fi
 # --skip-download: no calls to the vendor's platform (no network needed; results are the same).
 checkov=("$VENV/bin/checkov" --quiet --compact --skip-download)
 
+# Each run on its own line: under `set -e` a failure in `cmd && echo ok` does not stop the script (only the
+# last command of an && list is checked), which hid checkov's findings on the module.
 echo "== checkov: deploy/terraform"
-"${checkov[@]}" -d deploy/terraform --framework terraform && echo "checkov: deploy/terraform passed"
+"${checkov[@]}" -d deploy/terraform --framework terraform
+echo "checkov: deploy/terraform passed"
 
 echo "== checkov: Dockerfile"
-"${checkov[@]}" -f Dockerfile --framework dockerfile && echo "checkov: Dockerfile passed"
+"${checkov[@]}" -f Dockerfile --framework dockerfile
+echo "checkov: Dockerfile passed"
 

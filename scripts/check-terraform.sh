@@ -6,36 +6,25 @@
 #   scripts/check-terraform.sh            everything
 # When the terraform CLI or the provider mirror is missing this says so loudly and skips (exit 0); any other
 # failure fails. The full apply, read back and destroy against moto is scripts/terraform-moto-apply.sh
-# (occasional, not a gate: stock moto lacks some calls the module makes).
+# (occasional, not a gate: it takes minutes). Both share deploy/terraform/tests/lib.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-if ! command -v terraform >/dev/null; then
-  echo "!! check-terraform: SKIPPED: no terraform CLI on the PATH" >&2
+# shellcheck source=../deploy/terraform/tests/lib.sh
+. deploy/terraform/tests/lib.sh
+if ! tf_find_provider; then
+  echo "!! check-terraform: SKIPPED: $TF_MISSING" >&2
   exit 0
 fi
-provider=$(find / -xdev -path '*/registry.terraform.io/hashicorp/aws/*' -name 'terraform-provider-aws_*' 2>/dev/null | head -1 || true)
-if [ -z "$provider" ]; then
-  echo "!! check-terraform: SKIPPED: no local mirror of the AWS provider (registry.terraform.io/hashicorp/aws)" >&2
-  exit 0
-fi
-PLUGIN_DIR=${provider%%/registry.terraform.io/*}
 [ -x .venv/bin/python ] || scripts/bootstrap.sh local
-
-WORK=$(mktemp -d /tmp/sqs2pg-tf.XXXXXX)
-moto_pid=""
-cleanup() { [ -n "$moto_pid" ] && kill "$moto_pid" 2>/dev/null; rm -rf "$WORK"; }
-trap cleanup EXIT
-export TF_IN_AUTOMATION=1 TF_INPUT=0 CHECKPOINT_DISABLE=1 TF_CLI_CONFIG_FILE=/dev/null
 started=$(date +%s)
 
-echo "== terraform fmt -check (terraform $(terraform version | head -1 | cut -d' ' -f2), provider $(basename "$(dirname "$(dirname "$provider")")"))"
+echo "== terraform fmt -check (terraform $(terraform version | head -1 | cut -d' ' -f2), provider $PROVIDER_VERSION)"
 terraform fmt -check -recursive deploy/terraform || { echo "terraform fmt: run terraform fmt -recursive deploy/terraform" >&2; exit 1; }
 
-# A copy, so no .terraform or state lands in the repository.
-cp -r deploy/terraform "$WORK/module"
+tf_workdir sqs2pg-tf
 cd "$WORK/module"
-terraform init -backend=false -plugin-dir="$PLUGIN_DIR" >"$WORK/init.log" 2>&1 || { cat "$WORK/init.log"; exit 1; }
+tf_init
 echo "== terraform validate"
 terraform validate -no-color
 
@@ -44,12 +33,8 @@ terraform test -no-color 2>&1 | tee "$WORK/test.log" | grep -E "^(tests/|Success
 grep -q "^Success!" "$WORK/test.log" || { cat "$WORK/test.log"; exit 1; }
 
 echo "== terraform plan against moto (tfvars matrix)"
-port=$("$ROOT/.venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-MOTO_IAM_LOAD_MANAGED_POLICIES=true "$ROOT/.venv/bin/python" -m moto.server -p "$port" >"$WORK/moto.log" 2>&1 &
-moto_pid=$!
-for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$port/moto-api/" && break; sleep 0.1; done
-sed "s#MOTO#http://127.0.0.1:$port#" "$ROOT/deploy/terraform/tests/moto_override.tf.in" >moto_override.tf
-export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=eu-west-1
+moto_start
+moto_override
 
 # plan NAME [-var ...]: the example tfvars plus the given variables must plan.
 plan() {

@@ -4,9 +4,17 @@
 locals {
   db_subnet_ids   = length(var.database_subnet_ids) > 0 ? var.database_subnet_ids : var.private_subnet_ids
   db_engine_major = split(".", var.db_engine_version)[0]
-  # A unique final snapshot name, fixed at creation (ignore_changes below): destroy, re-create, destroy again
-  # never collides with the first stack's snapshot.
-  db_final_snapshot = "${var.name}-final-${formatdate("YYYYMMDDhhmmss", plantimestamp())}"
+  # "16.4" pins a minor version, "16" follows AWS's minor versions: auto minor upgrades only for the latter
+  # (on a pinned minor they would move the cluster on, and every later plan would propose a downgrade that
+  # AWS refuses).
+  db_engine_minor_pinned = length(split(".", var.db_engine_version)) > 1
+  # The final snapshot's name: unique per incarnation of the stack and stable across plans. The data key is
+  # created with the cluster, so a stack destroyed and created again under the same name gets a new key id,
+  # hence a new snapshot name (no collision with the first stack's snapshot); within one stack the id never
+  # changes, so the name is known before the cluster is ever destroyed, whatever db_skip_final_snapshot was
+  # when the cluster was created. (plantimestamp() changed on every plan and needed ignore_changes, which
+  # left a null or stale name in the state when db_skip_final_snapshot was switched later.)
+  db_final_snapshot = "${var.name}-final-${substr(aws_kms_key.data.key_id, 0, 8)}"
   db_instance_type  = var.db_serverless ? "db.serverless" : var.db_instance_class
 }
 
@@ -88,7 +96,8 @@ resource "aws_rds_cluster" "this" {
   engine_mode        = "provisioned"
   # "16" (the default): AWS picks the newest minor version of major 16 and auto minor upgrades move it on;
   # the provider compares it with engine_version_actual by prefix, so a minor upgrade never shows as drift.
-  # A pinned "16.4" would: once AWS upgrades to 16.6, every plan proposes a downgrade that fails.
+  # A pinned "16.4" turns auto minor upgrades off on the instances (local.db_engine_minor_pinned): else AWS
+  # would move it to 16.6 and every later plan would propose a downgrade that fails.
   engine_version = var.db_engine_version
   # A major upgrade (16 -> 17) is a deliberate change: set db_engine_version = "17" and
   # db_allow_major_version_upgrade = true (and the parameter group family follows the major version), apply
@@ -109,12 +118,14 @@ resource "aws_rds_cluster" "this" {
   storage_encrypted = true
   kms_key_id        = aws_kms_key.data.arn
 
-  backup_retention_period   = var.db_backup_retention_days
-  preferred_backup_window   = var.db_preferred_backup_window
-  copy_tags_to_snapshot     = true
-  deletion_protection       = var.db_deletion_protection
-  skip_final_snapshot       = var.db_skip_final_snapshot
-  final_snapshot_identifier = var.db_skip_final_snapshot ? null : local.db_final_snapshot
+  backup_retention_period = var.db_backup_retention_days
+  preferred_backup_window = var.db_preferred_backup_window
+  copy_tags_to_snapshot   = true
+  deletion_protection     = var.db_deletion_protection
+  skip_final_snapshot     = var.db_skip_final_snapshot
+  # Always named, also with skip_final_snapshot = true (the provider reads it only at destroy): switching
+  # db_skip_final_snapshot later then needs no other change.
+  final_snapshot_identifier = local.db_final_snapshot
 
   iam_database_authentication_enabled = true
   enabled_cloudwatch_logs_exports     = ["postgresql"]
@@ -132,8 +143,6 @@ resource "aws_rds_cluster" "this" {
   }
 
   lifecycle {
-    ignore_changes = [final_snapshot_identifier] # chosen once, at creation (see locals)
-
     precondition {
       condition     = !var.db_serverless || var.db_serverless_max_capacity > var.db_serverless_min_capacity
       error_message = "db_serverless_max_capacity must be above db_serverless_min_capacity."
@@ -158,6 +167,7 @@ locals {
 }
 
 resource "aws_rds_cluster_instance" "writer" {
+  #checkov:skip=CKV_AWS_226:Auto minor upgrades are on unless db_engine_version pins a minor version (16.4): AWS would then upgrade past the pin and every later plan would propose a downgrade that fails. A pinned minor is upgraded by changing db_engine_version (README.md).
   identifier         = "${var.name}-1"
   cluster_identifier = aws_rds_cluster.this.id
   engine             = aws_rds_cluster.this.engine
@@ -167,8 +177,10 @@ resource "aws_rds_cluster_instance" "writer" {
 
   db_subnet_group_name       = aws_db_subnet_group.this.name
   publicly_accessible        = false
-  auto_minor_version_upgrade = true
-  promotion_tier             = 0
+  auto_minor_version_upgrade = !local.db_engine_minor_pinned
+  # Instance changes (class, parameters, an engine upgrade) follow the cluster's setting.
+  apply_immediately = var.db_apply_immediately
+  promotion_tier    = 0
 
   monitoring_interval = var.db_monitoring_interval
   monitoring_role_arn = local.db_monitoring_role_arn
@@ -181,6 +193,7 @@ resource "aws_rds_cluster_instance" "writer" {
 }
 
 resource "aws_rds_cluster_instance" "reader" {
+  #checkov:skip=CKV_AWS_226:Auto minor upgrades are on unless db_engine_version pins a minor version (16.4): AWS would then upgrade past the pin and every later plan would propose a downgrade that fails. A pinned minor is upgraded by changing db_engine_version (README.md).
   count = var.db_instance_count - 1
 
   identifier         = "${var.name}-${count.index + 2}"
@@ -193,8 +206,10 @@ resource "aws_rds_cluster_instance" "reader" {
 
   db_subnet_group_name       = aws_db_subnet_group.this.name
   publicly_accessible        = false
-  auto_minor_version_upgrade = true
-  promotion_tier             = 1
+  auto_minor_version_upgrade = !local.db_engine_minor_pinned
+  # Instance changes (class, parameters, an engine upgrade) follow the cluster's setting.
+  apply_immediately = var.db_apply_immediately
+  promotion_tier    = 1
 
   monitoring_interval = var.db_monitoring_interval
   monitoring_role_arn = local.db_monitoring_role_arn

@@ -16,10 +16,17 @@ data "aws_iam_policy_document" "fis_assume" {
       identifiers = ["fis.amazonaws.com"]
     }
 
+    # Only FIS experiments of this account may assume it (confused deputy), as for every role of the module.
     condition {
       test     = "StringEquals"
       variable = "aws:SourceAccount"
       values   = [local.account_id]
+    }
+
+    condition {
+      test     = "ArnLike"
+      variable = "aws:SourceArn"
+      values   = ["arn:${local.partition}:fis:${local.region}:${local.account_id}:experiment/*"]
     }
   }
 }
@@ -27,11 +34,21 @@ data "aws_iam_policy_document" "fis_assume" {
 data "aws_iam_policy_document" "fis" {
   count = var.enable_failover_drill ? 1 : 0
 
-  # What aws:rds:failover-db-cluster needs, on this cluster only.
+  # What aws:rds:failover-db-cluster needs (AWS's own AWSFaultInjectionSimulatorRDSAccess grants the same
+  # actions): the failover itself on this cluster only ...
   statement {
     sid       = "FailOverThisCluster"
-    actions   = ["rds:FailoverDBCluster", "rds:DescribeDBClusters"]
+    actions   = ["rds:FailoverDBCluster"]
     resources = [aws_rds_cluster.this.arn]
+  }
+
+  # ... and DescribeDBClusters, which FIS calls without naming a cluster to resolve the target and follow the
+  # action: allowed on one cluster's ARN only, that call is refused and the experiment fails. Read-only.
+  # (tag:GetResources is needed only for targets chosen by tags; this one is chosen by ARN.)
+  statement {
+    sid       = "ResolveTheTarget"
+    actions   = ["rds:DescribeDBClusters"]
+    resources = ["*"]
   }
 }
 

@@ -173,7 +173,7 @@ variable "sqs_kms_data_key_reuse_period_seconds" {
 # ---------------------------------------------------------------------------------------------------------
 
 variable "db_engine_version" {
-  description = "Aurora PostgreSQL major version, e.g. 16: AWS picks its newest minor version and auto minor upgrades move it on without drift. A minor version (16.4) pins it, and then every plan after an auto minor upgrade proposes a downgrade that fails. The major version picks the parameter group family."
+  description = "Aurora PostgreSQL major version, e.g. 16: AWS picks its newest minor version and auto minor upgrades move it on without drift. A minor version (16.4) pins it and turns auto minor upgrades off (an upgrade would make every later plan propose a downgrade that fails): minor upgrades are then yours to apply. The major version picks the parameter group family."
   type        = string
   default     = "16"
 
@@ -190,7 +190,7 @@ variable "db_allow_major_version_upgrade" {
 }
 
 variable "db_apply_immediately" {
-  description = "Apply cluster changes (an engine upgrade among them) at once instead of in the next maintenance window. Either way an engine upgrade is an outage of the cluster."
+  description = "Apply changes to the cluster and its instances (an engine upgrade among them) at once instead of in the next maintenance window. Either way an engine upgrade is an outage of the cluster."
   type        = bool
   default     = false
 }
@@ -317,7 +317,7 @@ variable "secret_recovery_window_days" {
 }
 
 variable "db_skip_final_snapshot" {
-  description = "Skip the final snapshot when the cluster is destroyed. false (default): a snapshot <name>-final-<creation time> is taken."
+  description = "Skip the final snapshot when the cluster is destroyed. false (default): a snapshot <name>-final-<first 8 hex digits of the stack's KMS key id> is taken (unique per incarnation of the stack)."
   type        = bool
   default     = false
 }

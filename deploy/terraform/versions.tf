@@ -9,8 +9,9 @@ terraform {
       source = "hashicorp/aws"
       # 5.x: target tracking with metric math (customized_metric_specification.metrics),
       # aws_vpc_security_group_*_rule, manage_master_user_password, and (since 5.64) enable_http_endpoint
-      # on provisioned/Serverless v2 Aurora clusters (RDS Data API).
-      version = "~> 5.70"
+      # on provisioned/Serverless v2 Aurora clusters (RDS Data API); 5.77: availability_zone_rebalancing on
+      # aws_ecs_service. (6.x is a major upgrade of its own: not taken here.)
+      version = "~> 5.77"
     }
   }
 }

@@ -14,6 +14,15 @@ mock_provider "aws" {
   mock_data "aws_iam_policy_document" {
     defaults = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}" }
   }
+  # A key id known at plan time (a real one is only known after apply), so the final snapshot's name can be
+  # checked by plan runs.
+  mock_resource "aws_kms_key" {
+    defaults = {
+      key_id = "1234abcd-12ab-34cd-56ef-1234567890ab"
+      arn    = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    }
+    override_during = plan
+  }
 }
 
 variables {
@@ -47,12 +56,20 @@ run "defaults_follow_minor_upgrades" {
     error_message = "a deleted secret is recoverable for 7 days by default"
   }
   assert {
-    condition     = startswith(aws_rds_cluster.this.final_snapshot_identifier, "sqs2pg-final-")
-    error_message = "the final snapshot's name is unique (it carries the creation time)"
+    condition     = aws_rds_cluster.this.final_snapshot_identifier == "sqs2pg-final-1234abcd"
+    error_message = "the final snapshot is named after the first 8 hex digits of the stack's KMS key id"
   }
   assert {
-    condition     = length(aws_fis_experiment_template.failover) == 0
-    error_message = "the failover drill is off by default"
+    condition     = aws_rds_cluster_instance.writer.auto_minor_version_upgrade && alltrue([for r in aws_rds_cluster_instance.reader : r.auto_minor_version_upgrade])
+    error_message = "a major-only engine version keeps auto minor upgrades on, on every instance"
+  }
+  assert {
+    condition     = !aws_rds_cluster.this.apply_immediately && !aws_rds_cluster_instance.writer.apply_immediately && alltrue([for r in aws_rds_cluster_instance.reader : !r.apply_immediately])
+    error_message = "changes wait for the maintenance window by default, on the cluster and its instances"
+  }
+  assert {
+    condition     = length(aws_fis_experiment_template.failover) == 0 && length(aws_iam_role.fis) == 0
+    error_message = "the failover drill (template and role) is off by default"
   }
 }
 
@@ -66,8 +83,46 @@ run "a_test_stack_can_be_destroyed_and_created_again" {
   }
 
   assert {
-    condition     = aws_secretsmanager_secret.app_database.recovery_window_in_days == 0 && aws_rds_cluster.this.final_snapshot_identifier == null
+    condition     = aws_secretsmanager_secret.app_database.recovery_window_in_days == 0 && aws_rds_cluster.this.skip_final_snapshot
     error_message = "recovery window 0 and no final snapshot"
+  }
+  assert {
+    condition     = aws_rds_cluster.this.final_snapshot_identifier == "sqs2pg-final-1234abcd"
+    error_message = "the snapshot name stays set (and the same) with skip_final_snapshot, so switching it back needs nothing else"
+  }
+}
+
+run "a_stack_created_again_gets_a_new_final_snapshot_name" {
+  command = plan
+
+  # The same stack name, a new incarnation: a new KMS key, so a new snapshot name that cannot collide with
+  # the snapshot the first incarnation left behind.
+  override_resource {
+    target = aws_kms_key.data
+    values = {
+      key_id = "feedbeef-0000-4000-8000-000000000000"
+      arn    = "arn:aws:kms:eu-west-1:123456789012:key/feedbeef-0000-4000-8000-000000000000"
+    }
+    override_during = plan
+  }
+
+  assert {
+    condition     = aws_rds_cluster.this.final_snapshot_identifier == "sqs2pg-final-feedbeef"
+    error_message = "the snapshot name follows the stack's key"
+  }
+}
+
+run "apply_immediately_reaches_the_instances" {
+  command = plan
+
+  variables {
+    db_apply_immediately = true
+    db_instance_count    = 3
+  }
+
+  assert {
+    condition     = aws_rds_cluster.this.apply_immediately && aws_rds_cluster_instance.writer.apply_immediately && length(aws_rds_cluster_instance.reader) == 2 && alltrue([for r in aws_rds_cluster_instance.reader : r.apply_immediately])
+    error_message = "db_apply_immediately applies to the cluster and to every instance"
   }
 }
 
@@ -90,9 +145,27 @@ run "the_failover_drill_fails_this_cluster_over_and_stops_on_the_dlq_alarm" {
     condition     = one(aws_fis_experiment_template.failover[0].stop_condition).source == "aws:cloudwatch:alarm"
     error_message = "it stops when the DLQ alarm fires"
   }
+  assert {
+    condition     = length(aws_iam_role.fis) == 1 && length(aws_iam_role_policy.fis) == 1
+    error_message = "FIS gets its role and policy only with the drill"
+  }
+  assert {
+    condition = anytrue([
+      for s in data.aws_iam_policy_document.fis_assume[0].statement : anytrue([
+        for c in s.condition : c.variable == "aws:SourceAccount" && contains(c.values, "123456789012")
+      ])
+    ])
+    error_message = "the FIS role may be assumed for this account only (aws:SourceAccount)"
+  }
+  assert {
+    condition = anytrue([
+      for s in data.aws_iam_policy_document.fis[0].statement : s.actions == toset(["rds:DescribeDBClusters"]) && s.resources == toset(["*"])
+    ])
+    error_message = "FIS resolves its target with DescribeDBClusters on *"
+  }
 }
 
-run "a_pinned_minor_version_is_still_accepted" {
+run "a_pinned_minor_version_turns_auto_minor_upgrades_off" {
   command = plan
 
   variables {
@@ -100,8 +173,26 @@ run "a_pinned_minor_version_is_still_accepted" {
   }
 
   assert {
-    condition     = aws_rds_cluster_parameter_group.this.family == "aurora-postgresql16"
-    error_message = "16.4 is major 16"
+    condition     = aws_rds_cluster.this.engine_version == "16.4" && aws_rds_cluster_parameter_group.this.family == "aurora-postgresql16"
+    error_message = "16.4 is kept as given, and is major 16"
+  }
+  assert {
+    condition     = !aws_rds_cluster_instance.writer.auto_minor_version_upgrade && alltrue([for r in aws_rds_cluster_instance.reader : !r.auto_minor_version_upgrade])
+    error_message = "a pinned minor version turns auto minor upgrades off on every instance (else every plan after an upgrade proposes a downgrade)"
+  }
+}
+
+run "a_major_upgrade_is_explicit" {
+  command = plan
+
+  variables {
+    db_engine_version              = "17"
+    db_allow_major_version_upgrade = true
+  }
+
+  assert {
+    condition     = aws_rds_cluster.this.allow_major_version_upgrade && aws_rds_cluster_parameter_group.this.family == "aurora-postgresql17" && aws_rds_cluster_parameter_group.this.name == "sqs2pg-aurora-postgresql17"
+    error_message = "17 with the upgrade allowed: a new parameter group of family 17"
   }
 }
 
