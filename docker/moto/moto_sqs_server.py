@@ -14,7 +14,7 @@
 4. One call that touches a queue's messages at a time. moto's ``Queue.delete_message`` builds a new message
    list from the old one and then assigns it, without a lock (moto 5.2.6, moto/sqs/models.py lines 624-631),
    so a message another thread sends or deletes in between is lost or comes back: a concurrent send lands in
-   a list that is then overwritten (the message is gone: the chaos soak's one lost message), a concurrent
+   a list that is then overwritten (gone: the likely cause of the chaos soak's one lost message), a concurrent
    delete is undone (the message reappears after its visibility timeout). Sends, receive passes, deletes,
    visibility changes, attribute reads, purges and queue deletions of the SQS backend share one reentrant
    lock (a batch call takes it again per entry). tests/integration/test_emulators.py checks it.
