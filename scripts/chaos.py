@@ -1,6 +1,7 @@
 """Chaos soak: several sqs2pg processes on one queue while producers keep sending and faults come at random.
 
-    .venv/bin/python scripts/chaos.py --minutes 10 [--sqs moto|fauxqs|both] [--processes 3] [--report FILE]
+    .venv/bin/python scripts/chaos.py --minutes 10 [--sqs moto|fauxqs|both] [--processes 3] [--seed N]
+        [--out DIR] [--report FILE] [--negative-control]
 
 Producers send without pause over thousands of groups (a sequence number per group in each body; about one
 message in 200 a poison one; about one in 400 with a body near 1 MiB). Every few seconds a fault is drawn
@@ -13,7 +14,16 @@ What it checks, from table ``applied`` (no unique key, so a second apply would s
 and no order violation within a group, every few seconds while it runs; at the end, after the producers
 stop and the queue drains, also nothing lost, every poison message dead-lettered with its reason and no
 good one in the dead-letter queue. It prints a report (messages, faults of each kind, recovery times, the
-invariants) and exits 1 on any violation.
+invariants) and exits 1 on any violation. The drain ends once every good message is committed and the queue
+is empty, or once the queue has stayed empty for DRAIN_EMPTY_S without that (what is missing then is lost).
+
+What it leaves, so that a violation can be explained after the fact, in ``--out`` (default a fresh directory
+under the system's temporary one, printed), one folder per emulator: ``faults.log`` (every fault with its
+target and times, the recoveries and the running checks), ``service-N.log`` (each service process's output,
+across its restarts), ``sent.jsonl`` (every message the producers sent: key, group, seq, kind, when),
+``lost.txt`` (group, seq and key of each good message never committed, with its send time),
+``duplicates.txt`` and ``report.json`` (this emulator's results). ``--negative-control`` deletes one committed
+good row before the final check: that run must report exactly one message lost and exit 1.
 """
 
 from __future__ import annotations
@@ -53,6 +63,8 @@ REGION = "us-east-1"
 VISIBILITY_S = 10
 BIG_BODY = 900_000  # near SQS's 1 MiB, leaving room for the producer's attributes
 GROUPS = 2000
+DRAIN_EMPTY_S = 30  # the drain gives up this long after the queue was last seen non-empty
+DRAIN_MAX_S = 300
 
 
 @dataclass
@@ -68,6 +80,7 @@ class Soak:
     workdir: Path
     processes: list[subprocess.Popen[bytes] | None] = field(default_factory=list)
     sent: list[str] = field(default_factory=list)  # good keys, in send order
+    where: dict[str, tuple[str, int, float]] = field(default_factory=dict)  # key -> (group, seq, sent at)
     poison: set[str] = field(default_factory=set)
     faults: Counter[str] = field(default_factory=Counter)
     recoveries: dict[str, list[float]] = field(default_factory=dict)
@@ -78,6 +91,22 @@ class Soak:
         stamped = f"[{time.strftime('%H:%M:%S')}] {self.sqs_name}: {line}"
         self.log.append(stamped)
         print(stamped, flush=True)
+        with open(self.workdir / "faults.log", "a") as f:
+            f.write(stamped + "\n")
+
+    def record_sent(self, entries: list[dict[str, Any]], kinds: list[str]) -> None:
+        """Appends the batch to sent.jsonl once SQS accepted it."""
+        now = time.time()
+        with open(self.workdir / "sent.jsonl", "a") as f:
+            for e, kind in zip(entries, kinds, strict=True):
+                key, group = e["MessageDeduplicationId"], e["MessageGroupId"]
+                seq = int(key.rsplit("-", 1)[1])
+                self.where[key] = (group, seq, now)
+                if kind == "poison":
+                    self.poison.add(key)
+                else:
+                    self.sent.append(key)
+                f.write(json.dumps({"key": key, "group": group, "seq": seq, "kind": kind, "sent_at": now}) + "\n")
 
 
 # --- the service processes ------------------------------------------------------------------------------------
@@ -133,6 +162,7 @@ async def produce(soak: Soak, client: Any, queue_url: str, stop: asyncio.Event, 
     while not stop.is_set():
         started = time.monotonic()
         entries = []
+        kinds: list[str] = []
         big = 0
         for j in range(10):
             group = f"g{rng.randrange(GROUPS)}"
@@ -142,14 +172,15 @@ async def produce(soak: Soak, client: Any, queue_url: str, stop: asyncio.Event, 
             draw = rng.random()
             if draw < 0.005:
                 body = f"poison {key}: not JSON"
-                soak.poison.add(key)
+                kinds.append("poison")
             else:
                 payload: dict[str, Any] = {"seq": s}
+                kinds.append("good")
                 if draw > 0.9975 and big == 0:
                     payload["pad"] = "x" * BIG_BODY
                     big += 1
+                    kinds[-1] = "big"
                 body = json.dumps(payload)
-                soak.sent.append(key)
             entries.append(
                 {
                     "Id": str(j),
@@ -160,12 +191,14 @@ async def produce(soak: Soak, client: Any, queue_url: str, stop: asyncio.Event, 
                 }
             )
         if big:  # a batch is limited to 1 MiB in all: the big one goes alone
-            for e in entries:
+            for e, kind in zip(entries, kinds, strict=True):
                 await client.send_message(QueueUrl=queue_url, **{k: v for k, v in e.items() if k != "Id"})
+                soak.record_sent([e], [kind])
         else:
             result = await client.send_message_batch(QueueUrl=queue_url, Entries=entries)
             if result.get("Failed"):
                 raise RuntimeError(f"producer: send failed: {result['Failed']}")
+            soak.record_sent(entries, kinds)
         await asyncio.sleep(max(0.0, 10 / rate - (time.monotonic() - started)))
 
 
@@ -190,6 +223,8 @@ async def inject(soak: Soak, rng: random.Random, deck: list[str]) -> str:
     if kind not in available(soak):  # the failover happened already
         kind = "sigkill_restart"
     i = rng.randrange(len(soak.processes))
+    target = {"sigkill_restart": f"service {i}", "sigstop_past_visibility": f"service {i}"}.get(kind, "")
+    soak.say(f"fault {kind} {target}".rstrip() + f": starts ({len(soak.sent)} good messages sent so far)")
     if kind == "sigkill_restart":
         await asyncio.to_thread(restart, soak, i, signal.SIGKILL)
     elif kind == "sigterm_restart":  # a rolling restart, one process at a time
@@ -222,6 +257,7 @@ async def inject(soak: Soak, rng: random.Random, deck: list[str]) -> str:
         await soak.admin_db.close()
         soak.admin_db = await connect_retrying(soak.writer.url("chaos"))
     soak.faults[kind] += 1
+    soak.say(f"fault {kind}: over")
     return kind
 
 
@@ -275,8 +311,28 @@ def check(soak: Soak, rows: list[tuple[str, str, int]], final: bool) -> tuple[in
 # --- one run, against one emulator -----------------------------------------------------------------------------
 
 
-async def soak_once(sqs_name: str, minutes: float, processes: int, rate: float, seed: int) -> dict[str, Any]:
-    workdir = Path(tempfile.mkdtemp(prefix=f"sqs2pg-chaos-{sqs_name}-"))
+def write_traces(soak: Soak, rows: list[tuple[str, str, int]]) -> None:
+    """lost.txt and duplicates.txt: what the final check counted, one message a line, for the post-mortem."""
+    committed = Counter(r[0] for r in rows)
+    with open(soak.workdir / "lost.txt", "w") as f:
+        f.write("# good messages sent and never committed: group seq key sent_at(UTC)\n")
+        for key in soak.sent:
+            if key not in committed:
+                group, seq, at = soak.where[key]
+                stamp = time.strftime("%H:%M:%S", time.gmtime(at)) + f".{int(at * 1000) % 1000:03d}"
+                f.write(f"{group} {seq} {key} {stamp}\n")
+    with open(soak.workdir / "duplicates.txt", "w") as f:
+        f.write("# keys committed more than once: key times\n")
+        for key, n in committed.items():
+            if n > 1:
+                f.write(f"{key} {n}\n")
+
+
+async def soak_once(
+    sqs_name: str, minutes: float, processes: int, rate: float, seed: int, out: Path, negative_control: bool
+) -> dict[str, Any]:
+    workdir = out / sqs_name
+    workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     server = (start_moto if sqs_name == "moto" else start_fauxqs)(port)
     clusters = Clusters() if bindir() is not None else None
@@ -354,7 +410,7 @@ async def soak_once(sqs_name: str, minutes: float, processes: int, rate: float, 
             for i, proc in enumerate(soak.processes):
                 if proc is None or proc.poll() is not None:
                     soak.processes[i] = start_service(soak, i)
-            drain_started = time.monotonic()
+            drain_started = last_busy = time.monotonic()
             while True:
                 rows = await applied_rows(soak)
                 attrs = (
@@ -366,11 +422,17 @@ async def soak_once(sqs_name: str, minutes: float, processes: int, rate: float, 
                 depth = int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
                 if depth == 0 and len({r[0] for r in rows} & set(soak.sent)) == len(soak.sent):
                     break
-                if time.monotonic() - drain_started > 300:
-                    soak.violations.append(f"not drained within 300 s: {depth} messages left in the queue")
+                if depth:
+                    last_busy = time.monotonic()
+                elif time.monotonic() - last_busy > DRAIN_EMPTY_S:
+                    soak.say(f"drain: queue empty for {DRAIN_EMPTY_S} s with good messages still uncommitted")
+                    break
+                if time.monotonic() - drain_started > DRAIN_MAX_S:
+                    soak.violations.append(f"not drained within {DRAIN_MAX_S} s: {depth} messages left in the queue")
                     break
                 await asyncio.sleep(1)
             drained_s = time.monotonic() - drain_started
+            soak.say(f"drain: over after {drained_s:.1f} s")
             for i in range(len(soak.processes)):
                 proc = soak.processes[i]
                 if proc is not None:
@@ -378,7 +440,16 @@ async def soak_once(sqs_name: str, minutes: float, processes: int, rate: float, 
                     if (code := proc.wait(30)) != 0:
                         soak.violations.append(f"service {i} exited {code} at the end")
                     soak.processes[i] = None
-            committed, dup, order, lost = check(soak, await applied_rows(soak), final=True)
+            if negative_control:
+                dropped = await soak.admin_db.fetchval(
+                    "DELETE FROM applied WHERE id = (SELECT min(id) FROM applied WHERE idempotency_key = $1) "
+                    "RETURNING idempotency_key",
+                    soak.sent[len(soak.sent) // 2],
+                )
+                soak.say(f"negative control: deleted the applied row of {dropped}; this run must report it lost")
+            final_rows = await applied_rows(soak)
+            committed, dup, order, lost = check(soak, final_rows, final=True)
+            write_traces(soak, final_rows)
             dead = await dead_letters(client, dlq_url)
             missing_poison = soak.poison - set(dead)
             good_dead = set(dead) & set(soak.sent)
@@ -389,8 +460,10 @@ async def soak_once(sqs_name: str, minutes: float, processes: int, rate: float, 
                 soak.violations.append(f"{len(good_dead)} good messages in the DLQ: {sorted(good_dead)[:5]}")
             if no_reason:
                 soak.violations.append(f"{len(no_reason)} dead-lettered without a reason: {no_reason[:5]}")
-        return {
+        result = {
             "sqs": sqs_name,
+            "seed": seed,
+            "out": str(workdir),
             "minutes": minutes,
             "processes": processes,
             "sent": len(soak.sent) + len(soak.poison),
@@ -408,6 +481,8 @@ async def soak_once(sqs_name: str, minutes: float, processes: int, rate: float, 
             "sqs_faults_injected": sum(v for k, v in plan.counts.items() if not k.startswith("pass")),
             "violations": soak.violations,
         }
+        (workdir / "report.json").write_text(json.dumps(result, indent=2) + "\n")
+        return result
     finally:
         if soak is not None:
             for proc in soak.processes:
@@ -475,19 +550,30 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=100, help="messages per second the producers aim at")
     parser.add_argument("--seed", type=int, default=int(time.time()), help="the faults' random seed (printed)")
     parser.add_argument("--report", type=Path, help="also write the results as JSON here")
+    parser.add_argument("--out", type=Path, help="where the traces go (default: a fresh temporary directory)")
+    parser.add_argument(
+        "--negative-control",
+        action="store_true",
+        help="delete one committed good row before the final check: the run must report one lost and exit 1",
+    )
     args = parser.parse_args()
+    out = args.out or Path(tempfile.mkdtemp(prefix=f"sqs2pg-chaos-{args.seed}-"))
     names = ["moto", "fauxqs"] if args.sqs == "both" else [args.sqs]
     if "fauxqs" in names and not fauxqs_installed():
         print("chaos: fauxqs is not installed (scripts/bootstrap.sh installs it); running on moto only")
         names = [n for n in names if n != "fauxqs"]
     if bindir() is None:
         print("chaos: PostgreSQL server binaries not found: no database faults in this run")
-    print(f"chaos: seed {args.seed}")
+    print(f"chaos: seed {args.seed}, traces in {out}")
     signal.signal(signal.SIGTERM, _interrupt)  # clean up (processes, clusters, servers) as on Ctrl-C
-    results = [asyncio.run(soak_once(n, args.minutes, args.processes, args.rate, args.seed)) for n in names]
+    results = [
+        asyncio.run(soak_once(n, args.minutes, args.processes, args.rate, args.seed, out, args.negative_control))
+        for n in names
+    ]
     print_report(results)
     if args.report:
         args.report.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"chaos: traces in {out}")
     return 1 if any(r["violations"] for r in results) else 0
 
 
