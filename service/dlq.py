@@ -88,6 +88,10 @@ async def redrive(
     A dry run shows what the queue hands out without deleting: every group's first messages, not all.
     ``group``: only that group's messages; the others it receives are held aside (so the queue hands out
     more) and given back at the end.
+    Each message is moved once per run: a copy this run moved back that the service dead-letters again while
+    the run goes on (its handler still fails, or its group is quarantined) comes back to the DLQ behind the
+    rest of its group; it is recognised by the id of the copy this run sent (sqs2pg's DLQ copy carries it as
+    its deduplication id; SQS's own move keeps it) and left there, in order, for the next run.
     """
     result = RedriveResult()
     if dry_run:
@@ -98,18 +102,20 @@ async def redrive(
                 result.would_move += 1
         return result
     aside: list[Message] = []
+    sent: set[str] = set()  # ids of the copies this run sent back to the source queue
     try:
         while result.moved < limit and not result.failed:
             batch = await _take(sqs, queue.dlq_url, min(10, limit - result.moved), rounds=1)
             if not batch:
                 break
-            aside.extend(m for m in batch if group is not None and m.group_id != group)
-            mine = [m for m in batch if group is None or m.group_id == group]
+            again = [m for m in batch if original_id(m) in sent]
+            aside.extend(m for m in batch if m in again or (group is not None and m.group_id != group))
+            mine = [m for m in batch if m not in again and (group is None or m.group_id == group)]
             moved: set[Message] = set()
             try:
                 for m in mine:
                     try:
-                        await sqs.send(queue.url, m, _attributes_for_source(m), dedup_id=m.message_id)
+                        sent.add(await sqs.send(queue.url, m, _attributes_for_source(m), dedup_id=m.message_id))
                     except Sqs2pgError as exc:
                         result.failed.append(f"{m.message_id}: {exc}")
                         report(f"FAILED  group={m.group_id} id={m.message_id}: {exc}")

@@ -283,9 +283,9 @@ class Sqs:
 
     async def send(
         self, url: str, message: Message, attributes: dict[str, Any], dedup_id: str, keep_original: bool = True
-    ) -> None:
+    ) -> str:
         """Send a copy of ``message`` (body, group) to ``url`` with ``attributes`` first, then as many of the
-        original attributes as the limit of 10 leaves room for."""
+        original attributes as the limit of 10 leaves room for. Returns the copy's message id."""
         merged = dict(attributes)
         original = message.queue_attributes  # an opened envelope's are inside the body, which goes as it came
         kept = {k: v for k, v in original.items() if k not in merged and not k.startswith("sqs2pg_")}
@@ -293,7 +293,7 @@ class Sqs:
             kept = {}
         for k in sorted(kept)[: max(0, MAX_ATTRIBUTES - len(merged))]:
             merged[k] = {f: kept[k][f] for f in ("DataType", "StringValue", "BinaryValue") if f in kept[k]}
-        await self._call(
+        response = await self._call(
             queue_name(url),
             "send_message",
             QueueUrl=url,
@@ -303,6 +303,7 @@ class Sqs:
             MessageDeduplicationId=dedup_id,
             MessageAttributes=merged,
         )
+        return str(response["MessageId"])
 
 
 def _string(value: str) -> dict[str, str]:

@@ -65,6 +65,16 @@ async def test_a_quarantined_group_follows_its_dead_lettered_message_in_order_un
             await wait_until(lambda: _dead_lettered(db, 5), timeout_s=60)
             await wait_until(lambda: _depth_is(queues, 0))
 
+        # A redrive before the cause is fixed, while both replicas run: each message moves once (a copy the
+        # service dead-letters again during the run is left for the next), so the group is back in the DLQ in
+        # its order, quarantined again, and nothing of it is applied.
+        async with running(settings) as app:
+            code, out = await _cli("dlq", "redrive", "--group", "q", database_url=database_url, queue=queues.url)
+            assert "5 moved" in out, out
+            await wait_until(lambda: _dlq_depth_is(queues, 5), timeout_s=60)
+            await wait_until(lambda: _gauge(app, queues.name, 1))
+        assert await _applied_is(db, {"q": [0, 1], "f": list(range(6))})
+
         # The cause is fixed; `sqs2pg dlq redrive --group q` brings the group back in order and ends it, while
         # both replicas run.
         await db.execute("INSERT INTO gate VALUES (true)")
@@ -134,6 +144,10 @@ async def _dead_lettered(db: asyncpg.Connection, n: int) -> bool:
 
 async def _depth_is(queues: Queues, n: int) -> bool:
     return await queues.depth() == n
+
+
+async def _dlq_depth_is(queues: Queues, n: int) -> bool:
+    return await queues.depth(queues.dlq_url) == n
 
 
 async def _gauge(app, queue: str, n: int) -> bool:  # type: ignore[no-untyped-def]
