@@ -124,6 +124,20 @@ class Message:
             raise InvalidMessage(f"idempotency key must be 1 to {MAX_KEY_LENGTH} characters")
         return str(key)
 
+    @property
+    def recorded_key(self) -> str | None:
+        """The key this message's outcome is recorded under: its idempotency key; for a malformed envelope, which
+        has no inner key, the key the queue message itself carries (its ``idempotency_key`` attribute, else its
+        deduplication id), so that `sqs2pg status` reports it dead-lettered. None when it has no valid key."""
+        if self.envelope_error is None:
+            try:
+                return self.idempotency_key
+            except InvalidMessage:
+                return None
+        attr = self.queue_attributes.get(IDEMPOTENCY_ATTRIBUTE) or {}
+        key = attr.get("StringValue") if attr.get("DataType", "").startswith("String") else self.deduplication_id
+        return str(key) if key and len(key) <= MAX_KEY_LENGTH else None
+
     @cached_property
     def body_sha256(self) -> bytes:
         return hashlib.sha256(self.body.encode("utf-8", "surrogatepass")).digest()

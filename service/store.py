@@ -368,10 +368,7 @@ class Store:
         SQS2PG_ON_PERMANENT_ERROR=quarantine_group, quarantine its group in the same transaction. Returns
         whether a record was written (not when there is no valid key, or the key belongs to a commit). Raises
         DatabaseUnavailable (retryable) when the database cannot take it: the message then waits."""
-        try:
-            key: str | None = message.idempotency_key
-        except PermanentError:
-            key = None
+        key = message.recorded_key
         quarantining = self._settings.on_permanent_error == "quarantine_group" and not isinstance(
             error, GroupQuarantined
         )
@@ -417,7 +414,7 @@ class Store:
         sends the copy again, which the DLQ drops as a duplicate within 5 minutes)."""
         try:
             async with self._connection() as conn:
-                await conn.execute(_DEAD_LETTER_COPIED, message.idempotency_key)
+                await conn.execute(_DEAD_LETTER_COPIED, message.recorded_key)
         except Exception as exc:  # noqa: BLE001 - best effort, see above
             logs.event(
                 logging.WARNING,

@@ -135,6 +135,12 @@ async def test_sns_and_eventbridge_envelopes_are_opened_and_malformed_ones_dead_
     assert sorted(m["MessageAttributes"]["sqs2pg_error_kind"]["StringValue"] for m in dead) == ["invalid_envelope"] * 2
     # the dead-letter copies carry the envelopes as they came, so a redrive opens them again
     assert sorted(json.loads(m["Body"]).get("Type", "eb") for m in dead) == ["Notification", "eb"]
+    # a producer asking about them hears dead_lettered with the reason, under the key the queue message carried
+    ran = await run_cli("status", "bad-sns", "bad-eb", "--json", env={"DATABASE_URL": database_url})
+    answers = {a["key"]: a for a in map(json.loads, ran.stdout.splitlines())}
+    assert [(answers[k]["status"], answers[k]["error_kind"]) for k in ("bad-sns", "bad-eb")] == [
+        ("dead_lettered", "invalid_envelope")
+    ] * 2, ran.stdout
 
 
 async def test_writes_endpoint_is_off_by_default_and_when_on_answers_without_bodies(
