@@ -7,6 +7,7 @@ is rejected rather than ignored, so a typo cannot silently leave a default in fo
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -160,6 +161,8 @@ def _convert(name: str, raw: str, kind: Any, lo: float | None, hi: float | None)
         value = converters[kind](raw.strip())
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a valid {kind}") from None
+    if kind == "float" and not math.isfinite(value):  # nan passes every comparison below
+        raise ConfigError(f"{name}={raw!r} is not a finite number")
     if lo is not None and value < lo or hi is not None and value > hi:
         raise ConfigError(f"{name}={raw!r} is out of range [{lo}, {hi}]")
     return value

@@ -32,6 +32,8 @@ def test_knobs_are_parsed_with_units_and_settings_are_frozen() -> None:
         ({"SQS_QUEUE_URLS": "https://sqs.eu-west-1.amazonaws.com/1/orders"}, "not the URL of a FIFO queue"),
         ({"SQS2PG_RECEIVE_WAIT_S": "30"}, "SQS2PG_RECEIVE_WAIT_S='30' is out of range"),
         ({"SQS2PG_RECEIVE_WAIT_S": "soon"}, "is not a valid int"),
+        ({"SQS2PG_TRANSACTION_TIMEOUT_S": "nan"}, "SQS2PG_TRANSACTION_TIMEOUT_S='nan' is not a finite number"),
+        ({"SQS2PG_SHUTDOWN_GRACE_S": "NaN"}, "SQS2PG_SHUTDOWN_GRACE_S='NaN' is not a finite number"),
         ({"SQS2PG_RECIEVE_WAIT_S": "5"}, "unknown setting(s): SQS2PG_RECIEVE_WAIT_S"),
         ({"HANDLER": "not a path"}, "must look like package.module:function"),
         ({"HTTP_PORT": "70000"}, "HTTP_PORT='70000' is out of range"),
