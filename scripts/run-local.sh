@@ -42,4 +42,15 @@ In another shell, send a write, see it land in table events, and ask for its sta
   psql \$DATABASE_URL -c 'SELECT id, message_group_id, body, committed_at FROM events'
   .venv/bin/sqs2pg status order-1-created
 HINT
-.venv/bin/sqs2pg run
+# The service runs in its own session and this script hands it one SIGTERM, whichever way the stop comes (Ctrl-C
+# here, or SIGINT/SIGTERM to this script's PID): a clean stop, then the emulator goes (the EXIT trap above).
+setsid .venv/bin/sqs2pg run &
+service_pid=$!
+trap 'kill -TERM "$service_pid" 2>/dev/null || true' INT TERM
+status=0
+wait "$service_pid" || status=$?
+while kill -0 "$service_pid" 2>/dev/null; do
+  status=0
+  wait "$service_pid" || status=$?
+done
+exit "$status"

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -33,7 +34,7 @@ from ..support.helpers import (
     wait_until,
     with_database,
 )
-from ..support.servers import free_port
+from ..support.servers import ROOT, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -251,3 +252,57 @@ async def test_database_settings_that_waiting_cannot_fix_stop_run_with_one_line(
         and "the database refuses these settings" in result.stderr
         and expected in result.stderr
     )
+
+
+def _port_answers(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.skipif(not _port_answers(5432), reason="scripts/run-local.sh needs a PostgreSQL on 127.0.0.1:5432")
+async def test_run_local_stops_the_service_cleanly_then_its_emulator_on_sigterm_to_the_script() -> None:
+    """README's first command, stopped as a process manager (or `kill PID`) stops it: the script hands the
+    service one SIGTERM (Ctrl-C in its terminal takes the same path), the service stops cleanly, the script exits
+    0 and takes its emulator with it. Nothing is left holding a port."""
+    http_port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SQS2PG_", "AWS_", "SQS_", "DATABASE_URL"))}
+    proc = await asyncio.create_subprocess_exec(
+        str(ROOT / "scripts" / "run-local.sh"),
+        env={**env, "HTTP_PORT": str(http_port)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    out: list[str] = []
+
+    async def read() -> None:
+        assert proc.stdout is not None
+        async for line in proc.stdout:
+            out.append(line.decode(errors="replace"))
+
+    reader = asyncio.create_task(read())
+    try:
+        await wait_until(lambda: _said(out, '"action": "start"'), timeout_s=180)
+        endpoint = next(line for line in out if "AWS_ENDPOINT_URL_SQS=" in line)
+        sqs_port = int(endpoint.split("AWS_ENDPOINT_URL_SQS=http://127.0.0.1:")[1].split()[0])
+        assert _port_answers(http_port) and _port_answers(sqs_port)
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0, "".join(out[-20:])
+        await asyncio.wait_for(reader, 10)
+    finally:
+        if proc.returncode is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+    stops = [json.loads(line)["event"] for line in out if '"action": "stop"' in line]
+    assert stops == ["stopping", "stopped"], "".join(out[-20:])
+    await wait_until(lambda: _closed(http_port, sqs_port), timeout_s=10)
+
+
+async def _said(out: list[str], text: str) -> bool:
+    return any(text in line for line in out)
+
+
+async def _closed(*ports: int) -> bool:
+    return not any(_port_answers(p) for p in ports)
