@@ -583,7 +583,7 @@ async def _drill(settings: Settings, args: argparse.Namespace) -> int:
                 raise StartupError(f"the database did not answer to read the drill's results: {exc}") from exc
         print(f"... {max(applied, 0)} of {sent} applied", file=sys.stderr, flush=True)
         await asyncio.sleep(2)
-    return 0 if drill.print_report(result) else EXIT_FAILED
+    return 0 if drill.print_report(result, plan.wait_s) else EXIT_FAILED
 
 
 def _migrate(settings: Settings) -> int:

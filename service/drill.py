@@ -174,12 +174,24 @@ async def report(conn: asyncpg.Connection, run_id: str, sent: int, failed: int) 
     }
 
 
-def print_report(r: dict[str, Any]) -> bool:
-    """Print the report; True when nothing was lost, duplicated or reordered."""
+def print_report(r: dict[str, Any], wait_s: float) -> bool:
+    """Print the report; True when nothing was lost, duplicated or reordered. ``wait_s``: how long the command
+    waited after the last send (a message not applied by then is counted lost, and the report says where to
+    look: nothing may be consuming the queue)."""
     ok = bool(r["lost"] == 0 and r["duplicated"] == 0 and r["reordered"] == 0 and r["send_failed"] == 0)
     print(f"drill {r['run']}: {'PASSED' if ok else 'FAILED'}")
     print(f"  sent {r['sent']} ({r['send_failed']} failed to send), applied {r['applied']}")
     print(f"  lost {r['lost']}, applied twice {r['duplicated']}, out of order {r['reordered']}")
+    if r["lost"]:
+        print(
+            f"  ({r['lost']} not applied within {wait_s:g} s of the last send: "
+            + (
+                "nothing was applied: is sqs2pg running on this queue, with this database? "
+                if r["applied"] == 0
+                else "are they still in the queue (`sqs2pg dlq stats`), or in its DLQ? "
+            )
+            + "Wait longer with --wait-s.)"
+        )
     print(
         f"  longest pause in applying (time to recover) {r['longest_pause_s']} s; send-to-apply latency "
         f"p50 {r['latency_p50_s']} s, p99 {r['latency_p99_s']} s, max {r['latency_max_s']} s"

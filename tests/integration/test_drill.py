@@ -80,7 +80,7 @@ async def test_a_drill_through_a_failover_reports_nothing_lost_and_never_reaches
         await db.close()
 
 
-async def test_the_drill_report_counts_what_was_lost_duplicated_and_reordered(db: Any) -> None:
+async def test_the_drill_report_counts_what_was_lost_duplicated_and_reordered(db: Any, capsys: Any) -> None:
     run = "run-1"
     # group a: 0, 2, 1 (1 applied after 2); group b: 0, 0 (applied twice), 1 never applied; 6 were sent
     for group, seq in [("a", 0), ("a", 2), ("a", 1), ("b", 0), ("b", 0)]:
@@ -96,4 +96,5 @@ async def test_the_drill_report_counts_what_was_lost_duplicated_and_reordered(db
     )
     report = await drill.report(db, run, sent=6, failed=0)
     assert (report["applied"], report["lost"], report["duplicated"], report["reordered"]) == (4, 2, 1, 1)
-    assert drill.print_report(report) is False
+    assert drill.print_report(report, wait_s=30) is False
+    assert "2 not applied within 30 s of the last send" in capsys.readouterr().out
