@@ -339,6 +339,12 @@ async def _redrive_group(sqs: Sqs, queues: list[Any], args: argparse.Namespace, 
     """Move one group's messages back; if it is quarantined, its redriven copies are applied meanwhile and the
     quarantine ends once none of its messages is left in the DLQ."""
     conn = await migrate.connect(settings) if settings.database_url else None
+    if conn is None:
+        print(
+            f"DATABASE_URL not set: a quarantine of group {args.group!r}, if any, cannot be released, and its "
+            "redriven messages go straight back to the DLQ; set DATABASE_URL as the service has it",
+            file=sys.stderr,
+        )
     failures = 0
     try:
         for q in queues:
@@ -349,8 +355,6 @@ async def _redrive_group(sqs: Sqs, queues: list[Any], args: argparse.Namespace, 
             failures += len(result.failed)
             print(f"{q.name}: {result.moved} moved, {len(result.failed)} failed")
             if not releasing:
-                if conn is None:
-                    print(f"{q.name}: DATABASE_URL not set: a quarantine of group {args.group!r}, if any, stays")
                 continue
             if result.failed or result.moved >= args.limit:
                 print(f"{q.name}: group {args.group!r} stays quarantined (releasing): run the redrive again")
