@@ -97,7 +97,9 @@ def _parser() -> argparse.ArgumentParser:
         epilog="exit 0 when every line was sent, 1 when some failed (each named on stderr), 2 when it cannot start",
     )
     p.add_argument("file", nargs="?", default="-", help="a file of JSON lines (default: stdin)")
-    p.add_argument("--queue", help="the queue (name or URL; default: the first of SQS_QUEUE_URLS)")
+    p.add_argument(
+        "--queue", help="a queue named in SQS_QUEUE_URLS, or any queue URL (default: the first of SQS_QUEUE_URLS)"
+    )
     p.add_argument("--group", help="every line is a body for this message group")
     p.add_argument("--print-keys", action="store_true", help="print each sent write's key and group")
     p = sub.add_parser(
@@ -124,7 +126,9 @@ def _parser() -> argparse.ArgumentParser:
         "module's FIS experiment) while it sends. Needs DATABASE_URL and SQS_QUEUE_URLS.",
         epilog="exit 0 when nothing was lost, duplicated or reordered, 1 otherwise",
     )
-    p.add_argument("--queue", help="the queue (name or URL; default: the first of SQS_QUEUE_URLS)")
+    p.add_argument(
+        "--queue", help="a queue named in SQS_QUEUE_URLS, or any queue URL (default: the first of SQS_QUEUE_URLS)"
+    )
     p.add_argument("--messages", type=_positive, default=1200, help="messages to send (default 1200)")
     p.add_argument("--groups", type=_positive, default=20, help="message groups (default 20)")
     p.add_argument("--rate", type=_positive, default=20, help="messages per second (default 20: a minute of sends)")
@@ -412,6 +416,8 @@ def _queue_url(settings: Settings, queue: str | None) -> str:
     for url in settings.queue_urls:
         if queue in (url, queue_name(url)):
             return url
+    if "://" in queue:  # any queue's URL: a producer may send where this service does not consume
+        return queue
     raise StartupError(f"--queue {queue!r} is not one of SQS_QUEUE_URLS ({', '.join(settings.queue_urls)})")
 
 

@@ -116,3 +116,16 @@ def test_dlq_queue_option_must_name_a_configured_queue() -> None:
     assert_one_line_exit_2(
         sqs2pg_cli("dlq", "stats", "--queue", "other.fifo", **VALID), "'other.fifo' is not one of SQS_QUEUE_URLS"
     )
+
+
+def test_send_takes_any_queue_url_but_only_a_configured_queue_name() -> None:
+    from sqs2pg.cli import _queue_url
+    from sqs2pg.config import load
+    from sqs2pg.errors import StartupError
+
+    settings = load(VALID)
+    other = "http://127.0.0.1:1/123456789012/elsewhere.fifo"
+    assert _queue_url(settings, other) == other
+    assert _queue_url(settings, None) == VALID["SQS_QUEUE_URLS"]
+    with pytest.raises(StartupError, match="'elsewhere.fifo' is not one of SQS_QUEUE_URLS"):
+        _queue_url(settings, "elsewhere.fifo")
