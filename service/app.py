@@ -226,9 +226,12 @@ class App:
         # 5. (in run's finally) close the HTTP port, the SQS client and the database pool.
 
     async def _tick(self) -> None:
+        lag = 0.0
         while True:
-            self.probes.tick()
-            await asyncio.sleep(1)
+            self.probes.tick(lag)
+            before = time.monotonic()
+            await asyncio.sleep(http.TICK_S)
+            lag = time.monotonic() - before - http.TICK_S
 
     async def _database_ready(self) -> bool:
         if time.monotonic() - self.store.last_success < READY_DB_FRESH_S:

@@ -16,6 +16,7 @@ from .errors import StartupError
 from .metrics import Metrics
 
 LOOP_STALL_S = 10.0  # no tick for this long means the event loop is stuck
+TICK_S = 1.0  # the event loop ticks this often (App._tick)
 
 
 class Probes:
@@ -23,12 +24,15 @@ class Probes:
 
     def __init__(self) -> None:
         self.last_tick = time.monotonic()
+        self.loop_lag_s = 0.0
         self.checks: dict[str, Callable[[], Awaitable[bool]]] = {}
         # a write's status by key (writes.py), when SQS2PG_WRITES_ENDPOINT=on; None: /writes answers 404
         self.writes: Callable[[str], Awaitable[dict[str, Any]]] | None = None
 
-    def tick(self) -> None:
+    def tick(self, lag_s: float = 0.0) -> None:
+        """The event loop's once-a-second tick; ``lag_s``: how late it woke."""
         self.last_tick = time.monotonic()
+        self.loop_lag_s = max(0.0, lag_s)
 
 
 async def start(metrics: Metrics, probes: Probes, host: str, port: int) -> tuple[web.AppRunner, int]:
@@ -38,10 +42,12 @@ async def start(metrics: Metrics, probes: Probes, host: str, port: int) -> tuple
         return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(_: web.Request) -> web.Response:
-        stalled = time.monotonic() - probes.last_tick
-        ok = stalled < LOOP_STALL_S
+        since_tick = time.monotonic() - probes.last_tick
+        ok = since_tick < LOOP_STALL_S
+        # how late the loop runs: the last tick's delay, or, while the next tick is overdue, how overdue it is
+        lag = max(probes.loop_lag_s, since_tick - TICK_S)
         return web.json_response(
-            {"status": "ok" if ok else "stalled", "loop_lag_s": round(stalled, 3)}, status=200 if ok else 503
+            {"status": "ok" if ok else "stalled", "loop_lag_s": round(max(lag, 0.0), 3)}, status=200 if ok else 503
         )
 
     async def readyz(_: web.Request) -> web.Response:

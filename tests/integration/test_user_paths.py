@@ -5,6 +5,7 @@ pointed at the wrong queue."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -288,13 +289,23 @@ async def test_run_local_stops_the_service_cleanly_then_its_emulator_on_sigterm_
         endpoint = next(line for line in out if "AWS_ENDPOINT_URL_SQS=" in line)
         sqs_port = int(endpoint.split("AWS_ENDPOINT_URL_SQS=http://127.0.0.1:")[1].split()[0])
         assert _port_answers(http_port) and _port_answers(sqs_port)
+        # /healthz on an idle service: ok, and the loop's lag is small wherever in its 1 s tick the probe lands
+        for _ in range(6):
+            status, text = await asyncio.to_thread(http_get, http_port, "/healthz")
+            assert status == 200 and json.loads(text)["status"] == "ok", text
+            assert json.loads(text)["loop_lag_s"] < 0.5, text
+            await asyncio.sleep(0.25)  # spreads the probes over more than one tick
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0, "".join(out[-20:])
         await asyncio.wait_for(reader, 10)
     finally:
-        if proc.returncode is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.returncode is None:  # the test failed: kill the script, and the service in its own session
+            children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+            for group in [proc.pid, *map(int, children)]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(group, signal.SIGKILL)
             await proc.wait()
+        reader.cancel()
     stops = [json.loads(line)["event"] for line in out if '"action": "stop"' in line]
     assert stops == ["stopping", "stopped"], "".join(out[-20:])
     await wait_until(lambda: _closed(http_port, sqs_port), timeout_s=10)
