@@ -167,13 +167,14 @@ def _parser() -> argparse.ArgumentParser:
         description="Groups quarantined under SQS2PG_ON_PERMANENT_ERROR=quarantine_group. Needs DATABASE_URL.",
     )
     q_sub = q_parser.add_subparsers(dest="quarantine_command", required=True, metavar="{list,release}")
-    p = q_sub.add_parser("list", help="every quarantined group, why, and since when")
+    text = "every quarantined group, why, and since when"
+    p = q_sub.add_parser("list", help=text, description=text[0].upper() + text[1:] + ".")
     p.add_argument("--queue", help="only this queue (name)")
-    p = q_sub.add_parser(
-        "release",
-        help="end a group's quarantine: its next messages are applied (what is in the DLQ stays there; "
-        "`sqs2pg dlq redrive --group` moves it back first)",
+    text = (
+        "end a group's quarantine: its next messages are applied (what is in the DLQ stays there; "
+        "`sqs2pg dlq redrive --group` moves it back first)"
     )
+    p = q_sub.add_parser("release", help=text, description=text[0].upper() + text[1:] + ".")
     p.add_argument("group", help="the message group id")
     p.add_argument("--queue", help="only in this queue (name); default: every queue it is quarantined in")
     return parser
@@ -305,8 +306,9 @@ async def _dlq_command(sqs: Sqs, queues: list[Any], args: argparse.Namespace, se
         if args.dlq_command == "peek":
             seen = await dlq.peek(sqs, q, args.limit)
             print(f"{q.name}: {len(seen.messages)} message(s) looked at (limit {args.limit})")
-            print("  by reason: " + ", ".join(f"{k}={v}" for k, v in seen.by_reason().most_common()))
-            print("  by group:  " + ", ".join(f"{k}={v}" for k, v in seen.by_group().most_common()))
+            if seen.messages:
+                print("  by reason: " + ", ".join(f"{k}={v}" for k, v in seen.by_reason().most_common()))
+                print("  by group:  " + ", ".join(f"{k}={v}" for k, v in seen.by_group().most_common()))
             for m in seen.messages:
                 print(
                     f"  group={m.group_id} id={dlq.original_id(m)} dlq_id={m.message_id} reason={dlq.reason(m)}"
