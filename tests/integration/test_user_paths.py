@@ -285,9 +285,10 @@ async def test_run_local_stops_the_service_cleanly_then_its_emulator_on_sigterm_
 
     reader = asyncio.create_task(read())
     try:
-        await wait_until(lambda: _said(out, '"action": "start"'), timeout_s=180)
+        await wait_until(lambda: _said(out, "AWS_ENDPOINT_URL_SQS="), timeout_s=180)  # the script's hint
         endpoint = next(line for line in out if "AWS_ENDPOINT_URL_SQS=" in line)
         sqs_port = int(endpoint.split("AWS_ENDPOINT_URL_SQS=http://127.0.0.1:")[1].split()[0])
+        await wait_until(lambda: _said(out, '"event": "receiving"'), timeout_s=60)  # the service consumes
         assert _port_answers(http_port) and _port_answers(sqs_port)
         # /healthz on an idle service: ok, and the loop's lag is small wherever in its 1 s tick the probe lands
         for _ in range(6):
