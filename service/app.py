@@ -78,6 +78,8 @@ class App:
             queues=[queue_name(u) for u in s.queue_urls],
             database=s.redacted_database_url(),
             handler=s.handler,
+            envelope=s.envelope,
+            on_permanent_error=s.on_permanent_error,
         )
         runner = None
         try:

@@ -331,7 +331,8 @@ async def _quarantine_counts(settings: Settings) -> dict[str, int] | None:
         return None
     try:
         conn = await migrate.connect(settings)
-    except Exception:  # noqa: BLE001 - the DLQ counts do not need the database
+    except Exception as exc:  # noqa: BLE001 - the DLQ counts do not need the database
+        print(f"(quarantined groups not shown: the database did not answer: {type(exc).__name__})", file=sys.stderr)
         return None
     try:
         return {r["queue_name"]: int(r["n"]) for r in await conn.fetch(quarantine.COUNTS)}
