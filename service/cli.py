@@ -56,6 +56,12 @@ def _settings_help() -> str:
     return "\n".join(lines)
 
 
+def _subcommand(sub: Any, name: str, text: str) -> argparse.ArgumentParser:
+    """A subcommand whose --help description is its one-line help, as a sentence."""
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+    return parser
+
+
 def _parser() -> argparse.ArgumentParser:
     raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog="sqs2pg", description=DESCRIPTION, formatter_class=raw)
@@ -147,7 +153,7 @@ def _parser() -> argparse.ArgumentParser:
         ("peek", "reasons, groups and counts of dead-lettered messages, without removing them"),
         ("redrive", "move dead-lettered messages back to their source queue, in order per group"),
     ):
-        p = dlq_sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        p = _subcommand(dlq_sub, name, text)
         p.add_argument("--queue", help="only this source queue (name or URL); default: every configured queue")
         if name != "stats":
             limit = 10 if name == "peek" else 100
@@ -167,14 +173,14 @@ def _parser() -> argparse.ArgumentParser:
         description="Groups quarantined under SQS2PG_ON_PERMANENT_ERROR=quarantine_group. Needs DATABASE_URL.",
     )
     q_sub = q_parser.add_subparsers(dest="quarantine_command", required=True, metavar="{list,release}")
-    text = "every quarantined group, why, and since when"
-    p = q_sub.add_parser("list", help=text, description=text[0].upper() + text[1:] + ".")
+    p = _subcommand(q_sub, "list", "every quarantined group, why, and since when")
     p.add_argument("--queue", help="only this queue (name)")
-    text = (
+    p = _subcommand(
+        q_sub,
+        "release",
         "end a group's quarantine: its next messages are applied (what is in the DLQ stays there; "
-        "`sqs2pg dlq redrive --group` moves it back first)"
+        "`sqs2pg dlq redrive --group` moves it back first)",
     )
-    p = q_sub.add_parser("release", help=text, description=text[0].upper() + text[1:] + ".")
     p.add_argument("group", help="the message group id")
     p.add_argument("--queue", help="only in this queue (name); default: every queue it is quarantined in")
     return parser

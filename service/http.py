@@ -47,7 +47,7 @@ async def start(metrics: Metrics, probes: Probes, host: str, port: int) -> tuple
         # how late the loop runs: the last tick's delay, or, while the next tick is overdue, how overdue it is
         lag = max(probes.loop_lag_s, since_tick - TICK_S)
         return web.json_response(
-            {"status": "ok" if ok else "stalled", "loop_lag_s": round(max(lag, 0.0), 3)}, status=200 if ok else 503
+            {"status": "ok" if ok else "stalled", "loop_lag_s": round(lag, 3)}, status=200 if ok else 503
         )
 
     async def readyz(_: web.Request) -> web.Response:

@@ -28,6 +28,25 @@ def queue_name(url: str) -> str:
     return url.rstrip("/").rsplit("/", 1)[-1]
 
 
+def _key(attributes: dict[str, Any], envelope_key: str | None, deduplication_id: str | None) -> str:
+    """The idempotency key from these attributes (the ``idempotency_key`` String attribute), else the envelope's
+    key, else the deduplication id; InvalidMessage when there is none or it is malformed."""
+    attr = attributes.get(IDEMPOTENCY_ATTRIBUTE)
+    if attr is not None:
+        if attr.get("DataType", "").split(".", 1)[0] != "String" or "StringValue" not in attr:
+            raise InvalidMessage(f"attribute {IDEMPOTENCY_ATTRIBUTE} must be of type String")
+        key = attr["StringValue"]
+    elif envelope_key:
+        key = envelope_key
+    elif deduplication_id:
+        key = deduplication_id
+    else:
+        raise InvalidMessage(f"no {IDEMPOTENCY_ATTRIBUTE} attribute and no MessageDeduplicationId")
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise InvalidMessage(f"idempotency key must be 1 to {MAX_KEY_LENGTH} characters")
+    return str(key)
+
+
 @dataclass(eq=False)
 class Message:
     queue_url: str
@@ -109,34 +128,19 @@ class Message:
         such a message is never applied."""
         if self.envelope_error is not None:
             raise self.envelope_error
-        attr = self.attributes.get(IDEMPOTENCY_ATTRIBUTE)
-        if attr is not None:
-            if attr.get("DataType", "").split(".", 1)[0] != "String" or "StringValue" not in attr:
-                raise InvalidMessage(f"attribute {IDEMPOTENCY_ATTRIBUTE} must be of type String")
-            key = attr["StringValue"]
-        elif self.envelope_key:
-            key = self.envelope_key
-        elif self.deduplication_id:
-            key = self.deduplication_id
-        else:
-            raise InvalidMessage(f"no {IDEMPOTENCY_ATTRIBUTE} attribute and no MessageDeduplicationId")
-        if not key or len(key) > MAX_KEY_LENGTH:
-            raise InvalidMessage(f"idempotency key must be 1 to {MAX_KEY_LENGTH} characters")
-        return str(key)
+        return _key(self.attributes, self.envelope_key, self.deduplication_id)
 
     @property
     def recorded_key(self) -> str | None:
         """The key this message's outcome is recorded under: its idempotency key; for a malformed envelope, which
         has no inner key, the key the queue message itself carries (its ``idempotency_key`` attribute, else its
         deduplication id), so that `sqs2pg status` reports it dead-lettered. None when it has no valid key."""
-        if self.envelope_error is None:
-            try:
+        try:
+            if self.envelope_error is None:
                 return self.idempotency_key
-            except InvalidMessage:
-                return None
-        attr = self.queue_attributes.get(IDEMPOTENCY_ATTRIBUTE) or {}
-        key = attr.get("StringValue") if attr.get("DataType", "").startswith("String") else self.deduplication_id
-        return str(key) if key and len(key) <= MAX_KEY_LENGTH else None
+            return _key(self.queue_attributes, None, self.deduplication_id)
+        except InvalidMessage:
+            return None
 
     @cached_property
     def body_sha256(self) -> bytes:

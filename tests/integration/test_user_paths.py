@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,7 +34,7 @@ from ..support.helpers import (
     wait_until,
     with_database,
 )
-from ..support.servers import ROOT, free_port
+from ..support.servers import ROOT, free_port, port_answers
 
 pytestmark = pytest.mark.integration
 
@@ -255,13 +254,7 @@ async def test_database_settings_that_waiting_cannot_fix_stop_run_with_one_line(
     )
 
 
-def _port_answers(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(1)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-@pytest.mark.skipif(not _port_answers(5432), reason="scripts/run-local.sh needs a PostgreSQL on 127.0.0.1:5432")
+@pytest.mark.skipif(not port_answers(5432), reason="scripts/run-local.sh needs a PostgreSQL on 127.0.0.1:5432")
 async def test_run_local_stops_the_service_cleanly_then_its_emulator_on_sigterm_to_the_script() -> None:
     """README's first command, stopped as a process manager (or `kill PID`) stops it: the script hands the
     service one SIGTERM (Ctrl-C in its terminal takes the same path), the service stops cleanly, the script exits
@@ -289,7 +282,7 @@ async def test_run_local_stops_the_service_cleanly_then_its_emulator_on_sigterm_
         endpoint = next(line for line in out if "AWS_ENDPOINT_URL_SQS=" in line)
         sqs_port = int(endpoint.split("AWS_ENDPOINT_URL_SQS=http://127.0.0.1:")[1].split()[0])
         await wait_until(lambda: _said(out, '"event": "receiving"'), timeout_s=60)  # the service consumes
-        assert _port_answers(http_port) and _port_answers(sqs_port)
+        assert port_answers(http_port) and port_answers(sqs_port)
         # /healthz on an idle service: ok, and the loop's lag is small wherever in its 1 s tick the probe lands
         for _ in range(6):
             status, text = await asyncio.to_thread(http_get, http_port, "/healthz")
@@ -317,4 +310,4 @@ async def _said(out: list[str], text: str) -> bool:
 
 
 async def _closed(*ports: int) -> bool:
-    return not any(_port_answers(p) for p in ports)
+    return not any(port_answers(p) for p in ports)

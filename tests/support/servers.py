@@ -20,17 +20,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def port_answers(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:port now."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
 def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout_s: float = 30) -> None:
     """Until something accepts connections on 127.0.0.1:port; RuntimeError if the process dies first."""
     deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline or (proc is not None and proc.poll() is not None):
-                raise RuntimeError(f"nothing listens on 127.0.0.1:{port}") from None
-            time.sleep(0.1)
+    while not port_answers(port):
+        if time.monotonic() > deadline or (proc is not None and proc.poll() is not None):
+            raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+        time.sleep(0.1)
 
 
 def fauxqs_installed() -> bool:
