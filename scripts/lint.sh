@@ -9,5 +9,5 @@ scripts/bootstrap.sh
 .venv/bin/ruff format --check .
 mkdir -p .local/mypy
 ln -sfn ../../service .local/mypy/sqs2pg
-.venv/bin/mypy .local/mypy/sqs2pg/*.py
+.venv/bin/mypy .local/mypy/sqs2pg/*.py .local/mypy/sqs2pg/*/*.py
 .venv/bin/mypy tests bench migrations scripts docker deploy

@@ -9,8 +9,7 @@ from typing import Any
 from .errors import AlreadyApplied, InvalidMessage, PermanentError, RetryableError
 from .handler import Handler
 from .message import Message
-
-__version__ = "0.3.0"
+from .version import __version__
 
 __all__ = [
     "AlreadyApplied",

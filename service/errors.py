@@ -13,10 +13,21 @@ Each error carries a short ``kind`` used as the metric label and the log field `
 from __future__ import annotations
 
 import asyncio
+import enum
 import ssl
 
 import asyncpg
 import botocore.exceptions
+
+
+class Outcome(enum.StrEnum):
+    """Log field ``outcome`` and metric label ``outcome`` alike."""
+
+    COMMITTED = "committed"  # applied and committed; deleted from the queue
+    DUPLICATE = "duplicate"  # its key was already committed; deleted without applying again
+    RETRIED = "retried"  # transient failure; left in the queue with a backoff visibility
+    DEAD_LETTERED = "dead_lettered"  # permanent failure; moved to the dead-letter queue
+    RELEASED = "released"  # handed back unprocessed (shutdown, or behind a retried message)
 
 
 class Sqs2pgError(Exception):
@@ -73,6 +84,16 @@ class GroupQuarantined(PermanentError):
     follows it to the DLQ, in order, until an operator releases the group."""
 
     kind = "group_quarantined"
+
+
+class DeadLetteredBefore(PermanentError):
+    """A redelivery of a message sqs2pg dead-lettered, whose copy to the DLQ is not known to have been sent:
+    dead-lettered again (copied, deleted) with the recorded reason, never applied."""
+
+
+class SchemaMissing(Exception):
+    """The database answers but sqs2pg's tables are not there, or older than this version: `sqs2pg migrate`
+    has not run."""
 
 
 class NotAttempted(Exception):
@@ -214,7 +235,7 @@ def describe_database_error(exc: BaseException, database: str) -> str:
     """One line for an operator: what the database said, which one (``database``, redacted), what to check."""
     cause = exc.__cause__ if isinstance(exc, DatabaseUnavailable) and exc.__cause__ is not None else exc
     what = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
-    if type(cause).__name__ == "SchemaMissing":
+    if isinstance(cause, SchemaMissing):
         return f"{cause} in {database}: run `sqs2pg migrate`"
     hint = _DATABASE_HINTS.get(
         getattr(cause, "sqlstate", None) or "", "check DATABASE_URL and that the server is up and reachable"

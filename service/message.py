@@ -12,13 +12,18 @@ from typing import Any
 from .envelope import InvalidEnvelope, open_body
 from .errors import InvalidMessage
 
+# The message attributes sqs2pg reads and writes, all named here.
 IDEMPOTENCY_ATTRIBUTE = "idempotency_key"
-# on a DLQ copy sqs2pg sends: why it was dead-lettered
-DEAD_LETTER_KIND_ATTRIBUTE = "sqs2pg_error_kind"
-# on a copy `sqs2pg dlq redrive` sends back to the source queue: the DLQ message it came from
-REDRIVE_ATTRIBUTE = "sqs2pg_redriven_from"
+RESERVED_PREFIX = "sqs2pg_"  # attributes sqs2pg writes itself; a producer's attribute never starts so
 # on a message `sqs2pg drill` sends: the drill's run id (applied to sqs2pg_drill, never to the handler)
 DRILL_ATTRIBUTE = "sqs2pg_drill"
+# on a DLQ copy sqs2pg sends (sqs/deadletter.py): why it was dead-lettered, and from where
+ERROR_KIND_ATTRIBUTE = "sqs2pg_error_kind"
+ERROR_ATTRIBUTE = "sqs2pg_error"
+RECEIVE_COUNT_ATTRIBUTE = "sqs2pg_receive_count"
+SOURCE_QUEUE_ATTRIBUTE = "sqs2pg_source_queue"
+# on a copy `sqs2pg dlq redrive` sends back to the source queue: the DLQ message it came from
+REDRIVE_ATTRIBUTE = "sqs2pg_redriven_from"
 MAX_KEY_LENGTH = 512
 _NOT_JSON = object()
 
@@ -168,7 +173,7 @@ class Message:
     def redriven(self) -> bool:
         """A copy moved back from the dead-letter queue: by `sqs2pg dlq redrive` (REDRIVE_ATTRIBUTE), or by SQS's
         own DLQ redrive (it keeps the attributes sqs2pg put on the dead-letter copy)."""
-        return REDRIVE_ATTRIBUTE in self.attributes or DEAD_LETTER_KIND_ATTRIBUTE in self.attributes
+        return REDRIVE_ATTRIBUTE in self.attributes or ERROR_KIND_ATTRIBUTE in self.attributes
 
     def attribute(self, name: str) -> str | None:
         """A String or Number message attribute's value, or None."""

@@ -256,7 +256,7 @@ class Producer:
         dead_lettered (with its reason) or unknown. Needs ``database_url``."""
         import asyncpg
 
-        from . import writes
+        from .db import records as writes
 
         if not self._database_url:
             raise ProducerError("Producer(database_url=...) is needed to read write statuses")

@@ -22,7 +22,7 @@ import aioboto3
 import asyncpg
 import pytest
 
-from sqs2pg import migrate
+from sqs2pg.db import migrate
 
 from .support import servers
 from .support.helpers import REGION, Queues, create_test_tables, make_settings, scratch_database, with_database

@@ -8,10 +8,10 @@ import json
 import asyncpg
 import pytest
 
+from sqs2pg.db.store import Store
+from sqs2pg.errors import Outcome
 from sqs2pg.handler import insert_event
 from sqs2pg.message import Message
-from sqs2pg.outcome import Outcome
-from sqs2pg.store import Store
 
 from ..support.helpers import Queues, group_sequences, make_settings, metric, running, scrape_metrics, wait_until
 

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from sqs2pg import migrate
+from sqs2pg.db import migrate
 
 from ..support.helpers import (
     Queues,

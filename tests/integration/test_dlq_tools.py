@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from sqs2pg import dlq
-from sqs2pg.metrics import Metrics
-from sqs2pg.sqs import Sqs
+from sqs2pg.observe.metrics import Metrics
+from sqs2pg.sqs import deadletter, dlq
+from sqs2pg.sqs.client import Sqs
 
 from ..support.helpers import Queues, make_settings, metric, running, wait_until
 from ..support.sqs_fault_proxy import FaultPlan, start_proxy
@@ -48,7 +48,7 @@ async def test_peek_dry_run_and_redrive_keep_group_key_and_lose_nothing(database
 
         # A redrive killed between its send and its delete: the first message is in both queues.
         first = (await dlq.peek(sqs, info, limit=1)).messages[0]
-        await sqs.send(info.url, first, dlq._attributes_for_source(first), dedup_id=first.message_id)
+        await sqs.send(info.url, first, deadletter.for_source(first), dedup_id=first.message_id)
         # The rerun moves all three, in group order, and the copy sent twice is not applied twice.
         result = await dlq.redrive(sqs, info, limit=100, dry_run=False, report=lambda _: None)
         assert (result.moved, result.failed) == (3, [])

@@ -11,7 +11,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from sqs2pg import drill, migrate
+from sqs2pg.cli.drill import print_report
+from sqs2pg.db import drill, migrate
 
 from ..support.helpers import Queues, make_settings, run_cli, running, wait_until
 from ..support.pgcluster import Clusters, bindir, wait_accepting
@@ -96,5 +97,5 @@ async def test_the_drill_report_counts_what_was_lost_duplicated_and_reordered(db
     )
     report = await drill.report(db, run, sent=6, failed=0)
     assert (report["applied"], report["lost"], report["duplicated"], report["reordered"]) == (4, 2, 1, 1)
-    assert drill.print_report(report, wait_s=30) is False
+    assert print_report(report, wait_s=30) is False
     assert "2 not applied within 30 s of the last send" in capsys.readouterr().out

@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from sqs2pg import Producer, dlq
-from sqs2pg.metrics import Metrics
+from sqs2pg import Producer
+from sqs2pg.observe.metrics import Metrics
 from sqs2pg.producer import Sent, Write
-from sqs2pg.sqs import Sqs
+from sqs2pg.sqs import dlq
+from sqs2pg.sqs.client import Sqs
 
 from ..support.helpers import Queues, http_get, make_settings, metric, run_cli, running, wait_until
 from ..unit.test_envelope import EVENTBRIDGE, SNS

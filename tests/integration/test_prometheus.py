@@ -26,7 +26,7 @@ import asyncpg
 import pytest
 import yaml
 
-from sqs2pg import migrate
+from sqs2pg.db import migrate
 
 from ..support.helpers import Queues, make_settings, metric, running, wait_until
 from ..support.pgcluster import Clusters, bindir

@@ -7,9 +7,10 @@ import asyncio
 import asyncpg
 import pytest
 
-from sqs2pg import migrate
+from sqs2pg.db import migrate
+from sqs2pg.db.retention import PRUNE_LOCK_ID
+from sqs2pg.db.store import Store
 from sqs2pg.handler import insert_event
-from sqs2pg.store import PRUNE_LOCK_ID, Store
 
 from ..support.helpers import make_settings, scratch_database
 

@@ -15,8 +15,8 @@ from aiohttp import web
 
 from sqs2pg.errors import PermanentError, RetryableError
 from sqs2pg.message import Message
-from sqs2pg.metrics import Metrics
-from sqs2pg.sqs import Sqs
+from sqs2pg.observe.metrics import Metrics
+from sqs2pg.sqs.client import Sqs
 
 from ..support.helpers import Queues, make_settings
 from ..support.sqs_fault_proxy import FaultPlan, start_proxy

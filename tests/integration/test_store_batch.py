@@ -8,12 +8,11 @@ import json
 import asyncpg
 import pytest
 
-from sqs2pg import writes
-from sqs2pg.errors import InvalidMessage
+from sqs2pg.db import records as writes
+from sqs2pg.db.store import Store
+from sqs2pg.errors import InvalidMessage, Outcome
 from sqs2pg.handler import insert_event
 from sqs2pg.message import Message
-from sqs2pg.outcome import Outcome
-from sqs2pg.store import Store
 
 from ..handlers import swallow_database_error
 from ..support.helpers import make_settings

@@ -21,10 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqs2pg.errors import PermanentError, Sqs2pgError
+from sqs2pg.errors import Outcome, PermanentError, Sqs2pgError
 from sqs2pg.message import Message, queue_name
-from sqs2pg.outcome import Outcome
-from sqs2pg.sqs import QueueInfo
+from sqs2pg.sqs.client import QueueInfo
 
 QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/fake.fifo"
 DLQ_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/fake-dlq.fifo"

@@ -21,8 +21,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from sqs2pg import config
-from sqs2pg.app import App
 from sqs2pg.config import Settings
+from sqs2pg.consume.app import App
 from sqs2pg.message import queue_name
 
 from .checks import exactly_once

@@ -119,13 +119,13 @@ def test_dlq_queue_option_must_name_a_configured_queue() -> None:
 
 
 def test_send_takes_any_queue_url_but_only_a_configured_queue_name() -> None:
-    from sqs2pg.cli import _queue_url
+    from sqs2pg.cli.common import queue_urls
     from sqs2pg.config import load
     from sqs2pg.errors import StartupError
 
     settings = load(VALID)
     other = "http://127.0.0.1:1/123456789012/elsewhere.fifo"
-    assert _queue_url(settings, other) == other
-    assert _queue_url(settings, None) == VALID["SQS_QUEUE_URLS"]
+    assert queue_urls(settings, other, any_url=True) == [other]
+    assert queue_urls(settings, None, any_url=True) == [VALID["SQS_QUEUE_URLS"]]
     with pytest.raises(StartupError, match="'elsewhere.fifo' is not one of SQS_QUEUE_URLS"):
-        _queue_url(settings, "elsewhere.fifo")
+        queue_urls(settings, "elsewhere.fifo", any_url=True)

@@ -3,7 +3,7 @@
 import asyncio
 import itertools
 
-from sqs2pg.dispatcher import Dispatcher
+from sqs2pg.consume.dispatcher import Dispatcher
 from sqs2pg.message import Message
 
 _ids = itertools.count()

@@ -4,10 +4,9 @@ import asyncpg
 import botocore.exceptions
 import pytest
 
-from sqs2pg.errors import IdempotencyKeyReused, InvalidMessage, PermanentError, RetryableError, classify
-from sqs2pg.outcome import Outcome
-from sqs2pg.policy import backoff_s
-from sqs2pg.policy import on_failure as decide
+from sqs2pg.consume.policy import backoff_s
+from sqs2pg.consume.policy import on_failure as decide
+from sqs2pg.errors import IdempotencyKeyReused, InvalidMessage, Outcome, PermanentError, RetryableError, classify
 
 
 def _client_error(code: str, status: int = 400) -> botocore.exceptions.ClientError:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from sqs2pg.app import App
+from sqs2pg.consume.app import App
 from sqs2pg.errors import DATABASE_ERROR_KINDS, classify
 from sqs2pg.message import queue_name
-from sqs2pg.metrics import Metrics
+from sqs2pg.observe.metrics import Metrics
 
 from ..support.fakes import QUEUE_URL, FakeSqs, FakeStore, Stored
 from ..support.helpers import make_settings, metric, running, scrape_metrics

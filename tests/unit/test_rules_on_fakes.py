@@ -13,17 +13,16 @@ import time
 
 import pytest
 
-from sqs2pg.app import App
-from sqs2pg.breaker import Breaker
-from sqs2pg.deletes import DeleteBatcher
-from sqs2pg.dispatcher import Dispatcher
-from sqs2pg.errors import PermanentError, RetryableError
-from sqs2pg.heartbeat import heartbeat
-from sqs2pg.holdings import Holdings
+from sqs2pg.consume.app import App
+from sqs2pg.consume.breaker import Breaker
+from sqs2pg.consume.deletes import DeleteBatcher
+from sqs2pg.consume.dispatcher import Dispatcher
+from sqs2pg.consume.holdings import Holdings
+from sqs2pg.consume.housekeeping import heartbeat
+from sqs2pg.consume.settle import Settler
+from sqs2pg.errors import Outcome, PermanentError, RetryableError
 from sqs2pg.message import Message, queue_name
-from sqs2pg.metrics import Metrics
-from sqs2pg.outcome import Outcome
-from sqs2pg.settle import Settler
+from sqs2pg.observe.metrics import Metrics
 
 from ..support.fakes import QUEUE_URL, FakeSqs, FakeStore
 from ..support.helpers import make_settings, metric, running, wait_until

@@ -25,106 +25,31 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 
-from . import drill, logs, quarantine
-from .config import Settings
-from .errors import (
+from ..config import Settings
+from ..errors import (
     AVAILABILITY_KINDS,
     AlreadyApplied,
     DatabaseUnavailable,
     GroupQuarantined,
     IdempotencyKeyReused,
     NotAttempted,
+    Outcome,
     PermanentError,
+    SchemaMissing,
     Sqs2pgError,
     TransactionTimeout,
     classify,
     describe_database_error,
 )
-from .handler import Handler, batch_form
-from .message import Message
-from .outcome import Outcome
+from ..handler import Handler, batch_form
+from ..message import Message
+from ..observe import logs
+from . import drill, quarantine, records, retention
+from .records import seen_before
 
-_CLAIM_KEY = """
-INSERT INTO sqs2pg_idempotency (idempotency_key, body_sha256, queue_name, message_id)
-VALUES ($1, $2, $3, $4)
-ON CONFLICT (idempotency_key) DO NOTHING
-RETURNING true
-"""
-# All the keys of a shared transaction claimed in one round trip (RETURNING the ones that were new).
-_CLAIM_KEYS = """
-INSERT INTO sqs2pg_idempotency (idempotency_key, body_sha256, queue_name, message_id)
-SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[], $4::text[])
-ON CONFLICT (idempotency_key) DO NOTHING
-RETURNING idempotency_key
-"""
-# 0 when the table is missing, 1 when it is there but older than this version, 2 when it is current (the
-# newest migration's table, 0003's, is there).
-_MIGRATED = """
-SELECT CASE WHEN to_regclass('sqs2pg_idempotency') IS NULL THEN 0
-            WHEN to_regclass('sqs2pg_drill') IS NOT NULL THEN 2
-            ELSE 1 END
-"""
-_KEY_RECORD = """
-SELECT body_sha256, status, error_kind, reason, dead_letter_copied FROM sqs2pg_idempotency WHERE idempotency_key = $1
-"""
-# A dead-lettering is recorded before the copy to the DLQ. A record of an earlier dead-lettering of the same
-# key (a redriven copy that failed again) is taken over; a committed one is never touched (a key reused
-# with another body is dead-lettered without a record: the commit keeps the key).
-_RECORD_DEAD_LETTER = """
-INSERT INTO sqs2pg_idempotency
-    (idempotency_key, body_sha256, queue_name, message_id, status, error_kind, reason)
-VALUES ($1, $2, $3, $4, 'dead_lettered', $5, $6)
-ON CONFLICT (idempotency_key) DO UPDATE
-    SET body_sha256 = EXCLUDED.body_sha256, message_id = EXCLUDED.message_id, error_kind = EXCLUDED.error_kind,
-        reason = EXCLUDED.reason, dead_letter_copied = false, committed_at = now()
-    WHERE sqs2pg_idempotency.status = 'dead_lettered'
-"""
-_DEAD_LETTER_COPIED = """
-UPDATE sqs2pg_idempotency SET dead_letter_copied = true WHERE idempotency_key = $1 AND status = 'dead_lettered'
-"""
-# A redriven copy of a dead-lettered message (or a new body under its key) is applied: its record becomes the
-# commit's, in the same transaction (a failure rolls that back too, and the record stays dead-lettered).
-_CLEAR_DEAD_LETTER = """
-UPDATE sqs2pg_idempotency
-SET status = 'committed', error_kind = NULL, reason = NULL, dead_letter_copied = false, committed_at = now(),
-    message_id = $2, body_sha256 = $3
-WHERE idempotency_key = $1 AND status = 'dead_lettered'
-"""
-# The handler found the message's effect already there (AlreadyApplied): its transaction was rolled back, and
-# this records the key as a duplicate, so its status can be told. A dead-lettered record (a redriven copy whose
-# effect was there) becomes the duplicate's; a committed one stays.
-_RECORD_DUPLICATE = """
-INSERT INTO sqs2pg_idempotency (idempotency_key, body_sha256, queue_name, message_id, status)
-VALUES ($1, $2, $3, $4, 'duplicate')
-ON CONFLICT (idempotency_key) DO UPDATE
-    SET status = 'duplicate', error_kind = NULL, reason = NULL, dead_letter_copied = false, committed_at = now(),
-        message_id = EXCLUDED.message_id, body_sha256 = EXCLUDED.body_sha256
-    WHERE sqs2pg_idempotency.status = 'dead_lettered'
-"""
-_PRUNE_BATCH = """
-DELETE FROM sqs2pg_idempotency WHERE idempotency_key IN (
-    SELECT idempotency_key FROM sqs2pg_idempotency
-    WHERE committed_at < now() - make_interval(secs => $1)
-    ORDER BY committed_at
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
-)
-"""
-# Any 64-bit number unique to sqs2pg: the replica holding it is the one that prunes.
-PRUNE_LOCK_ID = int.from_bytes(b"sqs2pg", "big")
 # A connection that reports these is pointed at the wrong server (old writer, read-only) or is being shut
 # down: throw it away instead of handing it to the next message.
 _DISCARD_SQLSTATES = {"25006", "57P01", "57P02", "57P03"}
-
-
-class SchemaMissing(Exception):
-    """The database answers but sqs2pg's tables are not there, or older than this version: `sqs2pg migrate`
-    has not run."""
-
-
-class DeadLetteredBefore(PermanentError):
-    """A redelivery of a message sqs2pg dead-lettered, whose copy to the DLQ is not known to have been sent:
-    dead-lettered again (copied, deleted) with the recorded reason, never applied."""
 
 
 class _Separately(Exception):
@@ -155,14 +80,6 @@ async def _rollback(conn: asyncpg.Connection) -> None:
         raise
     except Exception:  # noqa: BLE001 - the server rolls back a dropped connection by itself
         conn.terminate()
-
-
-def _seen_before(record: asyncpg.Record | None) -> Outcome:
-    """The key was there already: DUPLICATE, unless sqs2pg dead-lettered it and its copy to the DLQ is not known
-    to have been sent; then DeadLetteredBefore, and it is dead-lettered again (never applied)."""
-    if record is None or record["status"] != "dead_lettered" or record["dead_letter_copied"]:
-        return Outcome.DUPLICATE
-    raise DeadLetteredBefore(record["reason"] or "dead-lettered before", kind=record["error_kind"] or "dead_lettered")
 
 
 class Store:
@@ -271,7 +188,7 @@ class Store:
             await conn.execute("BEGIN")
             try:
                 claimed = await conn.fetch(
-                    _CLAIM_KEYS,
+                    records.CLAIM_KEYS,
                     keys,
                     [m.body_sha256 for m in messages],
                     [m.queue_name for m in messages],
@@ -331,26 +248,30 @@ class Store:
         try:
             # Claiming the key first also serialises two replicas that got the same key: the second waits on
             # the unique index until the first commits, then sees the conflict.
-            claimed = await conn.fetchval(_CLAIM_KEY, key, message.body_sha256, message.queue_name, message.message_id)
+            claimed = await conn.fetchval(
+                records.CLAIM_KEY, key, message.body_sha256, message.queue_name, message.message_id
+            )
             if not claimed:
-                record = await conn.fetchrow(_KEY_RECORD, key)
+                record = await conn.fetchrow(records.KEY_RECORD, key)
                 same_body = record is not None and bytes(record["body_sha256"]) == message.body_sha256
                 if record is not None and record["status"] == "dead_lettered" and (message.redriven or not same_body):
                     # A redriven copy of the dead-lettered message, or a new body under its key (the producer's
                     # corrected resend): applied now, and the record becomes the commit's.
-                    await conn.execute(_CLEAR_DEAD_LETTER, key, message.message_id, message.body_sha256)
+                    await conn.execute(records.CLEAR_DEAD_LETTER, key, message.message_id, message.body_sha256)
                 else:
                     if record is not None and not same_body:
                         raise IdempotencyKeyReused(
                             f"idempotency key {key!r} was committed before with a different body"
                         )
                     await conn.execute("ROLLBACK")
-                    return _seen_before(record)
+                    return seen_before(record)
             try:
                 await self._handler(conn, message)
             except AlreadyApplied:
                 await conn.execute("ROLLBACK")
-                await conn.execute(_RECORD_DUPLICATE, key, message.body_sha256, message.queue_name, message.message_id)
+                await conn.execute(
+                    records.RECORD_DUPLICATE, key, message.body_sha256, message.queue_name, message.message_id
+                )
                 return Outcome.DUPLICATE
         except BaseException:
             await _rollback(conn)
@@ -379,7 +300,7 @@ class Store:
             async with self._connection() as conn, conn.transaction():
                 if key is not None:
                     status = await conn.execute(
-                        _RECORD_DEAD_LETTER,
+                        records.RECORD_DEAD_LETTER,
                         key,
                         message.body_sha256,
                         message.queue_name,
@@ -406,15 +327,14 @@ class Store:
     async def quarantined_counts(self) -> dict[str, int]:
         """Quarantined groups per queue name."""
         async with self.pool.acquire(timeout=self._settings.db_connect_timeout_s) as conn:
-            rows = await conn.fetch(quarantine.COUNTS)
-        return {r["queue_name"]: int(r["n"]) for r in rows}
+            return await quarantine.counts(conn)
 
     async def dead_letter_copied(self, message: Message) -> None:
         """The copy to the DLQ was sent: a redelivery only needs deleting. Best effort (a redelivery otherwise
         sends the copy again, which the DLQ drops as a duplicate within 5 minutes)."""
         try:
             async with self._connection() as conn:
-                await conn.execute(_DEAD_LETTER_COPIED, message.recorded_key)
+                await conn.execute(records.DEAD_LETTER_COPIED, message.recorded_key)
         except Exception as exc:  # noqa: BLE001 - best effort, see above
             logs.event(
                 logging.WARNING,
@@ -438,7 +358,7 @@ class Store:
         what went wrong."""
         try:
             async with self.pool.acquire(timeout=timeout_s) as conn:
-                migrated = await conn.fetchval(_MIGRATED, timeout=timeout_s)
+                migrated = await conn.fetchval(records.MIGRATED, timeout=timeout_s)
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; the reason is for the log
             return exc
         if migrated != 2:
@@ -452,19 +372,5 @@ class Store:
         return None
 
     async def prune(self, retention_s: float, batch_size: int, pause_s: float = 0.05) -> int | None:
-        """Delete expired idempotency records in small batches; None if another replica is pruning."""
-        async with self.pool.acquire() as conn:
-            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", PRUNE_LOCK_ID):
-                return None
-            try:
-                total = 0
-                while True:
-                    status = await conn.execute(_PRUNE_BATCH, float(retention_s), batch_size)
-                    deleted = int(status.rsplit(" ", 1)[-1])
-                    total += deleted
-                    if deleted < batch_size:
-                        return total
-                    await asyncio.sleep(pause_s)  # let other transactions in between batches
-            finally:
-                if not conn.is_closed():
-                    await conn.execute("SELECT pg_advisory_unlock($1)", PRUNE_LOCK_ID)
+        """Delete expired idempotency records (retention.py); None if another replica is pruning."""
+        return await retention.prune(self.pool, retention_s, batch_size, pause_s)

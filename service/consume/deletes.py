@@ -11,11 +11,11 @@ import contextlib
 import logging
 from collections import defaultdict
 
-from . import logs
-from .errors import Sqs2pgError
+from ..errors import Sqs2pgError
+from ..message import Message
+from ..observe import logs
+from ..sqs.client import Sqs, chunks
 from .holdings import Holdings
-from .message import Message
-from .sqs import Sqs, chunks
 
 
 class DeleteBatcher:

@@ -11,7 +11,7 @@ import asyncio
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterable
 
-from .message import Message
+from ..message import Message
 
 
 class Holdings:

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from .errors import StartupError
+from ..errors import StartupError
 from .metrics import Metrics
 
 LOOP_STALL_S = 10.0  # no tick for this long means the event loop is stuck

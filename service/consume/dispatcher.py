@@ -11,7 +11,7 @@ import asyncio
 from collections import deque
 from collections.abc import Iterator
 
-from .message import Message
+from ..message import Message
 
 GroupKey = tuple[str, str]  # (queue url, message group id)
 

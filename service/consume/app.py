@@ -10,24 +10,23 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from . import http, logs, writes
+from ..config import Settings
+from ..db import records
+from ..db.store import Store
+from ..errors import StartupError, database_misconfigured, describe_database_error
+from ..handler import Handler, load_handler
+from ..message import queue_name
+from ..observe import http, logs
+from ..observe.metrics import Metrics
+from ..sqs.client import Sqs
 from .breaker import Breaker
-from .config import Settings
-from .consumer import Consumer
 from .deletes import DeleteBatcher
-from .depth import sample_forever, sample_once, sample_quarantines_forever
 from .dispatcher import Dispatcher
-from .errors import StartupError, database_misconfigured, describe_database_error
-from .handler import Handler, load_handler
-from .heartbeat import heartbeat
 from .holdings import Holdings
-from .message import queue_name
-from .metrics import Metrics
+from .housekeeping import heartbeat, prune_forever, sample_forever, sample_once, sample_quarantines_forever
 from .poller import Poller
-from .pruner import prune_forever
 from .settle import Settler
-from .sqs import Sqs
-from .store import Store
+from .worker import Consumer
 
 READY_DB_FRESH_S = 10.0  # a commit this recent proves the database answers without another query
 POLLERS_STOP_S = 5.0  # a poller handing back what a poll brought gets this long to finish that call at a stop
@@ -62,7 +61,7 @@ class App:
 
     async def _write_status(self, key: str) -> dict[str, Any]:
         async with self.store.pool.acquire(timeout=self.settings.db_connect_timeout_s) as conn:
-            return (await writes.lookup(conn, [key]))[key]
+            return (await records.lookup(conn, [key]))[key]
 
     async def started(self) -> None:
         """Wait until the service is receiving."""

@@ -31,7 +31,12 @@ ON CONFLICT (queue_name, message_group_id) DO UPDATE
         error_kind = EXCLUDED.error_kind, reason = EXCLUDED.reason, quarantined_at = now()
     WHERE sqs2pg_quarantined_groups.state = 'releasing'
 """
-COUNTS = "SELECT queue_name, count(*) AS n FROM sqs2pg_quarantined_groups GROUP BY 1"
+_COUNTS = "SELECT queue_name, count(*) AS n FROM sqs2pg_quarantined_groups GROUP BY 1"
+
+
+async def counts(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, int]:
+    """Quarantined groups per queue name."""
+    return {r["queue_name"]: int(r["n"]) for r in await conn.fetch(_COUNTS)}
 
 
 async def groups(conn: asyncpg.Connection, queue: str | None = None) -> list[asyncpg.Record]:

@@ -14,18 +14,18 @@ import contextlib
 import logging
 from typing import Any
 
-from . import logs
+from ..config import Settings
+from ..errors import Sqs2pgError
+from ..message import Message, queue_name
+from ..observe import logs
+from ..observe.metrics import Metrics
+from ..sqs.client import Sqs
 from .aio import unless
 from .breaker import Breaker
-from .config import Settings
 from .dispatcher import Dispatcher
-from .errors import Sqs2pgError
 from .holdings import Holdings
-from .message import Message, queue_name
-from .metrics import Metrics
 from .policy import backoff_s
 from .settle import Settler
-from .sqs import Sqs
 
 HOLDING_RECHECK_S = 1.0  # an empty poll while holding messages: poll again after this, or sooner (see _lane)
 

@@ -20,9 +20,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from . import logs
-from .errors import AVAILABILITY_KINDS
-from .metrics import Metrics
+from ..errors import AVAILABILITY_KINDS
+from ..observe import logs
+from ..observe.metrics import Metrics
 from .policy import backoff_s
 
 LOG_EVERY_S = 30.0  # at most one "still unavailable" line this often

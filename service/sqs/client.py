@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import Iterable
 from contextlib import AsyncExitStack
@@ -18,21 +17,17 @@ import botocore.exceptions
 from botocore.config import Config as BotoConfig
 from botocore.httpsession import get_cert_path
 
-from . import __version__
-from .config import Settings
-from .errors import PermanentError, RetryableError, Sqs2pgError, StartupError, classify, sqs_error
-from .message import DEAD_LETTER_KIND_ATTRIBUTE, IDEMPOTENCY_ATTRIBUTE, Message, queue_name
-from .metrics import Metrics
-from .sqs_json import HOT_OPERATIONS, SqsJsonClient
+from ..config import Settings
+from ..errors import PermanentError, RetryableError, Sqs2pgError, StartupError, classify, sqs_error
+from ..message import Message, queue_name
+from ..observe.metrics import Metrics
+from ..version import __version__
+from . import deadletter
+from .lean import HOT_OPERATIONS, SqsJsonClient
 
-# Attributes sqs2pg adds to a dead-lettered message, so whoever reads the DLQ sees why it is there.
-DLQ_ATTRIBUTES = ("sqs2pg_error_kind", "sqs2pg_error", "sqs2pg_receive_count", "sqs2pg_source_queue")
-MAX_ATTRIBUTES = 10  # SQS limit per message
 CONNECT_TIMEOUT_S = 5
 MAX_ATTEMPTS = 3  # botocore's standard mode: the first try and two retries
 USER_AGENT = f"sqs2pg/{__version__} aiobotocore/{aiobotocore.__version__} botocore/{botocore.__version__}"
-# SQS accepts only these characters in bodies and attribute values (the XML 1.0 set).
-_INVALID_CHARS = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 class QueueError(StartupError):
@@ -247,52 +242,23 @@ class Sqs:
 
     async def send_to_dlq(self, dlq_url: str, message: Message, error: Sqs2pgError) -> str:
         """Send a copy of the message to the dead-letter queue, same group and key, with the reason attached.
-        Returns how much went with the body: "full", or less when the queue refused that as too large.
-
-        Attributes count toward SQS's size limit (1 MiB), so a body near it may not take them all: then the
-        original attributes are left out ("minimal", our own with the error text cut short), then ours but the
-        key ("key"), then everything ("body": the body fitted the source queue, so it fits alone). The reason
-        is in the database's dead-letter record whatever fits here."""
-        try:
-            key = {IDEMPOTENCY_ATTRIBUTE: _string(message.idempotency_key)}
-        except PermanentError:
-            key = {}  # (when the key itself is what is wrong, the original attribute, if any, is kept below)
-        levels: list[tuple[str, dict[str, dict[str, str]], bool]] = [
-            ("full", {**self._reason(message, error, 1024), **key}, True),
-            ("minimal", {**self._reason(message, error, 100), **key}, False),
-            ("key", key, False),
-            ("body", {}, False),
-        ]
-        for i, (level, attributes, keep_original) in enumerate(levels):
+        Returns how much went with the body (deadletter.py): "full", or less when the queue refused that as too
+        large."""
+        tried = deadletter.levels(message, error)
+        for i, (level, attributes, keep_original) in enumerate(tried):
             try:
                 await self.send(dlq_url, message, attributes, dedup_id=message.message_id, keep_original=keep_original)
                 return level
             except PermanentError:
-                if i == len(levels) - 1:
+                if i == len(tried) - 1:
                     raise
         raise AssertionError("unreachable")
-
-    @staticmethod
-    def _reason(message: Message, error: Sqs2pgError, error_chars: int) -> dict[str, dict[str, str]]:
-        return {
-            DEAD_LETTER_KIND_ATTRIBUTE: _string(error.kind),
-            "sqs2pg_error": _string(str(error)[:error_chars] or error.kind),
-            "sqs2pg_receive_count": {"DataType": "Number", "StringValue": str(message.receive_count)},
-            "sqs2pg_source_queue": _string(message.queue_name),
-        }
 
     async def send(
         self, url: str, message: Message, attributes: dict[str, Any], dedup_id: str, keep_original: bool = True
     ) -> str:
         """Send a copy of ``message`` (body, group) to ``url`` with ``attributes`` first, then as many of the
         original attributes as the limit of 10 leaves room for. Returns the copy's message id."""
-        merged = dict(attributes)
-        original = message.queue_attributes  # an opened envelope's are inside the body, which goes as it came
-        kept = {k: v for k, v in original.items() if k not in merged and not k.startswith("sqs2pg_")}
-        if not keep_original:
-            kept = {}
-        for k in sorted(kept)[: max(0, MAX_ATTRIBUTES - len(merged))]:
-            merged[k] = {f: kept[k][f] for f in ("DataType", "StringValue", "BinaryValue") if f in kept[k]}
         response = await self._call(
             queue_name(url),
             "send_message",
@@ -301,13 +267,9 @@ class Sqs:
             MessageGroupId=message.group_id or "sqs2pg-no-group",
             # the same copy sent twice (a crash between send and delete) is dropped by SQS as a duplicate
             MessageDeduplicationId=dedup_id,
-            MessageAttributes=merged,
+            MessageAttributes=deadletter.merged(message, attributes, keep_original),
         )
         return str(response["MessageId"])
-
-
-def _string(value: str) -> dict[str, str]:
-    return {"DataType": "String", "StringValue": _INVALID_CHARS.sub("?", value) or "?"}
 
 
 T = TypeVar("T")

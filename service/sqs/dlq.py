@@ -14,9 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import PermanentError, Sqs2pgError
-from .message import IDEMPOTENCY_ATTRIBUTE, REDRIVE_ATTRIBUTE, Message
-from .sqs import QueueInfo, Sqs
+from ..errors import Sqs2pgError
+from ..message import Message
+from .client import QueueInfo, Sqs
+from .deadletter import for_source, original_id, reason
 
 HOLD_S = 120  # how long peek/redrive keep received DLQ messages invisible while they work
 
@@ -115,7 +116,7 @@ async def redrive(
             try:
                 for m in mine:
                     try:
-                        sent.add(await sqs.send(queue.url, m, _attributes_for_source(m), dedup_id=m.message_id))
+                        sent.add(await sqs.send(queue.url, m, for_source(m), dedup_id=m.message_id))
                     except Sqs2pgError as exc:
                         result.failed.append(f"{m.message_id}: {exc}")
                         report(f"FAILED  group={m.group_id} id={m.message_id}: {exc}")
@@ -134,25 +135,3 @@ async def redrive(
     finally:
         await _give_back(sqs, queue.dlq_url, aside)
     return result
-
-
-def original_id(m: Message) -> str:
-    """The message id the service logged: sqs2pg's DLQ copy carries it as its deduplication id (a message SQS
-    moved itself keeps its own id)."""
-    return (m.deduplication_id or m.message_id) if m.attribute("sqs2pg_error_kind") else m.message_id
-
-
-def reason(m: Message) -> str:
-    """Why a message is in the DLQ: the kind sqs2pg attached, or moved_by_sqs (SQS's own maxReceiveCount move)."""
-    return m.attribute("sqs2pg_error_kind") or "moved_by_sqs"
-
-
-def _attributes_for_source(m: Message) -> dict[str, Any]:
-    """The idempotency key travels as an attribute: the redriven copy gets a new deduplication id. The copy is
-    marked as redriven: sqs2pg applies it even though the key's record says dead-lettered (a redelivery of
-    the original, unmarked, is only deleted)."""
-    marker = {REDRIVE_ATTRIBUTE: {"DataType": "String", "StringValue": original_id(m)}}
-    try:
-        return {IDEMPOTENCY_ATTRIBUTE: {"DataType": "String", "StringValue": m.idempotency_key}, **marker}
-    except PermanentError:
-        return marker

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import dataclass
 
-from .errors import NotAttempted, PermanentError, Sqs2pgError, classify
-from .outcome import Decision, Outcome
+from ..errors import NotAttempted, Outcome, PermanentError, Sqs2pgError, classify
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with a message now."""
+
+    outcome: Outcome
+    visibility_s: int = 0  # for RETRIED: how long the message stays invisible
+    error: Sqs2pgError | None = None
 
 
 def backoff_s(receive_count: int, base_s: float, cap_s: float, rng: random.Random | None = None) -> int:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 import time
 
+from ..config import Settings
+from ..db.store import Store
+from ..errors import Outcome
+from ..message import Message
 from .aio import unless
 from .breaker import Breaker
-from .config import Settings
 from .deletes import DeleteBatcher
 from .dispatcher import Dispatcher
-from .message import Message
-from .outcome import Outcome
 from .settle import Settler
-from .store import Store
 
 
 class Consumer:

@@ -1,4 +1,4 @@
-"""The failover drill: prove the promise on a deployed stack, safely, while a failover happens.
+"""The failover drill's table: drill messages applied to ``sqs2pg_drill`` instead of the handler, and read back.
 
 `sqs2pg drill` sends a numbered workload through the real queue (messages marked with the attribute
 ``sqs2pg_drill``, the run's id), while you fail the database over (the Terraform module's FIS experiment, or
@@ -10,20 +10,14 @@ send-to-apply latencies. It exits 1 if any message was lost, duplicated or reord
 
 from __future__ import annotations
 
-import asyncio
-import secrets
-import sys
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
-from .errors import InvalidMessage
-from .handler import Handler, HandlesMany
-from .message import DRILL_ATTRIBUTE, Message
+from ..errors import InvalidMessage
+from ..handler import Handler, HandlesMany
+from ..message import DRILL_ATTRIBUTE, Message
 
 _INSERT = """
 INSERT INTO sqs2pg_drill (run_id, message_group_id, seq, message_id, sent_at)
@@ -86,50 +80,6 @@ def routed_many(handler: Handler, many: HandlesMany | None) -> HandlesMany | Non
     return route_many
 
 
-# --- the command -------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Plan:
-    messages: int
-    groups: int
-    rate: float  # messages per second
-    wait_s: float  # how long to wait for the last message after sending
-
-
-def new_run_id() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
-
-
-async def send(producer: Any, run_id: str, plan: Plan, progress: Any = None) -> tuple[int, int]:
-    """Send the plan's messages at its rate, seq 0.. per group in order; returns (sent, failed)."""
-    from .producer import Sent, Write
-
-    per_group = [0] * plan.groups
-    sent = failed = 0
-    start = time.monotonic()
-    batch = 10
-    for first in range(0, plan.messages, batch):
-        writes = []
-        for i in range(first, min(first + batch, plan.messages)):
-            g = i % plan.groups
-            body = {"seq": per_group[g], "sent_ms": time.time() * 1000}
-            per_group[g] += 1
-            writes.append(
-                Write(body, f"drill-{run_id}-{g}", f"drill-{run_id}-{g}-{body['seq']}", {DRILL_ATTRIBUTE: run_id})
-            )
-        results = await producer.send_many(writes)
-        sent += sum(isinstance(r, Sent) for r in results)
-        failed += sum(not isinstance(r, Sent) for r in results)
-        if progress is not None:
-            progress(sent, failed)
-        # pace: the next batch leaves when the rate says so
-        delay = start + (first + batch) / plan.rate - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-    return sent, failed
-
-
 async def applied(conn: asyncpg.Connection, run_id: str) -> int:
     return int(await conn.fetchval(_COUNT, run_id))
 
@@ -172,29 +122,3 @@ async def report(conn: asyncpg.Connection, run_id: str, sent: int, failed: int) 
         "latency_p99_s": pct(0.99),
         "latency_max_s": round(latencies[-1], 3) if latencies else 0.0,
     }
-
-
-def print_report(r: dict[str, Any], wait_s: float) -> bool:
-    """Print the report; True when nothing was lost, duplicated or reordered. ``wait_s``: how long the command
-    waited after the last send (a message not applied by then is counted lost, and the report says where to
-    look: nothing may be consuming the queue)."""
-    ok = bool(r["lost"] == 0 and r["duplicated"] == 0 and r["reordered"] == 0 and r["send_failed"] == 0)
-    print(f"drill {r['run']}: {'PASSED' if ok else 'FAILED'}")
-    print(f"  sent {r['sent']} ({r['send_failed']} failed to send), applied {r['applied']}")
-    print(f"  lost {r['lost']}, applied twice {r['duplicated']}, out of order {r['reordered']}")
-    if r["lost"]:
-        print(
-            f"  ({r['lost']} not applied within {wait_s:g} s of the last send: "
-            + (
-                "nothing was applied: is sqs2pg running on this queue, with this database? "
-                if r["applied"] == 0
-                else "are they still in the queue (`sqs2pg dlq stats`), or in its DLQ? "
-            )
-            + "Wait longer with --wait-s.)"
-        )
-    print(
-        f"  longest pause in applying (time to recover) {r['longest_pause_s']} s; send-to-apply latency "
-        f"p50 {r['latency_p50_s']} s, p99 {r['latency_p99_s']} s, max {r['latency_max_s']} s"
-    )
-    sys.stdout.flush()
-    return ok

@@ -26,19 +26,18 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 
-from . import logs
+from ..config import Settings
+from ..db.store import Store
+from ..errors import Outcome, Sqs2pgError, classify, from_database
+from ..message import Message
+from ..observe import logs
+from ..observe.metrics import Metrics
+from ..sqs.client import QueueInfo, Sqs, chunks
 from .breaker import Breaker
-from .config import Settings
 from .deletes import DeleteBatcher
 from .dispatcher import Dispatcher
-from .errors import Sqs2pgError, classify, from_database
 from .holdings import Holdings
-from .message import Message
-from .metrics import Metrics
-from .outcome import Decision, Outcome
-from .policy import backoff_s, decide
-from .sqs import QueueInfo, Sqs, chunks
-from .store import Store
+from .policy import Decision, backoff_s, decide
 
 _DELETED = (Outcome.COMMITTED, Outcome.DUPLICATE)
 
