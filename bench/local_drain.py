@@ -21,6 +21,7 @@ import time
 import asyncpg
 import boto3
 
+from sqs2pg.sqs.local import create_queue
 from tests.support.servers import ROOT, free_port, start_moto, wait_for_port
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -28,7 +29,7 @@ ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--plain", action="store_true", help="plain moto instead of docker/moto/moto_sqs_server.py")
+    p.add_argument("--plain", action="store_true", help="plain moto instead of sqs2pg's local SQS (service/sqs/local.py)")
     p.add_argument("--messages", type=int, default=300)
     p.add_argument("--groups", type=int, default=7)
     args = p.parse_args()
@@ -52,14 +53,6 @@ def main() -> None:
     try:
         wait_for_port(port, emulator)
         _fresh_database()
-        url = subprocess.run(
-            [sys.executable, "scripts/local_sqs.py", "create", "orders.fifo"],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
         sqs = boto3.client(
             "sqs",
             region_name="us-east-1",
@@ -67,6 +60,7 @@ def main() -> None:
             aws_access_key_id="local",
             aws_secret_access_key="local",
         )
+        url = create_queue(sqs, "orders.fifo")
         sent = [(json.dumps({"seq": s}), f"g{g}", f"{g}-{s}") for s in range(args.messages) for g in range(args.groups)]
         sent = sent[: args.messages]
         for i in range(0, len(sent), 10):

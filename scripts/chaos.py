@@ -1,6 +1,6 @@
 """Chaos soak: several sqs2pg processes on one queue while producers keep sending and faults come at random.
 
-    .venv/bin/python scripts/chaos.py --minutes 10 [--sqs moto|fauxqs|both] [--processes 3] [--seed N]
+    .venv/bin/python -m scripts.chaos --minutes 10 [--sqs moto|fauxqs|both] [--processes 3] [--seed N]
         [--out DIR] [--report FILE] [--negative-control]
 
 Producers send without pause over thousands of groups (a sequence number per group in each body; about one
@@ -48,16 +48,13 @@ from typing import Any
 import aioboto3
 import asyncpg
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.handlers import APPLIED_TABLE  # noqa: E402
-from tests.support.checks import exactly_once  # noqa: E402
-from tests.support.helpers import migrate_by_cli, with_database  # noqa: E402
-from tests.support.pgcluster import Cluster, Clusters, bindir, wait_accepting  # noqa: E402
-from tests.support.queues import create_fifo_queue  # noqa: E402
-from tests.support.servers import fauxqs_installed, free_port, start_fauxqs, start_moto, wait_for_port  # noqa: E402
-from tests.support.sqs_fault_proxy import FaultPlan, start_proxy  # noqa: E402
+from tests.handlers import APPLIED_TABLE
+from tests.support.checks import exactly_once
+from tests.support.helpers import migrate_by_cli, with_database
+from tests.support.pgcluster import Cluster, Clusters, bindir, wait_accepting
+from tests.support.queues import create_fifo_queue
+from tests.support.servers import ROOT, fauxqs_installed, free_port, start_fauxqs, start_moto, wait_for_port
+from tests.support.sqs_fault_proxy import FaultPlan, start_proxy
 
 REGION = "us-east-1"
 VISIBILITY_S = 10

@@ -87,7 +87,7 @@ inspect '{{json .Config.Healthcheck}}' | grep -q healthz || fail "the image has 
 run_in() { podman run --rm --pull=never --read-only --cap-drop=ALL --security-opt=no-new-privileges --network=host "$@" 2>"$WORK/podman.err"; }
 [ "$(run_in --entrypoint id "$IMAGE" -u):$(run_in --entrypoint id "$IMAGE" -g)" = "10001:10001" ] || fail "the process does not run as 10001:10001"
 run_in --entrypoint python "$IMAGE" -c 'import pip' >/dev/null 2>&1 && fail "pip is still in the runtime venv"
-run_in --entrypoint python "$IMAGE" -c 'import sqs2pg.app, sys; sys.exit(0 if sqs2pg.app.__cached__ and __import__("os").path.exists(sqs2pg.app.__cached__) else 1)' \
+run_in --entrypoint python "$IMAGE" -c 'import sqs2pg.consume.app as app, sys; sys.exit(0 if app.__cached__ and __import__("os").path.exists(app.__cached__) else 1)' \
   || fail "sqs2pg's modules have no compiled bytecode in the image"
 version=$(run_in "$IMAGE" --version) || fail "sqs2pg --version failed"
 echo "   $version, user 10001:10001, HEALTHCHECK present, no pip, bytecode compiled"
@@ -96,11 +96,14 @@ echo "   $version, user 10001:10001, HEALTHCHECK present, no pip, bytecode compi
 free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 sqs_port=$(free_port)
 http_port=$(free_port)
-"$PY" docker/moto/moto_sqs_server.py --host 127.0.0.1 "$sqs_port" >"$WORK/moto.log" 2>&1 &
+# sqs2pg's own local SQS (moto, its FIFO receive fixed), with the queue and its DLQ; it prints their settings
+"$PY" -m sqs2pg local-sqs --port "$sqs_port" --queue image-check.fifo >"$WORK/sqs.env" 2>"$WORK/moto.log" &
 moto_pid=$!
-export AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$sqs_port AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
-for _ in $(seq 1 100); do curl -s -o /dev/null "$AWS_ENDPOINT_URL_SQS" && break; sleep 0.1; done
-queue_url=$("$PY" scripts/local_sqs.py create image-check.fifo)
+for _ in $(seq 1 300); do grep -q SQS_QUEUE_URLS "$WORK/sqs.env" 2>/dev/null && break; sleep 0.1; done
+grep -q SQS_QUEUE_URLS "$WORK/sqs.env" || fail "the local SQS did not start: $(tail -3 "$WORK/moto.log")"
+# shellcheck disable=SC1091
+. "$WORK/sqs.env"
+queue_url=$SQS_QUEUE_URLS
 db=sqs2pg_image_check_$$
 psql -h 127.0.0.1 -U postgres -d postgres -qc "CREATE DATABASE \"$db\""
 env_args=(-e DATABASE_URL="postgresql://postgres@127.0.0.1:5432/$db" -e SQS_QUEUE_URLS="$queue_url" -e HTTP_PORT="$http_port"

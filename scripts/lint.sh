@@ -10,4 +10,4 @@ scripts/bootstrap.sh
 mkdir -p .local/mypy
 ln -sfn ../../service .local/mypy/sqs2pg
 .venv/bin/mypy .local/mypy/sqs2pg/*.py .local/mypy/sqs2pg/*/*.py
-.venv/bin/mypy tests bench migrations scripts docker deploy
+.venv/bin/mypy tests bench migrations scripts deploy

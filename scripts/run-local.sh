@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Run sqs2pg end to end on local defaults: the local PostgreSQL (database sqs2pg_local, migrated), moto's SQS
-# server (through docker/moto/moto_sqs_server.py, which keeps FIFO groups in order as SQS does) with orders.fifo
+# Run sqs2pg end to end on local defaults: the local PostgreSQL (database sqs2pg_local, migrated), a local SQS
+# (`sqs2pg local-sqs`: moto's server, which it fixes to keep FIFO groups in order as SQS does) with orders.fifo
 # and its dead-letter queue, and the service. Ports are free ones picked at start (the machine may be shared);
 # set AWS_ENDPOINT_URL_SQS to use an SQS server of your own and HTTP_PORT to fix the service's port.
 # Ctrl-C stops the service cleanly, then the emulator.
@@ -18,18 +18,25 @@ export HTTP_PORT=${HTTP_PORT:-$(free_port)}
 mkdir -p .local
 emulator_pid=""
 if [ -z "${AWS_ENDPOINT_URL_SQS:-}" ]; then
-  port=$(free_port)
-  export AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$port
-  # its own session, so the Ctrl-C meant for the service does not kill the emulator under it
-  setsid .venv/bin/python docker/moto/moto_sqs_server.py "$port" >.local/moto.log 2>&1 &
+  # sqs2pg's own local SQS (`sqs2pg local-sqs`: moto, its FIFO receive fixed) with orders.fifo and its DLQ, in its
+  # own session, so the Ctrl-C meant for the service does not kill the emulator under it; it prints the settings
+  rm -f .local/sqs.env
+  setsid .venv/bin/sqs2pg local-sqs --port "$(free_port)" --queue orders.fifo >.local/sqs.env 2>.local/moto.log &
   emulator_pid=$!
   trap '[ -n "$emulator_pid" ] && kill "$emulator_pid" 2>/dev/null || true' EXIT
-  for _ in $(seq 1 100); do curl -s -o /dev/null "$AWS_ENDPOINT_URL_SQS" && break; sleep 0.1; done
+  for _ in $(seq 1 300); do grep -q SQS_QUEUE_URLS .local/sqs.env 2>/dev/null && break; sleep 0.1; done
+  grep -q SQS_QUEUE_URLS .local/sqs.env || { tail -5 .local/moto.log >&2; echo "run-local: the local SQS did not start" >&2; exit 1; }
+  queue_urls=${SQS_QUEUE_URLS:-}
+  # shellcheck disable=SC1091
+  . .local/sqs.env
+  export SQS_QUEUE_URLS=${queue_urls:-$SQS_QUEUE_URLS}
 fi
 
 psql "$PGURL/postgres" -qAtc "SELECT 1 FROM pg_database WHERE datname = 'sqs2pg_local'" | grep -q 1 \
   || psql "$PGURL/postgres" -qc "CREATE DATABASE sqs2pg_local"
-export SQS_QUEUE_URLS=${SQS_QUEUE_URLS:-$(.venv/bin/python scripts/local_sqs.py create orders.fifo)}
+# an SQS server of your own (AWS_ENDPOINT_URL_SQS): orders.fifo and its DLQ are made there, as local-sqs makes them
+export SQS_QUEUE_URLS=${SQS_QUEUE_URLS:-$(.venv/bin/python -c \
+  'import boto3; from sqs2pg.sqs.local import create_queue; print(create_queue(boto3.client("sqs"), "orders.fifo"))')}
 
 .venv/bin/sqs2pg migrate >/dev/null
 .venv/bin/sqs2pg check

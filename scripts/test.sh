@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run the whole test suite: unit tests and integration tests against real PostgreSQL and moto's SQS server.
+# Run the test suite: unit tests and integration tests against real PostgreSQL and real SQS servers (moto through
+# sqs2pg's local SQS, and fauxqs). `scripts/test.sh --long` runs the long tier instead (docs/testing.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh

@@ -26,8 +26,11 @@ class ConfigError(StartupError, ValueError):
     """The environment does not describe a valid configuration."""
 
 
-def _knob(default: Any, doc: str, lo: float | None = None, hi: float | None = None) -> Any:
-    return field(default=default, metadata={"doc": doc, "lo": lo, "hi": hi})
+def _knob(
+    default: Any, doc: str, lo: float | None = None, hi: float | None = None, choices: tuple[str, ...] = ()
+) -> Any:
+    """A tuning knob: its default, its meaning (for `sqs2pg run --help`), its range, or the words it takes."""
+    return field(default=default, metadata={"doc": doc, "lo": lo, "hi": hi, "choices": choices})
 
 
 @dataclass(frozen=True)
@@ -93,19 +96,25 @@ class Settings:
         "dead_letter",
         "dead_letter: a message that fails permanently goes to the DLQ and its group goes on; quarantine_group: "
         "its group's later messages follow it to the DLQ until `sqs2pg quarantine release`",
+        choices=("dead_letter", "quarantine_group"),
     )
     envelope: str = _knob(
         "none",
         "none: the body is the write; sns / eventbridge: every body is an SNS notification / EventBridge event and "
         "the handler gets the message inside; auto: each envelope of either kind is opened",
+        choices=ENVELOPE_MODES,
     )
     writes_endpoint: str = _knob(
-        "off", "on: the HTTP port also serves GET /writes/{key}, a write's status (never its body)"
+        "off",
+        "on: the HTTP port also serves GET /writes/{key}, a write's status (never its body)",
+        choices=("off", "on"),
     )
     sqs_client: str = _knob(
-        "lean", "the hot SQS calls through sqs2pg's lean JSON client (lean) or the AWS SDK (aioboto3)"
+        "lean",
+        "the hot SQS calls through sqs2pg's lean JSON client (lean) or the AWS SDK (aioboto3)",
+        choices=("lean", "aioboto3"),
     )
-    log_level: str = _knob("INFO", "DEBUG, INFO, WARNING or ERROR")
+    log_level: str = _knob("INFO", "DEBUG, INFO, WARNING or ERROR", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
     @property
     def pool_size(self) -> int:
@@ -155,7 +164,7 @@ def knob_fields() -> list[Any]:
     return [f for f in fields(Settings) if "doc" in f.metadata]
 
 
-def _convert(name: str, raw: str, kind: Any, lo: float | None, hi: float | None) -> Any:
+def _convert(name: str, raw: str, kind: Any, metadata: Mapping[str, Any]) -> Any:
     converters: dict[Any, Callable[[str], Any]] = {"int": int, "float": float, "str": str}
     try:
         value = converters[kind](raw.strip())
@@ -163,8 +172,16 @@ def _convert(name: str, raw: str, kind: Any, lo: float | None, hi: float | None)
         raise ConfigError(f"{name}={raw!r} is not a valid {kind}") from None
     if kind == "float" and not math.isfinite(value):  # nan passes every comparison below
         raise ConfigError(f"{name}={raw!r} is not a finite number")
+    lo, hi, choices = metadata.get("lo"), metadata.get("hi"), metadata.get("choices")
     if lo is not None and value < lo or hi is not None and value > hi:
         raise ConfigError(f"{name}={raw!r} is out of range [{lo}, {hi}]")
+    if choices:
+        # the words are matched whatever their case (INFO or info), and kept as declared
+        chosen = next((c for c in choices if c.lower() == value.lower()), None)
+        if chosen is None:
+            listed = ", ".join(choices[:-1]) + f" or {choices[-1]}" if len(choices) > 1 else choices[0]
+            raise ConfigError(f"{name}={raw!r} is not {listed}")
+        value = chosen
     return value
 
 
@@ -199,12 +216,10 @@ def _endpoint_problem(name: str, url: str) -> str | None:
     return None
 
 
-def _region_from(queue_urls: tuple[str, ...]) -> str | None:
-    for url in queue_urls:
-        m = re.match(r"sqs[.-]([a-z0-9-]+)\.amazonaws\.com", urlsplit(url).hostname or "")
-        if m:
-            return m.group(1)
-    return None
+def region_from_url(url: str) -> str | None:
+    """The AWS region a queue URL names (https://sqs.REGION.amazonaws.com/...), or None."""
+    m = re.match(r"sqs[.-]([a-z0-9-]+)\.amazonaws\.com", urlsplit(url).hostname or "")
+    return m.group(1) if m else None
 
 
 def load(env: Mapping[str, str] | None = None, require_database: bool = True, require_queues: bool = True) -> Settings:
@@ -239,14 +254,16 @@ def load(env: Mapping[str, str] | None = None, require_database: bool = True, re
         problems.append("SQS_QUEUE_URLS names the same queue twice")
     values["queue_urls"] = urls
 
-    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or _region_from(urls)
+    region = (
+        env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or next(filter(None, map(region_from_url, urls)), None)
+    )
     if not region and require_queues:
         problems.append("AWS_REGION is required (it cannot be read from the queue URLs)")
     values["region"] = region or ""
 
     try:
         if "HTTP_PORT" in env:
-            values["http_port"] = _convert("HTTP_PORT", env["HTTP_PORT"], "int", 0, 65535)
+            values["http_port"] = _convert("HTTP_PORT", env["HTTP_PORT"], "int", {"lo": 0, "hi": 65535})
     except ConfigError as exc:
         problems.append(str(exc))
     handler = env.get("HANDLER", DEFAULT_HANDLER).strip()
@@ -264,7 +281,7 @@ def load(env: Mapping[str, str] | None = None, require_database: bool = True, re
         known.add(var)
         if var in env:
             try:
-                values[f.name] = _convert(var, env[var], f.type, f.metadata["lo"], f.metadata["hi"])
+                values[f.name] = _convert(var, env[var], f.type, f.metadata)
             except ConfigError as exc:
                 problems.append(str(exc))
     unknown = sorted(k for k in env if k.startswith(PREFIX) and k not in known)
@@ -274,21 +291,6 @@ def load(env: Mapping[str, str] | None = None, require_database: bool = True, re
             for k in unknown
         ]
         problems.append(f"unknown setting(s): {', '.join(named)}")
-
-    if values.get("on_permanent_error", "dead_letter") not in ("dead_letter", "quarantine_group"):
-        problems.append(
-            f"{PREFIX}ON_PERMANENT_ERROR={values['on_permanent_error']!r} is not dead_letter or quarantine_group"
-        )
-    if values.get("envelope", "none") not in ENVELOPE_MODES:
-        problems.append(f"{PREFIX}ENVELOPE={values['envelope']!r} is not one of {', '.join(ENVELOPE_MODES)}")
-    if values.get("writes_endpoint", "off") not in ("off", "on"):
-        problems.append(f"{PREFIX}WRITES_ENDPOINT={values['writes_endpoint']!r} is not off or on")
-    if values.get("sqs_client", "lean") not in ("lean", "aioboto3"):
-        problems.append(f"{PREFIX}SQS_CLIENT={values['sqs_client']!r} is not lean or aioboto3")
-    if values.get("log_level", "INFO").upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        problems.append(f"{PREFIX}LOG_LEVEL={values['log_level']!r} is not DEBUG, INFO, WARNING or ERROR")
-    elif "log_level" in values:
-        values["log_level"] = values["log_level"].upper()
 
     settings = None if problems else Settings(**values)
     if settings is not None and settings.retry_max_s < settings.retry_base_s:

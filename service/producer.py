@@ -33,6 +33,7 @@ import aioboto3
 import botocore.exceptions
 from botocore.config import Config as BotoConfig
 
+from .config import region_from_url
 from .message import IDEMPOTENCY_ATTRIBUTE, MAX_KEY_LENGTH, queue_name
 
 BATCH = 10  # SendMessageBatch's limit
@@ -110,8 +111,7 @@ class Producer:
         self.queue_url = queue_url
         self.queue_name = queue_name(queue_url)
         self._region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        if not self._region and (m := re.search(r"sqs[.-]([a-z0-9-]+)\.amazonaws\.com", queue_url)):
-            self._region = m.group(1)
+        self._region = self._region or region_from_url(queue_url)
         self._database_url = database_url
         self._session = session or aioboto3.Session()
         self._attempts = max_attempts

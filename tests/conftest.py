@@ -5,7 +5,11 @@ Where the servers come from (the README says the same):
   migrated template); else, when a Docker engine answers, a testcontainers PostgreSQL; else the local server
   at postgresql://postgres@127.0.0.1:5432/postgres.
 - SQS: ``TEST_SQS_ENDPOINT_URL`` if set; else each server named in ``TEST_SQS_SERVERS`` (default
-  ``moto,fauxqs``), started here on a free loopback port, and every integration test runs once per server.
+  ``moto,fauxqs``), started here on a free loopback port, and every integration test runs once per server
+  (those marked ``one_sqs``, which do not depend on the server's behaviour, on the first one only).
+
+Tiers (docs/testing.md): `scripts/test.sh` runs everything but the tests marked ``long`` (the emulators'
+self-tests, which test the servers rather than sqs2pg); `scripts/test.sh --long` runs those alone. CI runs both.
 """
 
 from __future__ import annotations
@@ -29,6 +33,32 @@ from .support.helpers import REGION, Queues, create_test_tables, make_settings, 
 from .support.queues import create_fifo_queue
 
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--long", action="store_true", help="run only the long tier (tests marked long)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    long_tier = config.getoption("--long")
+    keep, drop = [], []
+    for item in items:
+        if (
+            (item.get_closest_marker("long") is not None) != long_tier
+            or item.get_closest_marker("one_sqs") is not None
+            and _sqs_param(item) not in (None, SQS_SERVERS[0])
+        ):
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def _sqs_param(item: pytest.Item) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    return None if callspec is None else callspec.params.get("sqs_endpoint")
 
 
 def _docker_engine_available() -> bool:

@@ -1,4 +1,5 @@
-"""The command line: `sqs2pg run | migrate | check | send | status | drill | dlq | quarantine`, one module each.
+"""The command line: `sqs2pg run | migrate | check | send | status | drill | dlq | quarantine | local-sqs`, one
+module each.
 
 Every command reads its configuration from the environment (config.py). A command that cannot start says why
 in one line on stderr and exits 2 (EXIT_CANNOT_START); the traceback is shown only with
@@ -19,7 +20,7 @@ from ..config import PREFIX
 from ..errors import StartupError
 from ..observe import logs
 from ..version import __version__
-from . import check, dlq, drill, migrate, quarantine, run, send, status
+from . import check, dlq, drill, local_sqs, migrate, quarantine, run, send, status
 from .common import EXIT_CANNOT_START, EXIT_FAILED, Command, in_loop
 
 __all__ = ["EXIT_CANNOT_START", "EXIT_FAILED", "main"]
@@ -35,6 +36,7 @@ COMMANDS: dict[str, Command] = {
         drill.COMMAND,
         dlq.COMMAND,
         quarantine.COMMAND,
+        local_sqs.COMMAND,
     )
 }
 

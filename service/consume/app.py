@@ -8,10 +8,8 @@ import logging
 import signal
 import time
 from collections.abc import Iterator
-from typing import Any
 
 from ..config import Settings
-from ..db import records
 from ..db.store import Store
 from ..errors import StartupError, database_misconfigured, describe_database_error
 from ..handler import Handler, load_handler
@@ -25,6 +23,7 @@ from .dispatcher import Dispatcher
 from .holdings import Holdings
 from .housekeeping import heartbeat, prune_forever, sample_forever, sample_once, sample_quarantines_forever
 from .poller import Poller
+from .ports import Database, Queues
 from .settle import Settler
 from .worker import Consumer
 
@@ -36,13 +35,18 @@ class App:
     """One sqs2pg service instance. ``run()`` returns after a clean shutdown once ``stop()`` is called."""
 
     def __init__(
-        self, settings: Settings, handler: Handler | None = None, *, store: Store | None = None, sqs: Sqs | None = None
+        self,
+        settings: Settings,
+        handler: Handler | None = None,
+        *,
+        store: Database | None = None,
+        sqs: Queues | None = None,
     ) -> None:
         """``store`` and ``sqs`` replace the real ones (the unit tests' in-memory fakes, tests/support/fakes.py)."""
         self.settings = settings
         self.metrics = Metrics([queue_name(u) for u in settings.queue_urls])
-        self.store = store or Store(settings, handler or load_handler(settings.handler))
-        self.sqs = sqs or Sqs(settings, self.metrics)
+        self.store: Database = store or Store(settings, handler or load_handler(settings.handler))
+        self.sqs: Queues = sqs or Sqs(settings, self.metrics)
         self.dispatcher = Dispatcher(settings.max_in_memory_messages)
         self.breaker = Breaker(settings.breaker_threshold, self.store.unavailable, self.metrics)
         self.probes = http.Probes()
@@ -58,10 +62,6 @@ class App:
     @property
     def has_started(self) -> bool:
         return self._started.is_set()
-
-    async def _write_status(self, key: str) -> dict[str, Any]:
-        async with self.store.pool.acquire(timeout=self.settings.db_connect_timeout_s) as conn:
-            return (await records.lookup(conn, [key]))[key]
 
     async def started(self) -> None:
         """Wait until the service is receiving."""
@@ -116,7 +116,7 @@ class App:
                     raise StartupError(f"the database refuses these settings: {reason}")
                 self.breaker.open(f"at start: {reason}")
             if s.writes_endpoint == "on":
-                self.probes.writes = self._write_status
+                self.probes.writes = self.store.write_status
             self.probes.checks = {
                 "database": self._database_ready,
                 "circuit_closed": self._circuit_closed,

@@ -14,12 +14,13 @@ from collections import defaultdict
 from ..errors import Sqs2pgError
 from ..message import Message
 from ..observe import logs
-from ..sqs.client import Sqs, chunks
+from ..sqs.client import chunks
 from .holdings import Holdings
+from .ports import Queues
 
 
 class DeleteBatcher:
-    def __init__(self, sqs: Sqs, holdings: Holdings, flush_interval_s: float) -> None:
+    def __init__(self, sqs: Queues, holdings: Holdings, flush_interval_s: float) -> None:
         self._sqs = sqs
         self._holdings = holdings
         self._flush_interval_s = flush_interval_s

@@ -16,11 +16,11 @@ import logging
 import random
 import time
 
-from ..db.store import Store
 from ..observe import logs
 from ..observe.metrics import Metrics
-from ..sqs.client import QueueInfo, Sqs
+from ..sqs.client import QueueInfo
 from .dispatcher import Dispatcher
+from .ports import Database, Queues
 from .settle import Settler
 
 
@@ -43,7 +43,7 @@ async def heartbeat(dispatcher: Dispatcher, settler: Settler, visibility_timeout
                 await asyncio.wait_for(settler.extend(due, visibility_timeout_s), margin / 2)
 
 
-async def sample_once(sqs: Sqs, metrics: Metrics, queues: list[QueueInfo], failing: set[str]) -> None:
+async def sample_once(sqs: Queues, metrics: Metrics, queues: list[QueueInfo], failing: set[str]) -> None:
     for q in queues:
         try:
             counts = await sqs.counts(q.url)
@@ -67,7 +67,7 @@ async def sample_once(sqs: Sqs, metrics: Metrics, queues: list[QueueInfo], faili
         metrics.dead_letter_messages.labels(q.name).set(dlq["visible"] + dlq["in_flight"] + dlq["delayed"])
 
 
-async def sample_forever(sqs: Sqs, metrics: Metrics, queues: list[QueueInfo], interval_s: float) -> None:
+async def sample_forever(sqs: Queues, metrics: Metrics, queues: list[QueueInfo], interval_s: float) -> None:
     """Sample every ``interval_s``, starting one interval from now (App.run took the first sample at start)."""
     failing: set[str] = set()
     while True:
@@ -76,7 +76,7 @@ async def sample_forever(sqs: Sqs, metrics: Metrics, queues: list[QueueInfo], in
 
 
 async def sample_quarantines_forever(
-    store: Store, metrics: Metrics, queues: list[QueueInfo], interval_s: float
+    store: Database, metrics: Metrics, queues: list[QueueInfo], interval_s: float
 ) -> None:
     """sqs2pg_quarantined_groups, per queue, from the table every replica shares."""
     while True:
@@ -90,7 +90,9 @@ async def sample_quarantines_forever(
         await asyncio.sleep(interval_s)
 
 
-async def prune_forever(store: Store, metrics: Metrics, retention_s: float, interval_s: float, batch_size: int) -> None:
+async def prune_forever(
+    store: Database, metrics: Metrics, retention_s: float, interval_s: float, batch_size: int
+) -> None:
     # Start at a random point of the interval so replicas started together do not all try at once.
     await asyncio.sleep(random.uniform(0, min(interval_s, 60)))
     while True:

@@ -19,12 +19,12 @@ from ..errors import Sqs2pgError
 from ..message import Message, queue_name
 from ..observe import logs
 from ..observe.metrics import Metrics
-from ..sqs.client import Sqs
 from .aio import unless
 from .breaker import Breaker
 from .dispatcher import Dispatcher
 from .holdings import Holdings
 from .policy import backoff_s
+from .ports import Queues
 from .settle import Settler
 
 HOLDING_RECHECK_S = 1.0  # an empty poll while holding messages: poll again after this, or sooner (see _lane)
@@ -35,7 +35,7 @@ class Poller:
         self,
         url: str,
         settings: Settings,
-        sqs: Sqs,
+        sqs: Queues,
         dispatcher: Dispatcher,
         settler: Settler,
         holdings: Holdings,

@@ -27,17 +27,17 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from ..config import Settings
-from ..db.store import Store
 from ..errors import Outcome, Sqs2pgError, classify, from_database
 from ..message import Message
 from ..observe import logs
 from ..observe.metrics import Metrics
-from ..sqs.client import QueueInfo, Sqs, chunks
+from ..sqs.client import QueueInfo, chunks
 from .breaker import Breaker
 from .deletes import DeleteBatcher
 from .dispatcher import Dispatcher
 from .holdings import Holdings
 from .policy import Decision, backoff_s, decide
+from .ports import Database, Queues
 
 _DELETED = (Outcome.COMMITTED, Outcome.DUPLICATE)
 
@@ -46,14 +46,14 @@ class Settler:
     def __init__(
         self,
         settings: Settings,
-        sqs: Sqs,
+        sqs: Queues,
         queues: dict[str, QueueInfo],
         dispatcher: Dispatcher,
         breaker: Breaker,
         holdings: Holdings,
         deletes: DeleteBatcher,
         metrics: Metrics,
-        store: Store,
+        store: Database,
     ) -> None:
         self._settings = settings
         self._store = store

@@ -6,13 +6,13 @@ import asyncio
 import time
 
 from ..config import Settings
-from ..db.store import Store
 from ..errors import Outcome
 from ..message import Message
 from .aio import unless
 from .breaker import Breaker
 from .deletes import DeleteBatcher
 from .dispatcher import Dispatcher
+from .ports import Database
 from .settle import Settler
 
 
@@ -20,7 +20,7 @@ class Consumer:
     def __init__(
         self,
         settings: Settings,
-        store: Store,
+        store: Database,
         dispatcher: Dispatcher,
         settler: Settler,
         deletes: DeleteBatcher,

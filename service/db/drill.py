@@ -10,7 +10,7 @@ send-to-apply latencies. It exits 1 if any message was lost, duplicated or reord
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -86,7 +86,11 @@ async def applied(conn: asyncpg.Connection, run_id: str) -> int:
 
 async def report(conn: asyncpg.Connection, run_id: str, sent: int, failed: int) -> dict[str, Any]:
     """Lost, duplicated and reordered from the drill table; the longest pause in applying; latencies."""
-    rows = await conn.fetch(_ROWS, run_id)
+    return summarise(await conn.fetch(_ROWS, run_id), run_id, sent, failed)
+
+
+def summarise(rows: Sequence[Mapping[str, Any]], run_id: str, sent: int, failed: int) -> dict[str, Any]:
+    """The drill's report from its rows in apply order (message_group_id, seq, sent_at, applied_at)."""
     seen: set[tuple[str, int]] = set()
     last: dict[str, int] = {}
     duplicated = reordered = 0

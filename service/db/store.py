@@ -22,6 +22,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 
@@ -323,6 +324,11 @@ class Store:
         except Exception as exc:
             raise DatabaseUnavailable(f"cannot record the dead-lettering: {classify(exc)}", kind="connection") from exc
         return str(status).endswith(" 1")
+
+    async def write_status(self, key: str) -> dict[str, Any]:
+        """A write's status by its key (records.py): GET /writes/{key}."""
+        async with self.pool.acquire(timeout=self._settings.db_connect_timeout_s) as conn:
+            return (await records.lookup(conn, [key]))[key]
 
     async def quarantined_counts(self) -> dict[str, int]:
         """Quarantined groups per queue name."""

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 COMPOSE = DOCKER / "compose.yaml"
 
-SERVICES = {"postgres", "sqs", "sqs-init", "migrate", "sqs2pg", "prometheus", "grafana"}
+SERVICES = {"postgres", "sqs", "migrate", "sqs2pg", "prometheus", "grafana"}
 
 
 def _only_sqs2pg_metrics(expr: str, allow: set[str] = frozenset()) -> set[str]:  # type: ignore[assignment]
@@ -66,7 +66,7 @@ def test_sqs2pg_starts_after_migrations_and_queues_and_is_locked_down(compose: d
     assert s["migrate"]["command"] == ["migrate"]
     deps = s["sqs2pg"]["depends_on"]
     assert deps["migrate"]["condition"] == "service_completed_successfully"
-    assert deps["sqs-init"]["condition"] == "service_completed_successfully"
+    assert deps["sqs"]["condition"] == "service_healthy"
     assert deps["postgres"]["condition"] == "service_healthy"
     for name in ("sqs2pg", "migrate"):
         assert s[name]["read_only"] is True, name
@@ -82,21 +82,18 @@ def test_sqs2pg_starts_after_migrations_and_queues_and_is_locked_down(compose: d
 
 
 def test_queues_are_created_fifo_with_a_fifo_dlq(compose: dict[str, Any]) -> None:
-    init = compose["services"]["sqs-init"]
-    assert init["environment"]["QUEUE_NAME"] == "orders" and init["environment"]["MAX_RECEIVE_COUNT"] == "25"
-    mount = next(v for v in init["volumes"] if v.endswith(":/init:ro"))
-    script = (COMPOSE.parent / mount.split(":")[0] / "create_queues.py").read_text()
-    assert init["entrypoint"] == ["python", "/init/create_queues.py"]
-    for needle in (
-        '"FifoQueue": "true"',
-        '-dlq.fifo"',
-        '.fifo"',
-        "RedrivePolicy",
-        "deadLetterTargetArn",
-        "maxReceiveCount",
-    ):
-        assert needle in script, needle
-    compile(script, "create_queues.py", "exec")
+    """The emulator is sqs2pg's own local SQS (the same file `sqs2pg local-sqs` runs), mounted into moto's image, and
+    it makes orders.fifo and its dead-letter queue; the service starts only once the queue answers."""
+    sqs = compose["services"]["sqs"]
+    mount = next(v for v in sqs["volumes"] if v.endswith(":/moto/local.py:ro"))
+    assert (COMPOSE.parent / mount.split(":")[0]).resolve() == ROOT / "service" / "sqs" / "local.py"
+    entry = sqs["entrypoint"]
+    assert entry[:2] == ["python", "/moto/local.py"] and entry[entry.index("--queue") + 1] == "orders.fifo"
+    assert entry[entry.index("--max-receive-count") + 1] == "25"
+    assert "orders.fifo" in " ".join(sqs["healthcheck"]["test"])
+    # the file runs in moto's image, where sqs2pg is not installed: it imports nothing of sqs2pg
+    assert "from sqs2pg" not in (ROOT / "service" / "sqs" / "local.py").read_text()
+    assert "from ." not in (ROOT / "service" / "sqs" / "local.py").read_text()
 
 
 def test_mounted_files_exist(compose: dict[str, Any]) -> None:

@@ -40,13 +40,6 @@ def exported(metrics_text: str) -> dict[str, set[str]]:
     return out
 
 
-def test_the_expression_parser_sees_names_and_skips_functions_and_labels() -> None:
-    expr = 'histogram_quantile(0.99, sum by (le, queue) (rate(a_bucket{queue=~"x|y"}[5m]))) > 1 and on () b == 0'
-    assert selectors(expr) == [("a_bucket", {"queue"}), ("b", set())]
-    grafana = 'sum by (queue, le) (rate(sqs2pg_message_age_seconds_bucket{queue=~"$queue"}[$__rate_interval]))'
-    assert selectors(grafana) == [("sqs2pg_message_age_seconds_bucket", {"queue"})]
-
-
 async def test_alert_rules_and_dashboard_use_only_exported_metrics(database_url, queues: Queues) -> None:
     await queues.send({"seq": 0}, "g", "g-0")  # one message through, so the histograms have samples
     settings = make_settings(database_url, [queues.url], depth_sample_interval_s="0.2")

@@ -8,7 +8,8 @@ from collections import Counter
 
 import pytest
 
-pytestmark = pytest.mark.integration
+# They test the servers the suite runs on, not sqs2pg: the long tier (`scripts/test.sh --long`, and CI).
+pytestmark = [pytest.mark.integration, pytest.mark.long]
 
 
 async def test_concurrent_receives_never_get_one_group_twice(sqs_client) -> None:

@@ -27,7 +27,8 @@ import pytest
 from ..support.helpers import REGION, Queues, wait_until
 from ..support.servers import free_port
 
-pytestmark = pytest.mark.integration
+# Nothing here depends on how the SQS server behaves: one server is enough.
+pytestmark = [pytest.mark.integration, pytest.mark.one_sqs]
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE_UID = 10001  # USER in the Dockerfile
 

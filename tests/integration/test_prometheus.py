@@ -36,6 +36,7 @@ from ..support.servers import free_port, start_prometheus, wait_for_port
 PROMETHEUS = shutil.which("prometheus")
 pytestmark = [
     pytest.mark.integration,
+    pytest.mark.one_sqs,  # what Prometheus reads of sqs2pg does not depend on the SQS server
     pytest.mark.skipif(
         PROMETHEUS is None, reason="no prometheus binary on the PATH (Debian: apt-get install prometheus)"
     ),

@@ -198,6 +198,7 @@ def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.one_sqs  # wording: the same whatever the server
 async def test_dlq_tools_and_check_on_unusable_queues_say_why_in_one_line(database_url, queues: Queues) -> None:
     client = queues.client
     no_dlq = (
@@ -243,6 +244,7 @@ async def _dead(app: Any, url: str) -> bool:
         (lambda url: url + "?bogus_setting=1", "remove it"),
     ],
 )
+@pytest.mark.one_sqs  # wording: the same whatever the server
 async def test_database_settings_that_waiting_cannot_fix_stop_run_with_one_line(
     database_url, queues: Queues, change, expected
 ) -> None:

@@ -19,11 +19,14 @@ import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqs2pg.errors import Outcome, PermanentError, Sqs2pgError
 from sqs2pg.message import Message, queue_name
 from sqs2pg.sqs.client import QueueInfo
+
+if TYPE_CHECKING:
+    from sqs2pg.consume.ports import Database, Queues
 
 QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/fake.fifo"
 DLQ_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/fake-dlq.fifo"
@@ -292,3 +295,14 @@ class FakeStore:
 
     async def prune(self, retention_s: float, batch_size: int, pause_s: float = 0.05) -> int | None:
         return 0
+
+    async def quarantined_counts(self) -> dict[str, int]:
+        return {}
+
+    async def write_status(self, key: str) -> dict[str, Any]:
+        return {"key": key, "status": "committed" if key in self.keys else "unknown"}
+
+
+if TYPE_CHECKING:  # the fakes keep the runtime's contracts (sqs2pg/consume/ports.py): mypy checks them here
+    _database: Database = FakeStore()
+    _queues: Queues = FakeSqs()

@@ -11,7 +11,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 FAUXQS = ROOT / ".local" / "fauxqs" / "node_modules"  # scripts/bootstrap.sh installs it there
-MOTO_LAUNCHER = ROOT / "docker" / "moto" / "moto_sqs_server.py"
 
 
 def free_port() -> int:
@@ -57,10 +56,13 @@ def start_fauxqs(port: int) -> subprocess.Popen[bytes]:
     )
 
 
-def start_moto(port: int) -> subprocess.Popen[bytes]:
-    """moto's server through docker/moto/moto_sqs_server.py (its FIFO receive fixed)."""
+def start_moto(port: int, plain: bool = False) -> subprocess.Popen[bytes]:
+    """moto's server through sqs2pg's local SQS (service/sqs/local.py: its FIFO receive fixed); ``plain``: moto as
+    it comes."""
     return subprocess.Popen(
-        [sys.executable, str(MOTO_LAUNCHER), str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [sys.executable, "-m", "sqs2pg.sqs.local", *(["--plain"] if plain else []), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 

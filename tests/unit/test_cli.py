@@ -3,16 +3,21 @@ with one line on stderr and exit 2, never a traceback."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 import socket
 import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from unittest import mock
 
 import pytest
 
 import sqs2pg
+from sqs2pg import cli
 
 QUEUE = "http://127.0.0.1:9/123456789012/orders.fifo"
 VALID = {
@@ -26,19 +31,42 @@ VALID = {
 }
 
 
-def sqs2pg_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {
+def _clean_environment() -> dict[str, str]:
+    return {
         k: v for k, v in os.environ.items() if not k.startswith(("SQS2PG_", "AWS_")) and k not in {*VALID, "PYTHONPATH"}
     }
+
+
+def sqs2pg_process(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python -m sqs2pg ARGS` in a process of its own, outside the checkout, as a user runs it."""
     with tempfile.TemporaryDirectory() as elsewhere:  # not the checkout, whose service/ folder would be importable
         return subprocess.run(
             [sys.executable, "-m", "sqs2pg", *args],
-            env={**clean, **env},
+            env={**_clean_environment(), **env},
             cwd=elsewhere,
             capture_output=True,
             text=True,
             timeout=60,
         )
+
+
+def sqs2pg_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The same command run in this process (what is tested is parsing and wording; a process costs a second)."""
+    out, err = io.StringIO(), io.StringIO()
+    handlers = logging.getLogger().handlers[:]
+    environment = {**_clean_environment(), **env}
+    with (
+        mock.patch.dict(os.environ, environment, clear=True),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        try:
+            code = cli.main(list(args))
+        except SystemExit as exit_:  # --help, --version, and argparse's own usage errors
+            code = int(exit_.code or 0)
+        finally:
+            logging.getLogger().handlers[:] = handlers
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 
 def assert_one_line_exit_2(result: subprocess.CompletedProcess[str], *expected: str) -> str:
@@ -53,7 +81,7 @@ def assert_one_line_exit_2(result: subprocess.CompletedProcess[str], *expected: 
 
 
 def test_version_and_help_name_every_command_and_the_environment() -> None:
-    version = sqs2pg_cli("--version")
+    version = sqs2pg_process("--version")
     assert (version.returncode, version.stdout.strip()) == (0, f"sqs2pg {sqs2pg.__version__}")
     top = sqs2pg_cli("--help").stdout
     for command in ("run", "migrate", "check", "dlq"):
@@ -92,7 +120,7 @@ def test_http_port_in_use_is_one_line_and_exit_2() -> None:
 def test_unreachable_sqs_at_start_is_one_line_and_exit_2() -> None:
     commands = (["run"], ["dlq", "stats"], ["dlq", "peek"], ["dlq", "redrive", "--dry-run"])
     with ThreadPoolExecutor(len(commands)) as pool:  # each retries a refused connection for a few seconds
-        results = list(pool.map(lambda command: sqs2pg_cli(*command, **VALID), commands))
+        results = list(pool.map(lambda command: sqs2pg_process(*command, **VALID), commands))
     for result in results:
         assert_one_line_exit_2(result, "cannot reach SQS at http://127.0.0.1:9", "AWS_ENDPOINT_URL_SQS")
 
@@ -106,9 +134,10 @@ def test_handler_that_cannot_be_imported_is_one_line_and_exit_2() -> None:
     assert_one_line_exit_2(
         sqs2pg_cli("run", **{**VALID, "HANDLER": "nosuchmodule:handle"}), "HANDLER='nosuchmodule:handle'"
     )
-    # The package's name before 0.2: the line says what it is called now.
+    # The package's name before 0.2: the line says what it is called now (outside the checkout, whose service/
+    # folder is that name).
     assert_one_line_exit_2(
-        sqs2pg_cli("run", **{**VALID, "HANDLER": "service.handler:insert_event"}), "sqs2pg.handler:insert_event"
+        sqs2pg_process("run", **{**VALID, "HANDLER": "service.handler:insert_event"}), "sqs2pg.handler:insert_event"
     )
 
 

@@ -59,7 +59,7 @@ async def test_a_fresh_service_exports_every_series_the_alerts_and_the_dashboard
     # /metrics shows is the state at start, before the first poll returned.
     sqs.stall.add("receive")
     settings = make_settings("postgresql://fake@127.0.0.1:1/fake", [QUEUE_URL], depth_sample_interval_s="3600")
-    async with running(App(settings, store=store, sqs=sqs)) as app:  # type: ignore[arg-type]
+    async with running(App(settings, store=store, sqs=sqs)) as app:
         text = await scrape_metrics(app)
     assert missing_series(text) == []
     q = queue_name(QUEUE_URL)

@@ -33,7 +33,7 @@ def _settings(**knobs: str):  # type: ignore[no-untyped-def]
 
 
 async def _fake_app(sqs: FakeSqs, store: FakeStore, **knobs: str) -> App:
-    return App(_settings(**knobs), store=store, sqs=sqs)  # type: ignore[arg-type]
+    return App(_settings(**knobs), store=store, sqs=sqs)
 
 
 def _in_order(store: FakeStore, groups: int, per_group: int) -> None:
@@ -61,7 +61,7 @@ async def test_every_message_once_and_in_order_though_some_fail_transiently_at_f
         )
 
     store = FakeStore(fail=fail)
-    async with running(App(_settings(), store=store, sqs=sqs)) as app:  # type: ignore[arg-type]
+    async with running(App(_settings(), store=store, sqs=sqs)) as app:
         await wait_until(lambda: _applied(store, 200), timeout_s=30, interval_s=0.01)
         q = queue_name(QUEUE_URL)
         assert (
@@ -84,18 +84,18 @@ async def _settler(sqs: FakeSqs, dispatcher: Dispatcher) -> tuple[Settler, Delet
     store = FakeStore()
     metrics = Metrics(["fake.fifo"])
     holdings = Holdings(max_unclaimed=4)
-    deletes = DeleteBatcher(sqs, holdings, flush_interval_s=0.005)  # type: ignore[arg-type]
+    deletes = DeleteBatcher(sqs, holdings, flush_interval_s=0.005)
     breaker = Breaker(3, _never_down, metrics)
     settler = Settler(
         _settings(),
-        sqs,  # type: ignore[arg-type]
+        sqs,
         {sqs.queue_url: await sqs.describe(sqs.queue_url)},
         dispatcher,
         breaker,
         holdings,
         deletes,
         metrics,
-        store,  # type: ignore[arg-type]
+        store,
     )
     return settler, deletes, metrics
 
@@ -195,7 +195,7 @@ async def test_a_stop_hands_back_what_was_not_started_and_deletes_what_committed
         for g in range(5):
             sqs.send_message(json.dumps({"seq": s}), f"g{g}", f"g{g}-{s}")
     store = FakeStore(delay_s=0.01)
-    app = App(_settings(max_concurrent_groups="1", transaction_max_messages="1"), store=store, sqs=sqs)  # type: ignore[arg-type]
+    app = App(_settings(max_concurrent_groups="1", transaction_max_messages="1"), store=store, sqs=sqs)
     async with running(app):
         await wait_until(lambda: _applied(store, 3), timeout_s=30, interval_s=0.005)
         stopped = time.monotonic()
@@ -239,7 +239,7 @@ async def _extended(sqs: FakeSqs, seconds: int = 1) -> bool:
 
 async def test_an_idle_queue_costs_one_long_poll_and_a_stop_cuts_it_short() -> None:
     sqs = FakeSqs()
-    async with running(App(_settings(receive_wait_s="20"), store=FakeStore(), sqs=sqs)) as app:  # type: ignore[arg-type]
+    async with running(App(_settings(receive_wait_s="20"), store=FakeStore(), sqs=sqs)) as app:
         await wait_until(lambda: _receiving(sqs), timeout_s=5, interval_s=0.01)
         assert metric(app, "sqs2pg_receive_lanes", queue="fake.fifo") == 1
         stopped = time.monotonic()
