@@ -29,7 +29,7 @@ ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--plain", action="store_true", help="plain moto instead of sqs2pg's local SQS (service/sqs/local.py)")
+    p.add_argument("--plain", action="store_true", help="plain moto, not sqs2pg's local SQS")
     p.add_argument("--messages", type=int, default=300)
     p.add_argument("--groups", type=int, default=7)
     args = p.parse_args()
