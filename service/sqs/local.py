@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
@@ -161,6 +162,12 @@ def serve(host: str, port: int, queues: list[str], max_receive_count: int = 25, 
         return 2
     if not plain:
         patch_moto()
+    # stdout carries only the settings printed below (scripts source them): log lines go to stderr, and not one
+    # per request
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+            handler.setStream(sys.stderr)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     app = DomainDispatcherApplication(create_backend_app)
     try:
         server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
