@@ -43,7 +43,9 @@ class Settings:
 
     # --- tuning knobs: SQS2PG_<FIELD NAME IN UPPER CASE> ---
     http_host: str = _knob("0.0.0.0", "address the HTTP port binds to")
-    receive_wait_s: int = _knob(20, "long-poll wait of one ReceiveMessage call", 0, 20)
+    receive_wait_s: int = _knob(
+        5, "long-poll wait of one ReceiveMessage call; a stop lets a poll in flight finish, so keep it under 10", 0, 20
+    )
     receive_batch_size: int = _knob(10, "messages asked for per ReceiveMessage call", 1, 10)
     visibility_timeout_s: int = _knob(30, "visibility timeout asked for on receive; the heartbeat extends it", 5, 43200)
     heartbeat_fraction: float = _knob(
@@ -77,8 +79,20 @@ class Settings:
         3600,
     )
     breaker_threshold: int = _knob(3, "consecutive database-unavailable failures that pause receiving", 1, 1000)
-    retry_base_s: float = _knob(2.0, "first retry delay after a transient failure; doubles per receive", 0.0, 43200)
+    retry_base_s: float = _knob(
+        2.0,
+        "first retry delay after a transient failure; doubles per attempt (a message is retried in place)",
+        0.0,
+        43200,
+    )
     retry_max_s: float = _knob(300.0, "cap on the retry delay", 1.0, 43200)
+    retry_max_attempts: int = _knob(
+        10,
+        "transient failures of one message before it is dead-lettered (retries_exhausted); about 10 minutes of "
+        "trying with the default delays",
+        1,
+        1000,
+    )
     shutdown_grace_s: float = _knob(20.0, "time in-flight work gets to finish after SIGTERM", 0.0, 110)
     ack_flush_interval_ms: int = _knob(
         5,

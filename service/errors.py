@@ -1,13 +1,17 @@
 """The one place where failures are classified.
 
-Every exception that reaches the consumer is translated here, once, into one of two branches:
+Every exception that reaches the consumer is translated here, once, at the boundary where it is caught (the
+store for a transaction, the SQS client for a call), into one of two branches:
 
 * ``RetryableError``: the message is fine, the world is not (connection lost, failover, throttling,
-  timeouts, serialization conflicts). The message is *not* deleted; it comes back after a backoff.
+  timeouts, serialization conflicts). The message is tried again in place after a backoff.
 * ``PermanentError``: retrying cannot help (the handler rejected the body, a constraint or data error,
-  an idempotency key reused with another body). The message goes to the dead-letter queue at once.
+  an idempotency key reused with another body, a message older than what its group already applied). The
+  message goes to the dead-letter queue at once.
 
-Each error carries a short ``kind`` used as the metric label and the log field ``error_kind``.
+Each error carries a short ``kind`` used as the metric label and the log field ``error_kind``, and says whether
+the database itself failed (``from_database``: counted in sqs2pg_db_errors and by the circuit breaker).
+What is then done with the message is consume/policy.py's ``decide``, and only its.
 """
 
 from __future__ import annotations
@@ -25,15 +29,16 @@ class Outcome(enum.StrEnum):
 
     COMMITTED = "committed"  # applied and committed; deleted from the queue
     DUPLICATE = "duplicate"  # its key was already committed; deleted without applying again
-    RETRIED = "retried"  # transient failure; left in the queue with a backoff visibility
+    RETRIED = "retried"  # a transient failure: tried again in place after a backoff (one count per try)
     DEAD_LETTERED = "dead_lettered"  # permanent failure; moved to the dead-letter queue
-    RELEASED = "released"  # handed back unprocessed (shutdown, or behind a retried message)
+    RELEASED = "released"  # handed back unprocessed at shutdown, to be received again
 
 
 class Sqs2pgError(Exception):
     """sqs2pg failed to handle a message."""
 
     kind = "error"
+    from_database = False  # the database itself failed (as opposed to the handler rejecting a body)
 
     def __init__(self, message: str | None = None, *, kind: str | None = None) -> None:
         super().__init__(message or (self.__doc__ or "").strip())
@@ -51,6 +56,7 @@ class DatabaseUnavailable(RetryableError):
     """The database could not be reached at all."""
 
     kind = "connection"
+    from_database = True
 
 
 class TransactionTimeout(RetryableError):
@@ -59,6 +65,26 @@ class TransactionTimeout(RetryableError):
     count toward the circuit breaker."""
 
     kind = "transaction_timeout"
+
+
+class NotAttempted(RetryableError):
+    """Not tried: the database failed the messages before it in the same pass. It is tried again (or held
+    while the circuit is open) without counting a failure."""
+
+    kind = "not_attempted"
+
+
+class Abandoned(RetryableError):
+    """The shutdown deadline cut its transaction short: whether it committed is unknown. It is handed back, and
+    its idempotency key decides when it comes back."""
+
+    kind = "shutdown"
+
+
+class DeadLetterFailed(RetryableError):
+    """A message could not be dead-lettered (its record or its copy to the DLQ failed): tried again in place."""
+
+    kind = "dead_letter_failed"
 
 
 class PermanentError(Sqs2pgError):
@@ -86,6 +112,20 @@ class GroupQuarantined(PermanentError):
     kind = "group_quarantined"
 
 
+class OutOfOrder(PermanentError):
+    """The message is older (by SQS's SequenceNumber) than one its group already applied: the SQS server handed
+    the group's messages out of order. Applying it now would reorder the group, so it is dead-lettered."""
+
+    kind = "out_of_order"
+
+
+class RetriesExhausted(PermanentError):
+    """The message failed transiently SQS2PG_RETRY_MAX_ATTEMPTS times in a row: dead-lettered with the last error,
+    rather than left for SQS's maxReceiveCount to move without a reason."""
+
+    kind = "retries_exhausted"
+
+
 class DeadLetteredBefore(PermanentError):
     """A redelivery of a message sqs2pg dead-lettered, whose copy to the DLQ is not known to have been sent:
     dead-lettered again (copied, deleted) with the recorded reason, never applied."""
@@ -94,11 +134,6 @@ class DeadLetteredBefore(PermanentError):
 class SchemaMissing(Exception):
     """The database answers but sqs2pg's tables are not there, or older than this version: `sqs2pg migrate`
     has not run."""
-
-
-class NotAttempted(Exception):
-    """Not tried: the database failed the messages before it in the same pass. It is tried again (or held
-    while the circuit is open) without counting a failure or spending a receive."""
 
 
 class AlreadyApplied(Exception):
@@ -162,22 +197,27 @@ _SQS_THROTTLING = {
 _SQS_UNAVAILABLE = {"ServiceUnavailable", "InternalError", "InternalFailure", "503", "500", "502", "504"}
 
 
-def from_database(exc: BaseException) -> bool:
-    """A failure of the database itself (as opposed to the handler rejecting a body): counted in
-    sqs2pg_db_errors and by the circuit breaker."""
-    return isinstance(
-        exc, (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError, DatabaseUnavailable)
-    )
-
-
 def _sqlstate_kind(sqlstate: str, table: dict[str, str]) -> str | None:
     return table.get(sqlstate) or table.get(sqlstate[:2])
 
 
 def classify(exc: BaseException) -> Sqs2pgError:
-    """Translate any exception into a RetryableError or PermanentError (our own pass through)."""
+    """Translate any exception into a RetryableError or PermanentError (our own pass through), marked
+    ``from_database`` when PostgreSQL or the connection to it failed."""
     if isinstance(exc, Sqs2pgError):
         return exc
+    if isinstance(exc, botocore.exceptions.ClientError):
+        return classify_sqs(exc)
+    if isinstance(exc, (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)):
+        return RetryableError(f"{type(exc).__name__}: {exc}", kind="sqs_unavailable")
+    if isinstance(exc, (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError)):
+        return PermanentError(f"{type(exc).__name__}: {exc}", kind="sqs_credentials")
+    error = _classify_other(exc)
+    error.from_database = isinstance(exc, (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError))
+    return error
+
+
+def _classify_other(exc: BaseException) -> Sqs2pgError:
     if isinstance(exc, asyncpg.PostgresError):
         state = getattr(exc, "sqlstate", None) or ""
         kind = _sqlstate_kind(state, _RETRYABLE_SQLSTATES)
@@ -188,12 +228,6 @@ def classify(exc: BaseException) -> Sqs2pgError:
     if isinstance(exc, (asyncpg.InterfaceError, asyncpg.InternalClientError)):
         # connection closed under us, pool closing, protocol trouble: all about the link
         return RetryableError(f"{type(exc).__name__}: {exc}", kind="connection")
-    if isinstance(exc, botocore.exceptions.ClientError):
-        return classify_sqs(exc)
-    if isinstance(exc, (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)):
-        return RetryableError(f"{type(exc).__name__}: {exc}", kind="sqs_unavailable")
-    if isinstance(exc, (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError)):
-        return PermanentError(f"{type(exc).__name__}: {exc}", kind="sqs_credentials")
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
         return RetryableError("timed out", kind="timeout")
     if isinstance(exc, (ConnectionError, ssl.SSLError, OSError)):

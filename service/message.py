@@ -64,7 +64,14 @@ class Message:
     receive_count: int
     sent_timestamp_ms: int | None
     attributes: dict[str, Any]  # message attributes: name -> {"DataType": ..., "StringValue"/"BinaryValue": ...}
+    # SQS's SequenceNumber: the message's place in its group (FIFO queues; None where a server gives none)
+    sequence_number: int | None = None
+    queue_created: int = 0  # the queue's CreatedTimestamp: a queue made again numbers its messages afresh
+    # how its group's order is checked (consume/poller.py judges the server): "sequence" (its SequenceNumbers
+    # were seen to increase), "sent" (they were not: by SentTimestamp), "none" (not judged yet: not checked)
+    order: str = "none"
     received_at: float = field(default_factory=time.monotonic)  # when we received it (monotonic seconds)
+    attempts: int = 0  # transient failures so far, each tried again in place (consume/policy.py)
     visible_until: float = 0.0  # monotonic time our hold on it ends unless extended
     handed_back: bool = False  # being released or retried: the heartbeat must not extend it any more
     # SQS2PG_ENVELOPE opened an SNS or EventBridge envelope: body and attributes are its inner message, and
@@ -76,10 +83,16 @@ class Message:
 
     @classmethod
     def from_sqs(
-        cls, queue_url: str, raw: dict[str, Any], visibility_timeout_s: int, envelope_mode: str = "none"
+        cls,
+        queue_url: str,
+        raw: dict[str, Any],
+        visibility_timeout_s: int,
+        envelope_mode: str = "none",
+        queue_created: int = 0,
     ) -> Message:
         attrs = raw.get("Attributes", {})
         sent = attrs.get("SentTimestamp")
+        sequence = attrs.get("SequenceNumber")
         now = time.monotonic()
         message = cls(
             queue_url=queue_url,
@@ -91,6 +104,8 @@ class Message:
             deduplication_id=attrs.get("MessageDeduplicationId"),
             receive_count=int(attrs.get("ApproximateReceiveCount", "1")),
             sent_timestamp_ms=int(sent) if sent and sent.isdigit() else None,
+            sequence_number=int(sequence) if isinstance(sequence, str) and sequence.isdigit() else None,
+            queue_created=queue_created,
             attributes=raw.get("MessageAttributes", {}),
             received_at=now,
             visible_until=now + visibility_timeout_s,
@@ -115,6 +130,16 @@ class Message:
         self.envelope, self.body, self.envelope_key = opened.kind, opened.body, opened.key
         # the queue's own attributes win: a redriven copy carries sqs2pg's attributes beside the envelope
         self.attributes = {**opened.attributes, **self.attributes}
+
+    @property
+    def order_keys(self) -> tuple[int | None, int | None]:
+        """(SequenceNumber, SentTimestamp) its group's position is checked and moved by (db/records.py): the first
+        where the server's numbers were seen to increase, the second where they were not, neither before."""
+        if self.order == "sequence":
+            return self.sequence_number, None
+        if self.order == "sent":
+            return None, self.sent_timestamp_ms
+        return None, None
 
     @property
     def queue_body(self) -> str:

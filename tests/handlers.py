@@ -12,13 +12,13 @@ from sqs2pg.handler import insert_event
 
 
 async def drop_connection_on_first_try(conn: asyncpg.Connection, message: Message) -> None:
-    """A message whose body says {"fail_once": true} loses its database connection on its first delivery.
+    """A message whose body says {"fail_once": true} loses its database connection on its first try.
 
     The server terminates our own backend mid-transaction: the client sees exactly what it sees when
     Aurora fails over (57P01 / connection reset), and nothing of the transaction is committed.
     """
     body = message.json
-    if isinstance(body, dict) and body.get("fail_once") and message.receive_count == 1:
+    if isinstance(body, dict) and body.get("fail_once") and message.attempts == 0 and message.receive_count == 1:
         await conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
     await insert_event(conn, message)
 
@@ -103,7 +103,7 @@ async def gated(conn: asyncpg.Connection, message: Message) -> None:
 
 async def hang_once(conn: asyncpg.Connection, message: Message) -> None:
     """A handler waiting on something that never answers (an HTTP call with no timeout, a lock in the
-    application): a body with {"hang": true} hangs on its first delivery, then is applied."""
-    if message.json.get("hang") and message.receive_count == 1:
+    application): a body with {"hang": true} hangs on its first try, then is applied."""
+    if message.json.get("hang") and message.attempts == 0 and message.receive_count == 1:
         await asyncio.Event().wait()
     await insert_event(conn, message)

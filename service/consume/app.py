@@ -16,7 +16,7 @@ from ..handler import Handler, load_handler
 from ..message import queue_name
 from ..observe import http, logs
 from ..observe.metrics import Metrics
-from ..sqs.client import Sqs
+from ..sqs.client import ANSWER_WITHIN_S, Sqs
 from .breaker import Breaker
 from .deletes import DeleteBatcher
 from .dispatcher import Dispatcher
@@ -28,7 +28,6 @@ from .settle import Settler
 from .worker import Consumer
 
 READY_DB_FRESH_S = 10.0  # a commit this recent proves the database answers without another query
-POLLERS_STOP_S = 5.0  # a poller handing back what a poll brought gets this long to finish that call at a stop
 
 
 class App:
@@ -98,9 +97,14 @@ class App:
             # A described queue has its pollers up (sqs2pg_pollers_up 1) from here, not from the first receive that
             # returns: an idle queue's first long poll takes 20 s, and the gauge at 0 meanwhile looked like an outage.
             self.pollers = [
-                Poller(url, s, self.sqs, self.dispatcher, settler, holdings, self.metrics, self.breaker, self._stopping)
-                for url in s.queue_urls
+                Poller(
+                    info, s, self.sqs, self.dispatcher, settler, holdings, self.metrics, self.breaker, self._stopping
+                )
+                for info in queues.values()
             ]
+            # A server that broke a group's order under overlapping receives gets one receive at a time from then on.
+            by_url = {p.url: p for p in self.pollers}
+            settler.on_inversion = lambda url: by_url[url].serialise()
             if s.depth_sample_interval_s > 0:
                 # The depth gauges' first values before anything else is served: a dashboard or an alert reading
                 # them right after a (re)start sees the queue as it is, not a missing series.
@@ -121,7 +125,10 @@ class App:
                 "database": self._database_ready,
                 "circuit_closed": self._circuit_closed,
                 "pollers": self._pollers_ready,
+                "sqs": self._sqs_answers,
             }
+            self.sqs.watching = True  # from here on, SQS not answering is one ERROR line (sqs/client.py)
+            self.metrics.sqs_up.set(1)
             async with asyncio.TaskGroup() as tg:
                 # If any of these dies, the TaskGroup cancels the rest and the process exits non-zero.
                 deletes_task = tg.create_task(deletes.run(), name="deletes")
@@ -208,13 +215,14 @@ class App:
         #    rolled back and released (a commit that raced the deadline is recognised as a duplicate later).
         await settler.release(self.dispatcher.close(), "shutdown")
         consumer.set_deadline(deadline)
-        # 2. Stop receiving: each poller returns at once, cutting a long poll short. That is safe: whatever the
-        #    server may have handed to a cut poll at that instant stays invisible until its visibility timeout
-        #    and then comes back, its group locked meanwhile: a delay, never a loss or a reordering. Waiting
-        #    for it instead would hold a stop for up to receive_wait_s (20 s), past `docker stop`'s 10 s.
-        #    A poll without wait (sqs2pg holds messages of the queue) is let finish and what it brings handed
-        #    back, as is a batch a poller was handing back.
-        _, late_polls = await asyncio.wait(pollers, timeout=POLLERS_STOP_S)
+        # 2. Stop receiving: each poller starts no new receive, and lets the one in flight finish (a long poll
+        #    within SQS2PG_RECEIVE_WAIT_S, 5 s by default, so a stop fits `docker stop`'s 10 s) and hands back at
+        #    once what it brought. Cut short instead, the poll would go on at the server, which would hand the
+        #    next messages to a connection nobody reads: invisible until their visibility timeout, a restart
+        #    would wait that long for them. Past the grace deadline a poll is cut anyway (it is then only a delay,
+        #    never a loss or a reordering: their groups stay locked meanwhile).
+        polls_s = min(s.receive_wait_s + ANSWER_WITHIN_S, max(0.0, deadline - loop.time()))
+        _, late_polls = await asyncio.wait(pollers, timeout=polls_s)
         # 3. Let each worker finish the message it holds, until the deadline (plus the time to release).
         _, late = await asyncio.wait(workers, timeout=max(0.0, deadline + 5 - loop.time()))
         for task in late | late_polls:  # stuck in a call past every timeout: give up on it
@@ -241,6 +249,9 @@ class App:
 
     async def _circuit_closed(self) -> bool:
         return not self.breaker.is_open
+
+    async def _sqs_answers(self) -> bool:
+        return self.sqs.answering
 
     async def _pollers_ready(self) -> bool:
         return bool(self.pollers) and all(p.healthy for p in self.pollers) and not self._stopping.is_set()

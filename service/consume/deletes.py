@@ -14,7 +14,7 @@ from collections import defaultdict
 from ..errors import Sqs2pgError
 from ..message import Message
 from ..observe import logs
-from ..sqs.client import chunks
+from ..sqs.client import BATCH, batches_by_queue
 from .holdings import Holdings
 from .ports import Queues
 
@@ -34,7 +34,7 @@ class DeleteBatcher:
         pending = self._pending[message.queue_url]
         pending.append(message)
         self._something.set()
-        if len(pending) >= 10:
+        if len(pending) >= BATCH:
             self._full.set()
 
     def flush_soon(self) -> None:
@@ -69,7 +69,8 @@ class DeleteBatcher:
         return pending
 
     async def _send(self, pending: dict[str, list[Message]]) -> None:
-        await asyncio.gather(*(self._delete(url, batch) for url, ms in pending.items() for batch in chunks(ms)))
+        messages = [m for ms in pending.values() for m in ms]
+        await asyncio.gather(*(self._delete(url, batch) for url, batch in batches_by_queue(messages, _queue_url)))
 
     async def _delete(self, url: str, batch: list[Message]) -> None:
         self._holdings.letting_go(url)
@@ -82,3 +83,7 @@ class DeleteBatcher:
         for m, reason in failed:
             # The commit is durable; the message will come back and be recognised as a duplicate.
             logs.event(logging.WARNING, "delete failed", "delete", **m.log_fields(), error=reason[:300])
+
+
+def _queue_url(message: Message) -> str:
+    return message.queue_url

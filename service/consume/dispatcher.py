@@ -1,13 +1,19 @@
 """Dispatch by group: messages of one group strictly one after another, groups side by side.
 
 Pure bookkeeping with no I/O, so its ordering and release decisions are unit-tested without servers.
-A group is either *idle* (no messages held), *ready* (queued for a worker) or *busy* (one worker has its
-head message). A group is never ready and busy at once, so two workers never touch the same group.
+A group is either *idle* (no messages held), *ready* (queued for a worker), *busy* (one worker has its head
+message) or *waiting* (its head failed transiently and waits out a backoff before it is tried again, holding
+no worker). A group is in one state at a time, so two workers never touch the same group.
+
+A group's waiting messages are kept in FIFO order: by SQS's SequenceNumber where the server's numbers were seen
+to increase (a server that hands a group's messages to overlapping receives can deliver a later one first;
+db/store.py refuses to apply a message older than what its group already applied), else in arrival order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 from collections import deque
 from collections.abc import Iterator
 
@@ -25,6 +31,7 @@ class Dispatcher:
         self.capacity = capacity
         self._groups: dict[GroupKey, deque[Message]] = {}
         self._busy: dict[GroupKey, Message] = {}
+        self._waiting: dict[GroupKey, asyncio.TimerHandle] = {}  # groups waiting out a backoff
         self._ready: asyncio.Queue[GroupKey | None] = asyncio.Queue()
         self._held = 0
         self._reserved = 0  # room taken by receives in flight (poller.py)
@@ -72,14 +79,19 @@ class Dispatcher:
             await self._taken.wait()
 
     def add(self, message: Message) -> None:
-        """Append a received message to its group, in arrival order."""
+        """A received message joins its group: in SequenceNumber order where the server gives one, else at the end."""
         key = group_key(message)
         queue = self._groups.get(key)
         if queue is None:
             queue = self._groups[key] = deque()
-        queue.append(message)
+        seq = message.order_keys[0]
+        if seq is not None and queue and (queue[-1].order_keys[0] or 0) > seq:
+            # arrived after a later message of its group that came in another receive: it goes first
+            bisect.insort(queue, message, key=lambda m: m.order_keys[0] or 0)
+        else:
+            queue.append(message)
         self._held += 1
-        if len(queue) == 1 and key not in self._busy:
+        if len(queue) == 1 and key not in self._busy and key not in self._waiting:
             self._ready.put_nowait(key)
 
     async def next(self) -> Message | None:
@@ -93,12 +105,8 @@ class Dispatcher:
             self._taken.set()
             if key is None or self._closed:
                 break
-            queue = self._groups.get(key)
-            if not queue:  # emptied by take_rest() or close() after it was queued
-                continue
-            message = queue.popleft()
-            self._busy[key] = message
-            return message
+            if (message := self._take(key)) is not None:
+                return message
         return None
 
     async def next_batch(self, limit: int) -> list[Message]:
@@ -117,13 +125,18 @@ class Dispatcher:
             if key is None:  # close()'s wake-up for a waiting worker: leave it for that worker
                 self._ready.put_nowait(None)
                 break
-            queue = self._groups.get(key)
-            if queue:
-                message = queue.popleft()
-                self._busy[key] = message
+            if (message := self._take(key)) is not None:
                 batch.append(message)
         self._taken.set()
         return batch
+
+    def _take(self, key: GroupKey) -> Message | None:
+        queue = self._groups.get(key)
+        if not queue or key in self._busy or key in self._waiting:  # emptied, or taken, since it was queued
+            return None
+        message = queue.popleft()
+        self._busy[key] = message
+        return message
 
     def done(self, message: Message) -> None:
         """The message has been settled: release its slot and let its group's next message be handed out.
@@ -133,8 +146,25 @@ class Dispatcher:
             return
         del self._busy[key]
         self._forget(1)
-        queue = self._groups.get(key)
-        if queue:
+        self._next_of(key)
+
+    def retry_later(self, message: Message, delay_s: float) -> None:
+        """The busy head failed transiently: it goes back to the head of its group, which holds no worker while it
+        waits ``delay_s``, then is ready again (with the same head). Its followers wait behind it."""
+        key = group_key(message)
+        if self._busy.get(key) is not message:
+            return
+        del self._busy[key]
+        self._groups.setdefault(key, deque()).appendleft(message)
+        loop = asyncio.get_running_loop()
+        self._waiting[key] = loop.call_later(max(0.0, delay_s), self._wake, key)
+
+    def _wake(self, key: GroupKey) -> None:
+        self._waiting.pop(key, None)
+        self._next_of(key)
+
+    def _next_of(self, key: GroupKey) -> None:
+        if self._groups.get(key):
             if not self._closed:
                 self._ready.put_nowait(key)
         else:
@@ -153,8 +183,12 @@ class Dispatcher:
         return rest
 
     def close(self) -> list[Message]:
-        """Stop handing out messages; remove and return every message not yet started, in group order."""
+        """Stop handing out messages; remove and return every message not yet started (a waiting group's head
+        included), in group order."""
         self._closed = True
+        for timer in self._waiting.values():
+            timer.cancel()
+        self._waiting.clear()
         unstarted = [m for queue in self._groups.values() for m in queue]
         for queue in self._groups.values():
             queue.clear()

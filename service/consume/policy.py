@@ -1,4 +1,7 @@
-"""What to do with a message now, given what its transaction did: pure functions, tested without servers."""
+"""What to do with a message now, given what its transaction did: pure functions, tested without servers.
+
+Every rule that picks between applying, trying again and dead-lettering is here, and nowhere else.
+"""
 
 from __future__ import annotations
 
@@ -6,48 +9,85 @@ import math
 import random
 from dataclasses import dataclass
 
-from ..errors import NotAttempted, Outcome, PermanentError, Sqs2pgError, classify
+from ..errors import (
+    Abandoned,
+    DeadLetterFailed,
+    NotAttempted,
+    Outcome,
+    PermanentError,
+    RetriesExhausted,
+    Sqs2pgError,
+)
 
 
 @dataclass(frozen=True)
 class Decision:
-    """What to do with a message now."""
+    """What to do with a message now. ``outcome`` None: hold it at the head of its group and try it again as soon
+    as the database answers, spending nothing (the circuit is open, or it was never tried)."""
 
-    outcome: Outcome
-    visibility_s: int = 0  # for RETRIED: how long the message stays invisible
+    outcome: Outcome | None
+    delay_s: float = 0.0  # RETRIED: how long its group waits before it is tried again
     error: Sqs2pgError | None = None
 
 
-def backoff_s(receive_count: int, base_s: float, cap_s: float, rng: random.Random | None = None) -> int:
-    """Exponential backoff with "equal jitter", in whole seconds as SQS wants: in [d/2, d], d = base*2^(n-1)."""
-    attempt = max(1, receive_count)
-    ceiling = min(cap_s, base_s * 2 ** min(attempt - 1, 32))
-    delay = ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
-    return max(1, min(43200, math.ceil(delay))) if ceiling > 0 else 0
+HOLD = Decision(None)
 
 
-def on_failure(
-    error: Sqs2pgError, receive_count: int, base_s: float, cap_s: float, rng: random.Random | None = None
-) -> Decision:
-    """A failed message: dead-letter it if the failure is permanent, otherwise leave it for a retry after a backoff."""
-    if isinstance(error, PermanentError):
-        return Decision(Outcome.DEAD_LETTERED, error=error)
-    return Decision(Outcome.RETRIED, visibility_s=backoff_s(receive_count, base_s, cap_s, rng), error=error)
+@dataclass(frozen=True)
+class Retries:
+    """The retry settings: SQS2PG_RETRY_BASE_S, SQS2PG_RETRY_MAX_S, SQS2PG_RETRY_MAX_ATTEMPTS."""
+
+    base_s: float
+    cap_s: float
+    max_attempts: int
+
+
+def backoff_s(attempt: int, base_s: float, cap_s: float, rng: random.Random | None = None) -> float:
+    """Exponential backoff with "equal jitter": in [d/2, d], d = base*2^(attempt-1), capped."""
+    ceiling = min(cap_s, base_s * 2 ** min(max(1, attempt) - 1, 32))
+    return ceiling / 2 + (rng or random).uniform(0, ceiling / 2) if ceiling > 0 else 0.0
+
+
+def visibility_s(seconds: float) -> int:
+    """Seconds as SQS's visibility timeout takes them: whole, 0 to 12 hours."""
+    return max(0, min(43200, math.ceil(seconds)))
 
 
 def decide(
-    result: Outcome | Exception, receive_count: int, *, abandoned: bool, circuit_open: bool, base_s: float, cap_s: float
-) -> Decision | None:
-    """What to do with a message given its transaction's result (its outcome, or the exception that failed it).
+    result: Outcome | Sqs2pgError,
+    attempts: int,
+    retries: Retries,
+    *,
+    circuit_open: bool,
+    rng: random.Random | None = None,
+) -> Decision:
+    """What to do with a message given its transaction's result: its outcome, or the classified error that failed
+    it. ``attempts``: its transient failures so far (this one not counted). ``circuit_open``: the database is
+    deemed unavailable (after this failure was counted).
 
-    None means: hold it at the head of its group and try again in place, without spending a receive (the
-    database failed it while the circuit is open, or it was never tried). ``abandoned``: the shutdown deadline
-    cut its handling short, so whether it committed is unknown; it is handed back, and idempotency decides
-    when it returns. ``circuit_open``: the database is deemed unavailable (after this failure was counted)."""
+    - committed or duplicate: deleted;
+    - cut short by the shutdown deadline (whether it committed is unknown): released, and idempotency decides
+      when it comes back;
+    - never tried, or failed while the circuit is open: held at the head of its group, tried again in place
+      once the database answers (a failover costs nothing: no receive, no attempt);
+    - permanent: dead-lettered, with its reason;
+    - transient: tried again in place after a backoff, its group waiting behind it and holding no worker;
+      after ``max_attempts`` transient failures, dead-lettered as ``retries_exhausted`` (never left for SQS's
+      maxReceiveCount, which moves a message without a reason);
+    - its dead-lettering failed (the record or the copy): tried again in place after a backoff, without limit:
+      there is no better place for it than where it is.
+    """
     if isinstance(result, Outcome):
         return Decision(result)
-    if abandoned:
-        return Decision(Outcome.RELEASED, error=classify(result))
+    if isinstance(result, Abandoned):
+        return Decision(Outcome.RELEASED, error=result)
     if isinstance(result, NotAttempted) or circuit_open:
-        return None
-    return on_failure(classify(result), receive_count, base_s, cap_s)
+        return HOLD
+    if isinstance(result, DeadLetterFailed):
+        return Decision(Outcome.RETRIED, backoff_s(attempts + 1, retries.base_s, retries.cap_s, rng), error=result)
+    if isinstance(result, PermanentError):
+        return Decision(Outcome.DEAD_LETTERED, error=result)
+    if attempts + 1 >= retries.max_attempts:
+        exhausted = RetriesExhausted(f"{attempts + 1} attempts failed; the last: {result.kind}: {result}")
+        return Decision(Outcome.DEAD_LETTERED, error=exhausted)
+    return Decision(Outcome.RETRIED, backoff_s(attempts + 1, retries.base_s, retries.cap_s, rng), error=result)

@@ -16,13 +16,15 @@ from typing import Any
 
 from ..config import Settings
 from ..errors import Sqs2pgError
-from ..message import Message, queue_name
+from ..message import Message
 from ..observe import logs
 from ..observe.metrics import Metrics
+from ..sqs.client import QueueInfo
 from .aio import unless
 from .breaker import Breaker
 from .dispatcher import Dispatcher
 from .holdings import Holdings
+from .order import OrderCheck
 from .policy import backoff_s
 from .ports import Queues
 from .settle import Settler
@@ -33,7 +35,7 @@ HOLDING_RECHECK_S = 1.0  # an empty poll while holding messages: poll again afte
 class Poller:
     def __init__(
         self,
-        url: str,
+        info: QueueInfo,
         settings: Settings,
         sqs: Queues,
         dispatcher: Dispatcher,
@@ -43,8 +45,9 @@ class Poller:
         breaker: Breaker,
         stopping: asyncio.Event,
     ) -> None:
-        self.url = url
-        self.name = queue_name(url)
+        self.url = info.url
+        self.name = info.name
+        self._info = info
         self._settings = settings
         self._sqs = sqs
         self._dispatcher = dispatcher
@@ -56,7 +59,11 @@ class Poller:
         # The queue was described (a Poller is made only then) and no receive has failed since the last success.
         self.healthy = True
         metrics.pollers_up.labels(self.name).set(1)
-        self.lanes = 1  # how many lanes may receive now (1 .. settings.pollers_per_queue)
+        self.lanes = 1  # how many lanes may receive now (1 .. self._most)
+        # more than one only once the server's SequenceNumbers were seen in order, and until it breaks it
+        self._most = 1
+        self.order = OrderCheck()
+        self._serialised = False  # a message arrived out of order: one receive at a time for good
         self._receiving = 0  # ReceiveMessage calls in flight
         self._starved = False  # the last receive while holding messages came back short (see _lane)
         self._lanes_changed = asyncio.Event()
@@ -113,28 +120,28 @@ class Poller:
             self._receiving += 1
             self._metrics.receives_in_flight.labels(self.name).inc()
             try:
+                # Even at a stop a receive is let finish (a long poll within receive_wait_s, SQS's answer within
+                # sqs/client.py's bound): cut short, the server would still hand what it takes to a connection
+                # nobody reads, invisible until its visibility timeout. What it brings at a stop is handed back.
                 receive = asyncio.ensure_future(self._sqs.receive(self.url, wait_s=0 if holding else None))
-                if holding:
-                    # A poll without wait returns at once: even at a stop it is let finish, and what it brings
-                    # is handed back, so nothing is left invisible.
-                    await _finish(receive)
-                elif not await unless(receive, self._stopping):
-                    break  # stopping: the long poll was cut short (safe: see App._shutdown, step 2)
+                await _finish(receive)
                 try:
                     raw = receive.result()
                 except Sqs2pgError as exc:
                     failures += 1
                     self._set_healthy(False)
                     delay = backoff_s(failures, 1.0, 30.0)
+                    # SQS not answering is said once, by the client (ERROR, then INFO when it answers again)
+                    quiet = exc.kind in ("sqs_unavailable", "sqs_throttled") and failures > 1
                     logs.event(
-                        logging.WARNING,
+                        logging.DEBUG if quiet else logging.WARNING,
                         "receive failed",
                         "receive",
                         queue=self.name,
                         lane=index,
                         error_kind=exc.kind,
                         error=str(exc)[:300],
-                        retry_in_s=delay,
+                        retry_in_s=round(delay, 3),
                     )
                     await unless(asyncio.sleep(delay), self._stopping)
                     continue
@@ -151,9 +158,43 @@ class Poller:
             elif not waited:
                 self._starved = False
 
+    def _judged(self, verdict: str) -> None:
+        """The server's numbers were judged (OrderCheck): receives may overlap, or stay one at a time."""
+        if verdict == "sequence":
+            if not self._serialised:
+                self._most = self._settings.pollers_per_queue
+            logs.event(logging.INFO, "SequenceNumbers in order: receives may overlap", "receive", queue=self.name)
+            return
+        logs.event(
+            logging.WARNING,
+            "this SQS server's SequenceNumbers are not in FIFO order: receiving one at a time",
+            "receive",
+            queue=self.name,
+            hint="a group's order then rests on the server's group lock, checked by SentTimestamp; stock moto numbers "
+            "messages at random (use `sqs2pg local-sqs`, or SQS)",
+        )
+
+    def serialise(self) -> None:
+        """The server handed a group's messages out of order to overlapping receives (settle.py saw a message older
+        than what its group applied): from now on one receive at a time on this queue, said once."""
+        if self._serialised:
+            return
+        self._serialised = True
+        self._most, self.lanes = 1, 1
+        self._metrics.receive_lanes.labels(self.name).set(1)
+        logs.event(
+            logging.WARNING,
+            "messages of a group arrived out of order: receiving one at a time from now on",
+            "receive",
+            queue=self.name,
+            hint="the SQS server does not keep FIFO order when receives overlap (stock moto does this; SQS and "
+            "LocalStack do not): the older message was dead-lettered as out_of_order, never applied; use a server "
+            "that keeps FIFO order (`sqs2pg local-sqs`), then redrive it with `sqs2pg dlq redrive`",
+        )
+
     def _adapt(self, received: int) -> None:
         """A full batch: there is more waiting, open a lane. An empty one: close a lane (never the first)."""
-        most = self._settings.pollers_per_queue
+        most = self._most
         if received >= self._settings.receive_batch_size and self.lanes < most:
             self.lanes += 1
         elif received == 0 and self.lanes > 1:
@@ -181,7 +222,9 @@ class Poller:
         for r in raw:
             try:
                 messages.append(
-                    Message.from_sqs(self.url, r, self._settings.visibility_timeout_s, self._settings.envelope)
+                    Message.from_sqs(
+                        self.url, r, self._settings.visibility_timeout_s, self._settings.envelope, self._info.created
+                    )
                 )
             except (KeyError, ValueError, TypeError) as exc:
                 # A malformed response entry (no id or receipt handle): nothing to act on. SQS makes it
@@ -193,6 +236,9 @@ class Poller:
                     queue=self.name,
                     error=repr(exc)[:300],
                 )
+        before = self.order.verdict
+        if (verdict := self.order.observe(messages)) != before:
+            self._judged(verdict)
         self._settler.received(messages)
         if self._stopping.is_set() or self._dispatcher.closed:
             await self._settler.release(messages, "shutdown")

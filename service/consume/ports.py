@@ -21,7 +21,7 @@ class Database(Protocol):
 
     async def close(self) -> None: ...
 
-    async def apply_many(self, messages: list[Message]) -> list[Outcome | Exception]: ...
+    async def apply_many(self, messages: list[Message]) -> list[Outcome | Sqs2pgError]: ...
 
     async def record_dead_letter(self, message: Message, error: Sqs2pgError) -> bool: ...
 
@@ -42,6 +42,9 @@ class Database(Protocol):
 
 class Queues(Protocol):
     """SQS as the runtime uses it: describe a queue, receive, delete, change visibility, copy to a DLQ, count."""
+
+    watching: bool  # the service runs: SQS not answering is logged and makes /readyz 503
+    answering: bool  # SQS answered the last call (an error is an answer; no answer within the bound is not)
 
     @property
     def endpoint(self) -> str: ...

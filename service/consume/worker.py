@@ -6,7 +6,7 @@ import asyncio
 import time
 
 from ..config import Settings
-from ..errors import Outcome
+from ..errors import Abandoned, Outcome, Sqs2pgError
 from ..message import Message
 from .aio import unless
 from .breaker import Breaker
@@ -63,7 +63,7 @@ class Consumer:
         pending = batch
         while pending:
             # The database is unreachable: hold the messages (the heartbeat keeps them invisible) rather than
-            # fail them and spend one of their receives; at shutdown, hand them back untouched.
+            # fail them and spend one of their attempts; at shutdown, hand them back untouched.
             if self._breaker.is_open and not await unless(self._breaker.wait_closed(), self._stopping):
                 rest = [m for head in pending for m in (head, *self._dispatcher.take_rest(head))]
                 await self._settler.release(rest, "shutdown")
@@ -71,16 +71,16 @@ class Consumer:
                     self._dispatcher.done(head)
                 return
             started = time.perf_counter()
-            abandoned = False
-            results: list[Outcome | Exception]
+            results: list[Outcome | Sqs2pgError]
             try:
                 async with asyncio.timeout_at(self._deadline) as timeout:
                     self._timeouts.add(timeout)
                     try:
-                        results = await self._store.apply_many(pending)
+                        results = await self._store.apply_many(pending)  # classified: it raises nothing else
                     finally:
                         self._timeouts.discard(timeout)
-            except Exception as exc:  # noqa: BLE001 - classified when settled, never swallowed
-                abandoned = self._deadline is not None and timeout.expired()
-                results = [exc] * len(pending)
-            pending = await self._settler.settle(pending, results, time.perf_counter() - started, abandoned)
+            except TimeoutError:
+                if not timeout.expired():
+                    raise
+                results = [Abandoned("the shutdown deadline cut its transaction short")] * len(pending)
+            pending = await self._settler.settle(pending, results, time.perf_counter() - started)

@@ -19,25 +19,93 @@ Never the body: an answer carries the key, the queue, the message id, the time a
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 
-from ..errors import DeadLetteredBefore, Outcome
+from ..errors import DeadLetteredBefore, Outcome, Sqs2pgError
+from ..message import Message
+from . import quarantine
 
-CLAIM_KEY = """
-INSERT INTO sqs2pg_idempotency (idempotency_key, body_sha256, queue_name, message_id)
-VALUES ($1, $2, $3, $4)
-ON CONFLICT (idempotency_key) DO NOTHING
-RETURNING true
+# A group's position moves to a message unless the message is older than it: by SequenceNumber where the message
+# has one to trust, else by SentTimestamp (strictly older only: one millisecond holds many messages). A queue made
+# again (another CreatedTimestamp) starts its groups over.
+_MOVE = """
+ON CONFLICT (queue_name, message_group_id) DO UPDATE
+    SET queue_created = EXCLUDED.queue_created, sequence_number = EXCLUDED.sequence_number,
+        sent_ms = EXCLUDED.sent_ms, message_id = EXCLUDED.message_id, updated_at = now()
+    WHERE p.queue_created <> EXCLUDED.queue_created
+       OR EXCLUDED.sequence_number IS NOT NULL
+          AND (p.sequence_number IS NULL OR p.sequence_number <= EXCLUDED.sequence_number)
+       OR EXCLUDED.sequence_number IS NULL
+          AND (p.sent_ms IS NULL OR p.sent_ms <= EXCLUDED.sent_ms)
 """
-# All the keys of a shared transaction claimed in one round trip (RETURNING the ones that were new).
-CLAIM_KEYS = """
-INSERT INTO sqs2pg_idempotency (idempotency_key, body_sha256, queue_name, message_id)
-SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[], $4::text[])
-ON CONFLICT (idempotency_key) DO NOTHING
-RETURNING idempotency_key
+_POSITIONS = (
+    "sqs2pg_group_positions AS p (queue_name, message_group_id, queue_created, sequence_number, sent_ms, message_id)"
+)
+# Claim a message's key and move its group's position to the message, in one round trip. ``new``: the key was not
+# there; ``in_order``: the message is not older than what its group already applied (without an order key:
+# not checked). The position's upsert sees the latest committed position (ON CONFLICT re-reads it), so a replica
+# that applied a later message of the group a moment ago is seen too. Parameters: key, body hash, queue, message
+# id, group, queue CreatedTimestamp, SequenceNumber, SentTimestamp (Message.order_keys).
+CLAIM = f"""
+WITH claimed AS (
+    INSERT INTO sqs2pg_idempotency (idempotency_key, body_sha256, queue_name, message_id)
+    VALUES ($1, $2, $3, $4)
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING 1
+), moved AS (
+    INSERT INTO {_POSITIONS}
+    SELECT $3, $5, $6, $7, $8, $4
+    WHERE ($7::numeric IS NOT NULL OR $8::bigint IS NOT NULL) AND EXISTS (SELECT FROM claimed)
+    {_MOVE}
+    RETURNING 1
+)
+SELECT EXISTS (SELECT FROM claimed) AS new,
+       ($7::numeric IS NULL AND $8::bigint IS NULL OR EXISTS (SELECT FROM moved)) AS in_order
+"""
+# The same for the messages of a shared transaction: all their keys claimed, each group's position moved to its
+# newest message, in one round trip. Every key new and every group in order, or the transaction is not shared.
+CLAIM_MANY = f"""
+WITH input AS (
+    SELECT * FROM unnest(
+        $1::text[], $2::bytea[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::numeric[], $8::bigint[]
+    ) AS t(k, h, q, m, g, c, s, ms)
+), claimed AS (
+    INSERT INTO sqs2pg_idempotency (idempotency_key, body_sha256, queue_name, message_id)
+    SELECT k, h, q, m FROM input
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING 1
+), newest AS (
+    SELECT DISTINCT ON (q, g) q, g, c, s, ms, m FROM input
+    WHERE s IS NOT NULL OR ms IS NOT NULL
+    ORDER BY q, g, s DESC NULLS LAST, ms DESC NULLS LAST
+), moved AS (
+    INSERT INTO {_POSITIONS}
+    SELECT q, g, c, s, ms, m FROM newest
+    {_MOVE}
+    RETURNING 1
+), stale AS (  -- a message older than its group's position (the oldest of a group's messages is what counts)
+    SELECT 1 FROM input i JOIN sqs2pg_group_positions p
+        ON p.queue_name = i.q AND p.message_group_id = i.g AND p.queue_created = i.c
+    WHERE i.s IS NOT NULL AND p.sequence_number > i.s OR i.s IS NULL AND p.sent_ms > i.ms
+)
+SELECT (SELECT count(*) FROM claimed) = cardinality($1::text[])
+   AND (SELECT count(*) FROM moved) = (SELECT count(*) FROM newest)
+   AND NOT EXISTS (SELECT FROM stale) AS together
+"""
+# Where a group stands: the message it applied last (to name it when a message arrives after it).
+POSITION = """
+SELECT message_id, sequence_number, sent_ms FROM sqs2pg_group_positions
+WHERE queue_name = $1 AND message_group_id = $2
+"""
+# A dead-lettered message moves its group's position too: a message older than it that arrives later is out of
+# order as much as one older than a commit.
+ADVANCE = f"""
+INSERT INTO {_POSITIONS} VALUES ($1, $2, $3, $4, $5, $6)
+{_MOVE}
 """
 KEY_RECORD = """
 SELECT body_sha256, status, error_kind, reason, dead_letter_copied FROM sqs2pg_idempotency WHERE idempotency_key = $1
@@ -77,10 +145,10 @@ ON CONFLICT (idempotency_key) DO UPDATE
     WHERE sqs2pg_idempotency.status = 'dead_lettered'
 """
 # 0 when the table is missing, 1 when it is there but older than this version, 2 when it is current (the
-# newest migration's table, 0003's, is there).
+# newest migration's table, 0004's, is there).
 MIGRATED = """
 SELECT CASE WHEN to_regclass('sqs2pg_idempotency') IS NULL THEN 0
-            WHEN to_regclass('sqs2pg_drill') IS NOT NULL THEN 2
+            WHEN to_regclass('sqs2pg_group_positions') IS NOT NULL THEN 2
             ELSE 1 END
 """
 _LOOKUP = """
@@ -88,6 +156,65 @@ SELECT idempotency_key, status, queue_name, message_id, committed_at, error_kind
 FROM sqs2pg_idempotency WHERE idempotency_key = ANY($1::text[])
 """
 MAX_KEYS = 1000  # per lookup
+
+
+def safe_text(text: str) -> str:
+    """``text`` as PostgreSQL can store it: a NUL or a lone surrogate (JSON escapes SQS accepts in a body, an
+    attribute, an envelope's id) written out as its escape."""
+    return text.replace("\x00", "\\u0000").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def storable_key(key: str) -> str:
+    """The key a record is written under: the key itself, or, when PostgreSQL cannot store it, ``sha256:`` and
+    its hash (the reason then says so)."""
+    if safe_text(key) == key:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+async def record_dead_letter(
+    conn: asyncpg.Connection, message: Message, error: Sqs2pgError, quarantining: bool
+) -> bool:
+    """In one transaction: the record that this message is dead-lettered and why, its group's position, and with
+    SQS2PG_ON_PERMANENT_ERROR=quarantine_group its group's quarantine. Returns whether a record was written (not
+    when it has no valid key, or its key belongs to a commit)."""
+    key = message.recorded_key
+    reason = safe_text(str(error))[:1000]
+    if key is not None and (stored := storable_key(key)) != key:
+        reason = f"{reason[:900]} (its idempotency key cannot be stored as it is: recorded as {stored})"
+        key = stored
+    status = ""
+    async with conn.transaction():
+        if key is not None:
+            status = await conn.execute(
+                RECORD_DEAD_LETTER, key, message.body_sha256, message.queue_name, message.message_id, error.kind, reason
+            )
+        if message.order_keys != (None, None):
+            await conn.execute(
+                ADVANCE,
+                message.queue_name,
+                message.group_id,
+                message.queue_created,
+                *message.order_keys,
+                message.message_id,
+            )
+        if quarantining:
+            await conn.execute(
+                quarantine.QUARANTINE,
+                message.queue_name,
+                message.group_id,
+                message.message_id,
+                key,
+                error.kind,
+                reason,
+            )
+    return str(status).endswith(" 1")
+
+
+async def dead_letter_copied(conn: asyncpg.Connection, message: Message) -> None:
+    """The copy to the DLQ was sent: a redelivery only needs deleting."""
+    if (key := message.recorded_key) is not None:
+        await conn.execute(DEAD_LETTER_COPIED, storable_key(key))
 
 
 def seen_before(record: asyncpg.Record | None) -> Outcome:

@@ -99,6 +99,16 @@ class Metrics:
             registry=r,
         )
         self.pruned = Counter("sqs2pg_idempotency_pruned", "Expired idempotency records deleted", registry=r)
+        self.order_inversions = Counter(
+            "sqs2pg_order_inversions",
+            "Messages that arrived older than what their group already applied (the SQS server broke FIFO order): "
+            "dead-lettered as out_of_order, never applied",
+            ["queue"],
+            registry=r,
+        )
+        self.sqs_up = Gauge(
+            "sqs2pg_sqs_up", "1 while SQS answers sqs2pg's calls, 0 from the first one it leaves unanswered", registry=r
+        )
         # Every series a dashboard or an alert reads exists from the start (tests/integration/test_alert_rules.py
         # checks that against the shipped rules and dashboard): a counter at 0, so that the first event is an
         # increase Prometheus sees (rate() and increase() need two samples of one series), and a histogram
@@ -116,6 +126,7 @@ class Metrics:
             self.receive_lanes.labels(q)
             self.receives_in_flight.labels(q)
             self.quarantined_groups.labels(q)
+            self.order_inversions.labels(q)
             for kind in DATABASE_ERROR_KINDS:
                 self.db_errors.labels(q, kind)
             self._sqs_calls(q, QUEUE_OPERATIONS)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -20,6 +23,7 @@ from botocore.httpsession import get_cert_path
 from ..config import Settings
 from ..errors import PermanentError, RetryableError, Sqs2pgError, StartupError, classify, sqs_error
 from ..message import Message, queue_name
+from ..observe import logs
 from ..observe.metrics import Metrics
 from ..version import __version__
 from . import deadletter
@@ -27,6 +31,9 @@ from .lean import HOT_OPERATIONS, SqsJsonClient
 
 CONNECT_TIMEOUT_S = 5
 MAX_ATTEMPTS = 3  # botocore's standard mode: the first try and two retries
+# A call SQS has not answered this long after its long-poll wait (if any) is over is an SQS error: a hung server
+# or connection, seen within seconds, not after botocore's read timeout of every retry.
+ANSWER_WITHIN_S = 10.0
 USER_AGENT = f"sqs2pg/{__version__} aiobotocore/{aiobotocore.__version__} botocore/{botocore.__version__}"
 
 
@@ -42,6 +49,7 @@ class QueueInfo:
     dlq_url: str
     max_receive_count: int
     visibility_timeout_s: int
+    created: int = 0  # its CreatedTimestamp: a queue made again under the same name numbers its messages afresh
 
 
 class Sqs:
@@ -52,7 +60,13 @@ class Sqs:
         self._metrics = metrics
         self._stack = AsyncExitStack()
         self._client: Any = None
-        self._hot: SqsJsonClient | None = None  # the hot calls' lean client (sqs_json.py), unless switched off
+        self._hot: SqsJsonClient | None = None  # the hot calls' lean client (lean.py), unless switched off
+        # Whether SQS answers, once the service watches (App sets it after start: a command that fails to start
+        # says why in its own one line): the first call it leaves unanswered is one ERROR line and /readyz 503,
+        # the next answer an INFO line.
+        self.watching = False
+        self.answering = True
+        self._silent_since = 0.0
 
     async def open(self) -> None:
         s = self._settings
@@ -108,14 +122,54 @@ class Sqs:
         self, queue: str, operation: str, read_timeout_s: float | None = None, **kwargs: Any
     ) -> dict[str, Any]:
         self._metrics.sqs_requests.labels(queue, operation).inc()
+        bound = (read_timeout_s - 10 if read_timeout_s else 0) + ANSWER_WITHIN_S  # the wait, if any, plus the bound
         try:
-            if self._hot is not None and operation in HOT_OPERATIONS:
-                return await self._hot.call(operation, kwargs, read_timeout_s)
-            return await getattr(self._client, operation)(**kwargs)  # type: ignore[no-any-return]
-        except Exception as exc:
+            async with asyncio.timeout(bound):
+                if self._hot is not None and operation in HOT_OPERATIONS:
+                    response = await self._hot.call(operation, kwargs, read_timeout_s)
+                else:
+                    response = await getattr(self._client, operation)(**kwargs)
+        except TimeoutError:
+            err: Sqs2pgError = RetryableError(f"no answer from SQS within {bound:g} s", kind="sqs_unavailable")
+        except Exception as exc:  # noqa: BLE001 - classified here, once, and raised as such
             err = classify(exc)
-            self._metrics.sqs_errors.labels(queue, operation, err.kind).inc()
-            raise err from exc
+        else:
+            self._answered()
+            return response
+        self._metrics.sqs_errors.labels(queue, operation, err.kind).inc()
+        if err.kind == "sqs_unavailable":
+            self._unanswered(operation, err)
+        else:
+            self._answered()  # an error is an answer
+        raise err
+
+    def _unanswered(self, operation: str, error: Sqs2pgError) -> None:
+        if not self.answering or not self.watching:
+            return
+        self.answering, self._silent_since = False, time.monotonic()
+        self._metrics.sqs_up.set(0)
+        logs.event(
+            logging.ERROR,
+            "SQS does not answer",
+            "sqs",
+            endpoint=self.endpoint,
+            operation=operation,
+            error_kind=error.kind,
+            error=str(error)[:300],
+        )
+
+    def _answered(self) -> None:
+        if self.answering:
+            return
+        self.answering = True
+        self._metrics.sqs_up.set(1)
+        logs.event(
+            logging.INFO,
+            "SQS answers again",
+            "sqs",
+            endpoint=self.endpoint,
+            silent_s=round(time.monotonic() - self._silent_since, 1),
+        )
 
     async def describe(self, url: str) -> QueueInfo:
         """Check the queue is FIFO and has a FIFO dead-letter queue; QueueError when it cannot be used."""
@@ -151,6 +205,7 @@ class Sqs:
             dlq_url=dlq_url,
             max_receive_count=int(policy.get("maxReceiveCount", 0)),
             visibility_timeout_s=int(attrs.get("VisibilityTimeout", 30)),
+            created=int(attrs["CreatedTimestamp"]) if str(attrs.get("CreatedTimestamp", "")).isdigit() else 0,
         )
 
     def _unusable(self, what: str, exc: Sqs2pgError) -> str:
@@ -273,14 +328,13 @@ class Sqs:
 
 
 T = TypeVar("T")
+BATCH = 10  # entries per SQS batch call
 
 
-def chunks(items: Iterable[T], size: int = 10) -> Iterable[list[T]]:
-    batch: list[T] = []
+def batches_by_queue(items: Iterable[T], url_of: Callable[[T], str]) -> list[tuple[str, list[T]]]:
+    """(queue URL, up to 10 items) for every SQS batch call the items need, each queue's items in their order: the
+    shape of DeleteMessageBatch and ChangeMessageVisibilityBatch alike."""
+    by_queue: dict[str, list[T]] = {}
     for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+        by_queue.setdefault(url_of(item), []).append(item)
+    return [(url, batch[i : i + BATCH]) for url, batch in by_queue.items() for i in range(0, len(batch), BATCH)]

@@ -25,6 +25,8 @@ consumer can keep a group in order on a server that has the first two):
    so a message another thread sends or deletes in between is lost or comes back. Sends, receive passes,
    deletes, visibility changes, attribute reads, purges and queue deletions share one reentrant lock (a batch
    call takes it again per entry).
+5. SequenceNumbers that increase in send order, as SQS's do. moto gives each message 20 random digits (and none
+   at all on a queue with content-based deduplication), so nothing could check a group's order by them.
 
 Every other call is unchanged. This file imports nothing of sqs2pg (the compose stack mounts it into moto's own
 image), and moto only when the server starts.
@@ -33,6 +35,7 @@ image), and moto only when the server starts.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
@@ -79,7 +82,7 @@ def create_queue(client: Any, name: str, max_receive_count: int = 25, visibility
 
 
 def patch_moto() -> None:
-    """Apply the four fixes above to moto's SQS backend (in this process)."""
+    """Apply the five fixes above to moto's SQS backend (in this process)."""
     from moto.core.utils import unix_time_millis
     from moto.sqs.models import Message, Queue, SQSBackend
 
@@ -131,6 +134,19 @@ def patch_moto() -> None:
 
         return locked  # type: ignore[return-value]
 
+    numbers = itertools.count(time.time_ns())  # increasing across restarts too, as SQS's grow over time
+
+    def numbered(send: _F) -> _F:
+        @wraps(send)
+        def send_message(*args: Any, **kwargs: Any) -> Any:
+            message = send(*args, **kwargs)
+            if message.group_id is not None:  # a FIFO queue's message (sends are serialised: fix 4)
+                message.sequence_number = f"{next(numbers):020d}"
+            return message
+
+        return send_message  # type: ignore[return-value]
+
+    SQSBackend.send_message = numbered(SQSBackend.send_message)  # type: ignore[method-assign]
     SQSBackend.receive_message = receive_message  # type: ignore[method-assign]
     Message.visible = property(visible)  # type: ignore[method-assign,assignment]
     # Everything else that iterates or replaces Queue._messages / _pending_messages (receive is locked above, per

@@ -31,6 +31,7 @@ async def test_upgrade_from_empty_to_head_then_downgrade_and_upgrade_again(postg
                 "events",
                 "sqs2pg_alembic_version",
                 "sqs2pg_drill",
+                "sqs2pg_group_positions",
                 "sqs2pg_idempotency",
                 "sqs2pg_quarantined_groups",
             ]
@@ -112,7 +113,7 @@ async def test_a_database_one_migration_behind_is_not_ready_and_says_run_migrate
     database that is down, instead of failing every message."""
     async with scratch_database(postgres_admin_url) as url:
         settings = make_settings(url, ["http://x/1/q.fifo"])
-        await asyncio.to_thread(migrate.upgrade, settings, "0002")  # head is 0003
+        await asyncio.to_thread(migrate.upgrade, settings, "0003")  # head is 0004
         store = Store(settings, insert_event)
         await store.open()
         try:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqs2pg.errors import Outcome, PermanentError, Sqs2pgError
+from sqs2pg.errors import Outcome, PermanentError, Sqs2pgError, classify
 from sqs2pg.message import Message, queue_name
 from sqs2pg.sqs.client import QueueInfo
 
@@ -40,6 +40,7 @@ class Stored:
     dedup: str
     attributes: dict[str, Any]
     sent_ms: int
+    sequence_number: int = 0  # as SQS gives it: increasing in send order
     receive_count: int = 0
     visible_at: float = 0.0
     receipt_handle: str = ""
@@ -61,6 +62,8 @@ class FakeSqs:
     extension_delay_s: float = 0.0  # how long a visibility change to more than 0 s takes to land
     receive_delay_s: float = 0.0  # how long a receive takes before it looks at the queue
     stall: set[str] = field(default_factory=set)  # operations that never answer (until cancelled)
+    watching: bool = False
+    answering: bool = True
     _ids: Any = field(default_factory=itertools.count)
     _changed: asyncio.Event | None = None
 
@@ -69,8 +72,9 @@ class FakeSqs:
     def send_message(self, body: str, group: str, dedup: str, attributes: dict[str, Any] | None = None) -> None:
         if any(m.dedup == dedup and not m.deleted for m in self.messages):
             return  # deduplicated
+        n = next(self._ids)
         self.messages.append(
-            Stored(f"m{next(self._ids)}", body, group, dedup, attributes or {}, int(time.time() * 1000))
+            Stored(f"m{n}", body, group, dedup, attributes or {}, int(time.time() * 1000), sequence_number=10**19 + n)
         )
         self._notify()
 
@@ -157,6 +161,7 @@ class FakeSqs:
                         "MessageDeduplicationId": m.dedup,
                         "ApproximateReceiveCount": str(m.receive_count),
                         "SentTimestamp": str(m.sent_ms),
+                        "SequenceNumber": str(m.sequence_number),
                     },
                     "MessageAttributes": m.attributes,
                 }
@@ -248,13 +253,13 @@ class FakeStore:
     async def close(self) -> None:
         pass
 
-    async def apply_many(self, messages: list[Message]) -> list[Outcome | Exception]:
+    async def apply_many(self, messages: list[Message]) -> list[Outcome | Sqs2pgError]:
         await asyncio.sleep(self.delay_s)  # a transaction is a round trip
-        results: list[Outcome | Exception] = []
+        results: list[Outcome | Sqs2pgError] = []
         for message in messages:
             error = self.fail(message)
             if error is not None:
-                results.append(error)
+                results.append(classify(error))  # as the store classifies what fails a transaction
             elif message.idempotency_key in self.keys:
                 results.append(Outcome.DUPLICATE)
             elif message.idempotency_key in self.dead_lettered and not message.redriven:

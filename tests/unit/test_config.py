@@ -11,7 +11,7 @@ BASE = {
 def test_defaults_and_region_from_queue_url() -> None:
     s = load(BASE)
     assert s.region == "eu-west-1"
-    assert (s.http_port, s.receive_wait_s, s.shutdown_grace_s, s.idempotency_retention_days) == (8080, 20, 20.0, 7.0)
+    assert (s.http_port, s.receive_wait_s, s.shutdown_grace_s, s.idempotency_retention_days) == (8080, 5, 20.0, 7.0)
     assert s.handler == "sqs2pg.handler:insert_event"
     assert s.pool_size == s.max_concurrent_groups + 2
 

@@ -20,7 +20,7 @@ from sqs2pg.consume.dispatcher import Dispatcher
 from sqs2pg.consume.holdings import Holdings
 from sqs2pg.consume.housekeeping import heartbeat
 from sqs2pg.consume.settle import Settler
-from sqs2pg.errors import Outcome, PermanentError, RetryableError
+from sqs2pg.errors import Outcome, PermanentError, RetryableError, Sqs2pgError
 from sqs2pg.message import Message, queue_name
 from sqs2pg.observe.metrics import Metrics
 
@@ -56,7 +56,7 @@ async def test_every_message_once_and_in_order_though_some_fail_transiently_at_f
         seq = json.loads(message.body)["seq"]
         return (
             RetryableError("serialization failure", kind="serialization")
-            if seq % 4 == 1 and message.receive_count == 1
+            if seq % 4 == 1 and message.attempts == 0
             else None
         )
 
@@ -69,6 +69,8 @@ async def test_every_message_once_and_in_order_though_some_fail_transiently_at_f
         )  # seqs 1, 5 and 9 of each group, once each
     _in_order(store, 20, 10)
     assert sqs.waiting() == [] and sqs.dead == []
+    # tried again in place: no message was received twice, so no receive count moved toward maxReceiveCount
+    assert {m.receive_count for m in sqs.messages} == {1}
 
 
 async def _applied(store: FakeStore, n: int) -> bool:
@@ -79,7 +81,7 @@ def _message(sqs: FakeSqs, raw: dict) -> Message:  # type: ignore[type-arg]
     return Message.from_sqs(sqs.queue_url, raw, 30)
 
 
-async def _settler(sqs: FakeSqs, dispatcher: Dispatcher) -> tuple[Settler, DeleteBatcher, Metrics]:
+async def _settler(sqs: FakeSqs, dispatcher: Dispatcher, **knobs: str) -> tuple[Settler, DeleteBatcher, Metrics]:
     await sqs.open()
     store = FakeStore()
     metrics = Metrics(["fake.fifo"])
@@ -87,7 +89,7 @@ async def _settler(sqs: FakeSqs, dispatcher: Dispatcher) -> tuple[Settler, Delet
     deletes = DeleteBatcher(sqs, holdings, flush_interval_s=0.005)
     breaker = Breaker(3, _never_down, metrics)
     settler = Settler(
-        _settings(),
+        _settings(**knobs),
         sqs,
         {sqs.queue_url: await sqs.describe(sqs.queue_url)},
         dispatcher,
@@ -125,12 +127,12 @@ async def test_deletes_are_queued_before_anything_is_awaited() -> None:
         return "full"
 
     sqs.send_to_dlq = blocked_copy  # type: ignore[method-assign]
-    results: list[Outcome | Exception] = [
+    results: list[Outcome | Sqs2pgError] = [
         Outcome.COMMITTED,
         PermanentError("bad", kind="invalid_message"),
         Outcome.COMMITTED,
     ]
-    task = asyncio.create_task(settler.settle(batch, results, 0.001, abandoned=False))
+    task = asyncio.create_task(settler.settle(batch, results, 0.001))
     await copy_started.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -140,29 +142,58 @@ async def test_deletes_are_queued_before_anything_is_awaited() -> None:
     assert sorted(i for ids in deleted for i in ids) == sorted([batch[0].message_id, batch[2].message_id])
 
 
-async def test_a_retried_head_hands_back_the_rest_of_its_group_behind_it() -> None:
+async def test_a_transient_failure_keeps_the_head_in_memory_and_its_group_waits_holding_no_worker() -> None:
+    """The head of g fails transiently beside h's commit: it stays at the head of g, in memory (nothing goes back
+    to SQS, so no receive count moves), g holds no worker while it waits out its backoff, then the same head is
+    handed out again, its followers still behind it."""
     sqs = FakeSqs(per_group=10)
     for s in range(3):
         sqs.send_message(json.dumps({"seq": s}), "g", f"g-{s}")
+    sqs.send_message(json.dumps({"seq": 0}), "h", "h-0")
     await sqs.open()
     dispatcher = Dispatcher(100)
-    settler, _, metrics = await _settler(sqs, dispatcher)
+    settler, _, metrics = await _settler(sqs, dispatcher, retry_base_s="0.2")
     received = [_message(sqs, raw) for raw in await sqs.receive(sqs.queue_url, wait_s=0)]
     settler.received(received)
     for m in received:
         dispatcher.add(m)
-    (head,) = await dispatcher.next_batch(10)  # one group: only its head is handed out
-    held = await settler.settle([head], [RetryableError("lost connection", kind="connection")], 0.001, abandoned=False)
-    assert held == [] and dispatcher.held == 0
-    (change,) = [entries for op, entries in sqs.calls if op == "change_visibility"]
-    # one call, the head first with its backoff, then the rest with visibility 0, in order
-    assert [mid for mid, _ in change] == [m.message_id for m in received]
-    assert change[0][1] >= 0 and [s for _, s in change[1:]] == [0, 0]
-    assert metrics.registry.get_sample_value("sqs2pg_messages_total", {"queue": "fake.fifo", "outcome": "retried"}) == 1
-    assert (
-        metrics.registry.get_sample_value("sqs2pg_messages_total", {"queue": "fake.fifo", "outcome": "released"}) == 2
-    )
-    assert metrics.registry.get_sample_value("sqs2pg_in_flight_messages", {"queue": "fake.fifo"}) == 0
+    batch = await dispatcher.next_batch(10)  # the heads of g and h
+    assert [m.group_id for m in batch] == ["g", "h"]
+    results: list[Outcome | Sqs2pgError] = [RetryableError("lost connection", kind="connection"), Outcome.COMMITTED]
+    held = await settler.settle(batch, results, 0.001)
+    assert held == [] and dispatcher.held == 3  # g's three, still in memory
+    assert not [op for op, _ in sqs.calls if op == "change_visibility"]  # nothing handed back to SQS
+    q = queue_name(QUEUE_URL)
+    assert metrics.registry.get_sample_value("sqs2pg_messages_total", {"queue": q, "outcome": "retried"}) == 1
+    assert metrics.registry.get_sample_value("sqs2pg_in_flight_messages", {"queue": q}) == 3
+    # g waits out its backoff (0.1 to 0.2 s) holding no worker: nothing is ready before it
+    started = time.monotonic()
+    again = await asyncio.wait_for(dispatcher.next(), 5)
+    assert again is batch[0] and again.attempts == 1 and time.monotonic() - started >= 0.09
+    assert [m.body for m in dispatcher.held_messages()] == [m.body for m in received[:3]]  # the head, then its rest
+
+
+async def test_a_message_that_keeps_failing_transiently_is_dead_lettered_with_its_reason_not_by_sqs() -> None:
+    """Past SQS2PG_RETRY_MAX_ATTEMPTS the message is dead-lettered by sqs2pg (retries_exhausted, naming the last
+    error), and its followers, which never moved, are applied after it."""
+    sqs = FakeSqs(per_group=10, max_receive_count=2)
+    for s in range(3):
+        sqs.send_message(json.dumps({"seq": s}), "g", f"g-{s}")
+
+    def fail(message: Message) -> Exception | None:
+        return RetryableError("deadlock", kind="deadlock") if json.loads(message.body)["seq"] == 0 else None
+
+    store = FakeStore(fail=fail)
+    knobs = {"retry_max_attempts": "4", "retry_base_s": "0.01", "retry_max_s": "1"}
+    async with running(App(_settings(**knobs), store=store, sqs=sqs)) as app:
+        await wait_until(lambda: _applied(store, 2), timeout_s=30, interval_s=0.01)
+        assert metric(app, "sqs2pg_messages_total", queue="fake.fifo", outcome="retried") == 3
+        assert metric(app, "sqs2pg_messages_total", queue="fake.fifo", outcome="dead_lettered") == 1
+    assert [json.loads(body)["seq"] for _, _, body in store.applied] == [1, 2]
+    assert [(mid, kind) for op, (mid, kind) in ((op, a) for op, a in sqs.calls if op == "send_to_dlq")] == [
+        (sqs.messages[0].id, "retries_exhausted")
+    ]
+    assert {m.receive_count for m in sqs.messages} == {1}  # SQS's maxReceiveCount (2) never came into it
 
 
 async def test_the_breaker_counts_only_unavailability_and_closes_on_the_first_good_probe() -> None:
@@ -237,13 +268,20 @@ async def _extended(sqs: FakeSqs, seconds: int = 1) -> bool:
     return any(op == "change_visibility" and entries[0][1] == seconds for op, entries in sqs.calls)
 
 
-async def test_an_idle_queue_costs_one_long_poll_and_a_stop_cuts_it_short() -> None:
+async def test_an_idle_queue_costs_one_long_poll_and_a_stop_lets_it_finish_and_hands_back_what_it_brought() -> None:
+    """A stop does not cut a long poll short (the server would hand what it takes to a connection nobody reads):
+    the poll in flight finishes, and a message it brings in the meantime is handed back at once."""
     sqs = FakeSqs()
-    async with running(App(_settings(receive_wait_s="20"), store=FakeStore(), sqs=sqs)) as app:
+    async with running(App(_settings(receive_wait_s="2"), store=FakeStore(delay_s=30), sqs=sqs)) as app:
         await wait_until(lambda: _receiving(sqs), timeout_s=5, interval_s=0.01)
         assert metric(app, "sqs2pg_receive_lanes", queue="fake.fifo") == 1
+        app.stop()
+        await asyncio.sleep(0.1)
+        sqs.send_message("{}", "late", "late-0")  # arrives during the stop, into the poll still in flight
         stopped = time.monotonic()
-    assert time.monotonic() - stopped < 2 and sqs.most_receiving == 1
+    assert time.monotonic() - stopped < 3 and sqs.most_receiving == 1
+    assert ("receive", (None, 1)) in sqs.calls  # the poll finished with the message, not cut short
+    assert sqs.in_flight() == []  # and it went back at once, visible to the next consumer
 
 
 async def _receiving(sqs: FakeSqs) -> bool:

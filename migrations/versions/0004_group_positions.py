@@ -1,0 +1,43 @@
+"""Each message group's position: the last message sqs2pg applied (or dead-lettered) in it, by SQS's
+SequenceNumber where the server's numbers were found in order, else by its SentTimestamp (consume/poller.py).
+
+Written in the same transaction as the message, so a message older than what its group already applied (a server
+that hands a group's messages to overlapping receives can deliver a later one first) is caught, across replicas
+and restarts, and dead-lettered as ``out_of_order`` instead of applied. ``queue_created`` is the queue's
+CreatedTimestamp: a queue deleted and made again under the same name (an emulator restarted) numbers its
+messages afresh, and its groups' positions start over. Pruned with the idempotency records.
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-12-07
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "sqs2pg_group_positions",
+        sa.Column("queue_name", sa.Text, nullable=False),
+        sa.Column("message_group_id", sa.Text, nullable=False),
+        sa.Column("queue_created", sa.BigInteger, nullable=False),
+        # SQS's SequenceNumber: up to 128 bits, compared as a number
+        sa.Column("sequence_number", sa.Numeric, nullable=True),
+        sa.Column("sent_ms", sa.BigInteger, nullable=True),  # SentTimestamp, where the numbers cannot be trusted
+        sa.Column("message_id", sa.Text, nullable=False),
+        sa.Column("updated_at", sa.TIMESTAMP(timezone=True), nullable=False, server_default=sa.text("now()")),
+        sa.PrimaryKeyConstraint("queue_name", "message_group_id", name="sqs2pg_group_positions_pkey"),
+    )
+    op.create_index("sqs2pg_group_positions_updated", "sqs2pg_group_positions", ["updated_at"])
+
+
+def downgrade() -> None:
+    op.drop_table("sqs2pg_group_positions")

@@ -1,0 +1,116 @@
+"""The connections to PostgreSQL: a pool opened once, a connection per transaction (bounded in time, and thrown
+away when it points at the wrong server), and the probe that tells whether the database answers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+import asyncpg
+
+from ..config import Settings
+from ..errors import DatabaseUnavailable, SchemaMissing, TransactionTimeout, classify, describe_database_error
+from . import records
+
+# A connection that reports these is pointed at the wrong server (old writer, read-only) or is being shut
+# down: throw it away instead of handing it to the next message.
+_DISCARD_SQLSTATES = {"25006", "57P01", "57P02", "57P03"}
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """What a connection goes through on its way back to the pool: nothing beyond asyncpg's own clean-up (which
+    rolls back a transaction left open). asyncpg's default also runs RESET ALL, UNLISTEN and unlocks advisory
+    locks: a round trip per message, about 5% of the service's CPU in the benchmark. sqs2pg ends every
+    transaction itself, so only session-level changes a handler makes would outlive a message; the handler
+    contract says to make them transaction-local (SET LOCAL, pg_advisory_xact_lock)."""
+
+
+class Connections:
+    """The pool, and how a transaction gets a connection from it. The store (store.py) is one."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._pool: asyncpg.Pool | None = None
+        self.last_success = 0.0  # monotonic time of the last successful transaction
+
+    async def open(self) -> None:
+        # min_size=0: the service starts (and reports not ready) while the database is still down.
+        self._pool = await asyncpg.create_pool(
+            min_size=0,
+            max_size=self._settings.pool_size,
+            max_inactive_connection_lifetime=120,
+            reset=_keep_session,
+            **self._settings.connect_kwargs(),
+        )
+
+    async def close(self, timeout_s: float = 5.0) -> None:
+        if self._pool is not None:
+            try:
+                await asyncio.wait_for(self._pool.close(), timeout_s)
+            except (TimeoutError, OSError, asyncpg.InterfaceError):
+                self._pool.terminate()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        assert self._pool is not None, "Store.open() was not called"
+        return self._pool
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection for one transaction, which may last SQS2PG_TRANSACTION_TIMEOUT_S. One that reports
+        it points at the wrong server (old writer, read-only) or is being shut down, or whose transaction ran out
+        of time, is thrown away instead of going back to the pool."""
+        conn = await self._acquire()
+        limit = self._settings.transaction_timeout_s
+        try:
+            async with asyncio.timeout(limit) as bound:
+                yield conn
+        except TimeoutError as exc:
+            if not bound.expired():
+                raise  # some other timeout (a statement's own, the client side of statement_timeout)
+            conn.terminate()  # it may be mid-statement: the server rolls back a dropped connection
+            raise TransactionTimeout(f"the transaction ran longer than {limit:g} s and was rolled back") from exc
+        except asyncpg.PostgresError as exc:
+            if getattr(exc, "sqlstate", None) in _DISCARD_SQLSTATES:
+                conn.terminate()
+            raise
+        finally:
+            await self.pool.release(conn)
+
+    async def _acquire(self) -> asyncpg.Connection:
+        """A pooled connection. Failing to get one is never the message's fault: whatever the server said
+        (even "database is not accepting connections", 55000, during a failover), it is DatabaseUnavailable."""
+        try:
+            return await self.pool.acquire(timeout=self._settings.db_connect_timeout_s)
+        except Exception as exc:
+            error = classify(exc)
+            raise DatabaseUnavailable(f"cannot connect: {error}", kind="connection") from exc
+
+    async def ping(self, timeout_s: float = 2.0) -> bool:
+        """True when the database answers a trivial query within the timeout."""
+        return await self.probe(timeout_s) is None
+
+    async def unavailable(self, timeout_s: float = 2.0) -> str | None:
+        """None when the database answers (and sqs2pg's table is there), else why not, in one line (no password)."""
+        problem = await self.probe(timeout_s)
+        return None if problem is None else describe_database_error(problem, self._settings.redacted_database_url())
+
+    async def probe(self, timeout_s: float = 2.0) -> Exception | None:
+        """None when the database answers a trivial query within the timeout and sqs2pg's table is there, else
+        what went wrong."""
+        try:
+            async with self.pool.acquire(timeout=timeout_s) as conn:
+                migrated = await conn.fetchval(records.MIGRATED, timeout=timeout_s)
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; the reason is for the log
+            return exc
+        if migrated != 2:
+            # Messages would only fail and burn their receive counts: wait for the schema like for the server.
+            return SchemaMissing(
+                "table sqs2pg_idempotency does not exist"
+                if migrated == 0
+                else "table sqs2pg_idempotency is older than this version of sqs2pg"
+            )
+        self.last_success = time.monotonic()
+        return None
