@@ -67,8 +67,8 @@ class Message:
     # SQS's SequenceNumber: the message's place in its group (FIFO queues; None where a server gives none)
     sequence_number: int | None = None
     queue_created: int = 0  # the queue's CreatedTimestamp: a queue made again numbers its messages afresh
-    # how its group's order is checked (consume/poller.py judges the server): "sequence" (its SequenceNumbers
-    # were seen to increase), "sent" (they were not: by SentTimestamp), "none" (not judged yet: not checked)
+    # how its group's order is checked (consume/order.py judges the server): "sequence" (its SequenceNumbers
+    # were seen to increase), "sent" (they were not: by SentTimestamp), "none" (not judged yet: by both)
     order: str = "none"
     received_at: float = field(default_factory=time.monotonic)  # when we received it (monotonic seconds)
     attempts: int = 0  # transient failures so far, each tried again in place (consume/policy.py)
@@ -133,13 +133,16 @@ class Message:
 
     @property
     def order_keys(self) -> tuple[int | None, int | None]:
-        """(SequenceNumber, SentTimestamp) its group's position is checked and moved by (db/records.py): the first
-        where the server's numbers were seen to increase, the second where they were not, neither before."""
+        """(SequenceNumber, SentTimestamp) its group's order is checked by (db/records.py): the first where the
+        server's numbers were seen in order, the second where they were not, both (they must agree) before the
+        server was judged."""
         if self.order == "sequence":
             return self.sequence_number, None
         if self.order == "sent":
             return None, self.sent_timestamp_ms
-        return None, None
+        if self.sequence_number is None or self.sent_timestamp_ms is None:
+            return None, None
+        return self.sequence_number, self.sent_timestamp_ms
 
     @property
     def queue_body(self) -> str:

@@ -7,7 +7,7 @@ import contextlib
 
 import asyncpg
 
-from sqs2pg import Message
+from sqs2pg import Message, RetryableError
 from sqs2pg.handler import insert_event
 
 
@@ -107,3 +107,22 @@ async def hang_once(conn: asyncpg.Connection, message: Message) -> None:
     if message.json.get("hang") and message.attempts == 0 and message.receive_count == 1:
         await asyncio.Event().wait()
     await insert_event(conn, message)
+
+
+async def fail_then_apply(conn: asyncpg.Connection, message: Message) -> None:
+    """A body with {"fail_times": N} fails transiently (RetryableError) on its first N tries, then is applied."""
+    if message.attempts < int(message.json.get("fail_times", 0)):
+        raise RetryableError(f"not yet: try {message.attempts + 1}")
+    await insert_event(conn, message)
+
+
+CHAOS_FLAKY_TABLE = "CREATE TABLE IF NOT EXISTS chaos_flaky (until timestamptz NOT NULL)"
+
+
+async def chaos_apply(conn: asyncpg.Connection, message: Message) -> None:
+    """The chaos soak's handler: record_apply, except that while table chaos_flaky says so (a fault), about one
+    message in three fails transiently, as a handler calling a struggling dependency would."""
+    flaky = await conn.fetchval("SELECT EXISTS (SELECT FROM chaos_flaky WHERE until > clock_timestamp())")
+    if flaky and hash(message.message_id) % 3 == 0:
+        raise RetryableError("chaos: a dependency is struggling")
+    await record_apply(conn, message)

@@ -1,11 +1,15 @@
-"""Each message group's position: the last message sqs2pg applied (or dead-lettered) in it, by SQS's
-SequenceNumber where the server's numbers were found in order, else by its SentTimestamp (consume/poller.py).
+"""Each message group's position: the newest message sqs2pg applied (or dead-lettered) in it, by SQS's
+SequenceNumber and by SentTimestamp; and each queue's verdict on its server's SequenceNumbers (consume/order.py).
 
 Written in the same transaction as the message, so a message older than what its group already applied (a server
 that hands a group's messages to overlapping receives can deliver a later one first) is caught, across replicas
 and restarts, and dead-lettered as ``out_of_order`` instead of applied. ``queue_created`` is the queue's
 CreatedTimestamp: a queue deleted and made again under the same name (an emulator restarted) numbers its
 messages afresh, and its groups' positions start over. Pruned with the idempotency records.
+
+``sqs2pg_queue_order``: whether a queue's server was seen to number each group's messages in order
+(``sequence``: its SequenceNumbers order them) or not (``sent``: only SentTimestamp can). The first replica to
+judge a queue writes it; every replica, and every restart, starts from it.
 
 Revision ID: 0004
 Revises: 0003
@@ -37,7 +41,17 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("queue_name", "message_group_id", name="sqs2pg_group_positions_pkey"),
     )
     op.create_index("sqs2pg_group_positions_updated", "sqs2pg_group_positions", ["updated_at"])
+    op.create_table(
+        "sqs2pg_queue_order",
+        sa.Column("queue_name", sa.Text, nullable=False),
+        sa.Column("queue_created", sa.BigInteger, nullable=False),
+        sa.Column("verdict", sa.Text, nullable=False),
+        sa.Column("judged_at", sa.TIMESTAMP(timezone=True), nullable=False, server_default=sa.text("now()")),
+        sa.PrimaryKeyConstraint("queue_name", "queue_created", name="sqs2pg_queue_order_pkey"),
+        sa.CheckConstraint("verdict IN ('sequence', 'sent')", name="sqs2pg_queue_order_verdict"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("sqs2pg_queue_order")
     op.drop_table("sqs2pg_group_positions")

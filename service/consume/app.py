@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import time
@@ -22,6 +23,7 @@ from .deletes import DeleteBatcher
 from .dispatcher import Dispatcher
 from .holdings import Holdings
 from .housekeeping import heartbeat, prune_forever, sample_forever, sample_once, sample_quarantines_forever
+from .order import Verdicts
 from .poller import Poller
 from .ports import Database, Queues
 from .settle import Settler
@@ -96,12 +98,17 @@ class App:
             consumer = Consumer(s, self.store, self.dispatcher, settler, deletes, self.breaker)
             # A described queue has its pollers up (sqs2pg_pollers_up 1) from here, not from the first receive that
             # returns: an idle queue's first long poll takes 20 s, and the gauge at 0 meanwhile looked like an outage.
-            self.pollers = [
-                Poller(
+            # Each queue's server as a replica judged its SequenceNumbers before, and each new verdict stored.
+            verdicts = Verdicts(self.store)
+            known = await verdicts.load()
+            self.pollers = []
+            for info in queues.values():
+                poller = Poller(
                     info, s, self.sqs, self.dispatcher, settler, holdings, self.metrics, self.breaker, self._stopping
                 )
-                for info in queues.values()
-            ]
+                poller.order.verdict = known.get((info.name, info.created), poller.order.verdict)
+                poller.on_judged = functools.partial(verdicts.remember, info)
+                self.pollers.append(poller)
             # A server that broke a group's order under overlapping receives gets one receive at a time from then on.
             by_url = {p.url: p for p in self.pollers}
             settler.on_inversion = lambda url: by_url[url].serialise()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from ..config import Settings
@@ -59,10 +60,10 @@ class Poller:
         # The queue was described (a Poller is made only then) and no receive has failed since the last success.
         self.healthy = True
         metrics.pollers_up.labels(self.name).set(1)
-        self.lanes = 1  # how many lanes may receive now (1 .. self._most)
-        # more than one only once the server's SequenceNumbers were seen in order, and until it breaks it
-        self._most = 1
-        self.order = OrderCheck()
+        self.lanes = 1  # how many lanes may receive now (1 .. _most_lanes())
+        self.order = OrderCheck()  # the app sets a verdict a replica stored before
+        # told of a new verdict (the app stores it for every replica and restart)
+        self.on_judged: Callable[[str], None] = lambda verdict: None
         self._serialised = False  # a message arrived out of order: one receive at a time for good
         self._receiving = 0  # ReceiveMessage calls in flight
         self._starved = False  # the last receive while holding messages came back short (see _lane)
@@ -160,9 +161,8 @@ class Poller:
 
     def _judged(self, verdict: str) -> None:
         """The server's numbers were judged (OrderCheck): receives may overlap, or stay one at a time."""
+        self.on_judged(verdict)
         if verdict == "sequence":
-            if not self._serialised:
-                self._most = self._settings.pollers_per_queue
             logs.event(logging.INFO, "SequenceNumbers in order: receives may overlap", "receive", queue=self.name)
             return
         logs.event(
@@ -180,7 +180,7 @@ class Poller:
         if self._serialised:
             return
         self._serialised = True
-        self._most, self.lanes = 1, 1
+        self.lanes = 1
         self._metrics.receive_lanes.labels(self.name).set(1)
         logs.event(
             logging.WARNING,
@@ -192,9 +192,13 @@ class Poller:
             "that keeps FIFO order (`sqs2pg local-sqs`), then redrive it with `sqs2pg dlq redrive`",
         )
 
+    def _most_lanes(self) -> int:
+        """Receives overlap only where the server's numbers were seen in order, and it never broke a group's order."""
+        return self._settings.pollers_per_queue if self.order.verdict == "sequence" and not self._serialised else 1
+
     def _adapt(self, received: int) -> None:
         """A full batch: there is more waiting, open a lane. An empty one: close a lane (never the first)."""
-        most = self._most
+        most = self._most_lanes()
         if received >= self._settings.receive_batch_size and self.lanes < most:
             self.lanes += 1
         elif received == 0 and self.lanes > 1:

@@ -39,6 +39,10 @@ class Database(Protocol):
 
     async def write_status(self, key: str) -> dict[str, Any]: ...
 
+    async def queue_orders(self) -> dict[tuple[str, int], str]: ...
+
+    async def judged(self, queue_name: str, queue_created: int, verdict: str) -> None: ...
+
 
 class Queues(Protocol):
     """SQS as the runtime uses it: describe a queue, receive, delete, change visibility, copy to a DLQ, count."""

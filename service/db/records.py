@@ -25,22 +25,28 @@ from typing import Any
 
 import asyncpg
 
-from ..errors import DeadLetteredBefore, Outcome, Sqs2pgError
+from ..errors import DeadLetteredBefore, Outcome, OutOfOrder, Sqs2pgError
 from ..message import Message
 from . import quarantine
 
-# A group's position moves to a message unless the message is older than it: by SequenceNumber where the message
-# has one to trust, else by SentTimestamp (strictly older only: one millisecond holds many messages). A queue made
-# again (another CreatedTimestamp) starts its groups over.
-_MOVE = """
+# A group's position is the newest of what it applied, by each key: SequenceNumber and SentTimestamp (either may be
+# missing). A message is older than it when every key it is checked by (Message.order_keys) is strictly older:
+# SequenceNumber alone where the server's numbers were seen in order, SentTimestamp alone where they were not
+# (one millisecond holds many messages: only strictly older counts), both until the queue is judged (on SQS the
+# numbers then never call a newer message older). A queue made again (another CreatedTimestamp) starts over.
+_OLDER = """(
+    ({new}.sequence_number IS NOT NULL OR {new}.sent_ms IS NOT NULL)
+    AND ({new}.sequence_number IS NULL OR coalesce({pos}.sequence_number > {new}.sequence_number, false))
+    AND ({new}.sent_ms IS NULL OR coalesce({pos}.sent_ms > {new}.sent_ms, false))
+)"""
+_SAME_QUEUE = "p.queue_created = EXCLUDED.queue_created"
+_MOVE = f"""
 ON CONFLICT (queue_name, message_group_id) DO UPDATE
-    SET queue_created = EXCLUDED.queue_created, sequence_number = EXCLUDED.sequence_number,
-        sent_ms = EXCLUDED.sent_ms, message_id = EXCLUDED.message_id, updated_at = now()
-    WHERE p.queue_created <> EXCLUDED.queue_created
-       OR EXCLUDED.sequence_number IS NOT NULL
-          AND (p.sequence_number IS NULL OR p.sequence_number <= EXCLUDED.sequence_number)
-       OR EXCLUDED.sequence_number IS NULL
-          AND (p.sent_ms IS NULL OR p.sent_ms <= EXCLUDED.sent_ms)
+    SET sequence_number = CASE WHEN {_SAME_QUEUE}
+            THEN greatest(p.sequence_number, EXCLUDED.sequence_number) ELSE EXCLUDED.sequence_number END,
+        sent_ms = CASE WHEN {_SAME_QUEUE} THEN greatest(p.sent_ms, EXCLUDED.sent_ms) ELSE EXCLUDED.sent_ms END,
+        queue_created = EXCLUDED.queue_created, message_id = EXCLUDED.message_id, updated_at = now()
+    WHERE NOT ({_SAME_QUEUE} AND {_OLDER.format(new="EXCLUDED", pos="p")})
 """
 _POSITIONS = (
     "sqs2pg_group_positions AS p (queue_name, message_group_id, queue_created, sequence_number, sent_ms, message_id)"
@@ -78,25 +84,24 @@ WITH input AS (
     SELECT k, h, q, m FROM input
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING 1
-), newest AS (
-    SELECT DISTINCT ON (q, g) q, g, c, s, ms, m FROM input
-    WHERE s IS NOT NULL OR ms IS NOT NULL
-    ORDER BY q, g, s DESC NULLS LAST, ms DESC NULLS LAST
+), newest AS (  -- each group's newest keys in the batch
+    SELECT q, g, c, max(s) AS s, max(ms) AS ms, (array_agg(m ORDER BY s DESC NULLS LAST, ms DESC NULLS LAST))[1] AS m
+    FROM input WHERE s IS NOT NULL OR ms IS NOT NULL GROUP BY q, g, c
 ), moved AS (
     INSERT INTO {_POSITIONS}
     SELECT q, g, c, s, ms, m FROM newest
     {_MOVE}
     RETURNING 1
 ), stale AS (  -- a message older than its group's position (the oldest of a group's messages is what counts)
-    SELECT 1 FROM input i JOIN sqs2pg_group_positions p
-        ON p.queue_name = i.q AND p.message_group_id = i.g AND p.queue_created = i.c
-    WHERE i.s IS NOT NULL AND p.sequence_number > i.s OR i.s IS NULL AND p.sent_ms > i.ms
+    SELECT 1 FROM (SELECT q, g, c, s AS sequence_number, ms AS sent_ms FROM input) i
+    JOIN sqs2pg_group_positions p ON p.queue_name = i.q AND p.message_group_id = i.g AND p.queue_created = i.c
+    WHERE {_OLDER.format(new="i", pos="p")}
 )
 SELECT (SELECT count(*) FROM claimed) = cardinality($1::text[])
    AND (SELECT count(*) FROM moved) = (SELECT count(*) FROM newest)
    AND NOT EXISTS (SELECT FROM stale) AS together
 """
-# Where a group stands: the message it applied last (to name it when a message arrives after it).
+# Where a group stands: the newest message it applied (to name it when an older one arrives after it).
 POSITION = """
 SELECT message_id, sequence_number, sent_ms FROM sqs2pg_group_positions
 WHERE queue_name = $1 AND message_group_id = $2
@@ -156,6 +161,12 @@ SELECT idempotency_key, status, queue_name, message_id, committed_at, error_kind
 FROM sqs2pg_idempotency WHERE idempotency_key = ANY($1::text[])
 """
 MAX_KEYS = 1000  # per lookup
+# Each queue's verdict on its server's SequenceNumbers (consume/order.py): the first replica to judge writes it.
+QUEUE_ORDERS = "SELECT queue_name, queue_created, verdict FROM sqs2pg_queue_order"
+JUDGED = """
+INSERT INTO sqs2pg_queue_order (queue_name, queue_created, verdict) VALUES ($1, $2, $3)
+ON CONFLICT (queue_name, queue_created) DO NOTHING
+"""
 
 
 def safe_text(text: str) -> str:
@@ -215,6 +226,23 @@ async def dead_letter_copied(conn: asyncpg.Connection, message: Message) -> None
     """The copy to the DLQ was sent: a redelivery only needs deleting."""
     if (key := message.recorded_key) is not None:
         await conn.execute(DEAD_LETTER_COPIED, storable_key(key))
+
+
+async def out_of_order(conn: asyncpg.Connection, message: Message) -> OutOfOrder:
+    """The message is older than what its group already applied: why, naming the newer message."""
+    later = await conn.fetchrow(POSITION, message.queue_name, message.group_id)
+    seq, sent = message.order_keys
+    mine = f"SequenceNumber {seq}" if seq is not None else f"SentTimestamp {sent}"
+    named = "a newer one"
+    if later is not None:
+        theirs = (
+            f"SequenceNumber {later['sequence_number']}" if seq is not None else f"SentTimestamp {later['sent_ms']}"
+        )
+        named = f"message {later['message_id']} ({theirs})"
+    return OutOfOrder(
+        f"message {message.message_id} ({mine}) of group {message.group_id!r} arrived after {named} was already "
+        "applied: the SQS server handed the group out of order"
+    )
 
 
 def seen_before(record: asyncpg.Record | None) -> Outcome:

@@ -37,7 +37,6 @@ from ..errors import (
     IdempotencyKeyReused,
     NotAttempted,
     Outcome,
-    OutOfOrder,
     PermanentError,
     Sqs2pgError,
     classify,
@@ -215,7 +214,7 @@ class Store(Connections):
                     await conn.execute("ROLLBACK")
                     return seen_before(record)
             elif not claim["in_order"]:
-                raise await self._out_of_order(conn, message)
+                raise await records.out_of_order(conn, message)
             try:
                 await self._handler(conn, message)
             except AlreadyApplied:
@@ -234,20 +233,6 @@ class Store(Connections):
                 kind="handler",
             )
         return Outcome.COMMITTED
-
-    @staticmethod
-    async def _out_of_order(conn: asyncpg.Connection, message: Message) -> OutOfOrder:
-        """The message is older than what its group already applied: why, naming the later message."""
-        later = await conn.fetchrow(records.POSITION, message.queue_name, message.group_id)
-        by = "SequenceNumber" if message.order == "sequence" else "SentTimestamp"
-        mine, theirs = message.order_keys[0] or message.order_keys[1], None
-        if later is not None:
-            theirs = later["sequence_number"] if message.order == "sequence" else later["sent_ms"]
-        named = f"message {later['message_id']} ({by} {theirs})" if later is not None else "a later one"
-        return OutOfOrder(
-            f"message {message.message_id} ({by} {mine}) of group {message.group_id!r} arrived after {named} was "
-            "already applied: the SQS server handed the group out of order"
-        )
 
     async def record_dead_letter(self, message: Message, error: Sqs2pgError) -> bool:
         """Record, durably and before the copy to the DLQ, that this message is dead-lettered and why (records.py);
@@ -269,6 +254,17 @@ class Store(Connections):
         """A write's status by its key (records.py): GET /writes/{key}."""
         async with self.pool.acquire(timeout=self._settings.db_connect_timeout_s) as conn:
             return (await records.lookup(conn, [key]))[key]
+
+    async def queue_orders(self) -> dict[tuple[str, int], str]:
+        """Each queue's verdict on its server's SequenceNumbers, by (queue name, CreatedTimestamp)."""
+        async with self.pool.acquire(timeout=self._settings.db_connect_timeout_s) as conn:
+            rows = await conn.fetch(records.QUEUE_ORDERS)
+        return {(r["queue_name"], r["queue_created"]): r["verdict"] for r in rows}
+
+    async def judged(self, queue_name: str, queue_created: int, verdict: str) -> None:
+        """Store a queue's verdict (the first one stored stays)."""
+        async with self.pool.acquire(timeout=self._settings.db_connect_timeout_s) as conn:
+            await conn.execute(records.JUDGED, queue_name, queue_created, verdict)
 
     async def quarantined_counts(self) -> dict[str, int]:
         """Quarantined groups per queue name."""

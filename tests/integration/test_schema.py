@@ -34,6 +34,7 @@ async def test_upgrade_from_empty_to_head_then_downgrade_and_upgrade_again(postg
                 "sqs2pg_group_positions",
                 "sqs2pg_idempotency",
                 "sqs2pg_quarantined_groups",
+                "sqs2pg_queue_order",
             ]
             columns = await conn.fetch(
                 "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'events'"

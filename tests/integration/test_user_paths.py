@@ -44,9 +44,10 @@ async def test_sigterm_during_an_idle_long_poll_exits_zero_within_10_s_and_ready
 ) -> None:
     port = free_port()
     started = time.monotonic()
-    # The defaults: a 20 s long poll and a 20 s grace period; `docker stop` waits 10 s before SIGKILL.
+    # The defaults: a 5 s long poll and a 20 s grace period; `docker stop` waits 10 s before SIGKILL. The stop lets
+    # the poll in flight finish (cut short, the server would hand the next messages to a connection nobody reads).
     proc = await start_service(
-        database_url, queues.url, HTTP_PORT=str(port), SQS2PG_RECEIVE_WAIT_S="20", SQS2PG_SHUTDOWN_GRACE_S="20"
+        database_url, queues.url, HTTP_PORT=str(port), SQS2PG_RECEIVE_WAIT_S="5", SQS2PG_SHUTDOWN_GRACE_S="20"
     )
     try:
 
@@ -54,8 +55,8 @@ async def test_sigterm_during_an_idle_long_poll_exits_zero_within_10_s_and_ready
             return (await asyncio.to_thread(http_get, port, "/readyz"))[0] == 200
 
         await wait_until(ready, timeout_s=30)
-        # Ready while the first 20 s poll of an empty queue is still out (ready means: database answers,
-        # queues described; not "a poll came back").
+        # Ready while the first poll of an empty queue is still out (ready means: database answers, queues
+        # described; not "a poll came back").
         ready_after_s = time.monotonic() - started
 
         async def receive_calls() -> list[str]:
@@ -71,7 +72,7 @@ async def test_sigterm_during_an_idle_long_poll_exits_zero_within_10_s_and_ready
 
         await wait_until(polling, timeout_s=10)
         polls = await receive_calls()
-        assert ready_after_s < 20 and float(polls[0].split()[-1]) == 1.0, (ready_after_s, polls)
+        assert ready_after_s < 5 and float(polls[0].split()[-1]) == 1.0, (ready_after_s, polls)
 
         stop_sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)

@@ -246,6 +246,7 @@ class FakeStore:
     down: Exception | None = None  # what the probe says while the database is "down"
     delay_s: float = 0.0  # each transaction takes this long
     last_success: float = 0.0
+    verdicts: dict[tuple[str, int], str] = field(default_factory=dict)  # queues' order verdicts
 
     async def open(self) -> None:
         pass
@@ -306,6 +307,12 @@ class FakeStore:
 
     async def write_status(self, key: str) -> dict[str, Any]:
         return {"key": key, "status": "committed" if key in self.keys else "unknown"}
+
+    async def queue_orders(self) -> dict[tuple[str, int], str]:
+        return dict(self.verdicts)
+
+    async def judged(self, queue_name: str, queue_created: int, verdict: str) -> None:
+        self.verdicts.setdefault((queue_name, queue_created), verdict)
 
 
 if TYPE_CHECKING:  # the fakes keep the runtime's contracts (sqs2pg/consume/ports.py): mypy checks them here
