@@ -7,8 +7,9 @@ Producers send without pause over thousands of groups (a sequence number per gro
 message in 200 a poison one; about one in 400 with a body near 1 MiB). Every few seconds a fault is drawn
 from those this machine can give: SIGKILL of a service process and its restart, a SIGTERM restart, a
 process paused (SIGSTOP) past its visibility timeout and then resumed, PostgreSQL restarted (fast or
-immediate), the primary killed and its synchronous replica promoted (once), and a window of SQS trouble
-through the fault proxy (5xx, throttling, dropped connections, lost responses, delays).
+immediate), the primary killed and its synchronous replica promoted (once), a window of SQS trouble
+through the fault proxy (5xx, throttling, dropped connections, lost responses, delays), and a few seconds in
+which the handler fails about a third of the messages transiently (each is then tried again in place).
 
 What it checks, from table ``applied`` (no unique key, so a second apply would show): nothing applied twice
 and no order violation within a group, every few seconds while it runs; at the end, after the producers
@@ -48,7 +49,7 @@ from typing import Any
 import aioboto3
 import asyncpg
 
-from tests.handlers import APPLIED_TABLE
+from tests.handlers import APPLIED_TABLE, CHAOS_FLAKY_TABLE
 from tests.support.checks import exactly_once
 from tests.support.helpers import migrate_by_cli, with_database
 from tests.support.pgcluster import Cluster, Clusters, bindir, wait_accepting
@@ -117,7 +118,7 @@ def start_service(soak: Soak, i: int) -> subprocess.Popen[bytes]:
         "SQS_QUEUE_URLS": os.environ["CHAOS_QUEUE_URL"],
         "AWS_ENDPOINT_URL_SQS": soak.proxy_url,
         "HTTP_PORT": "0",
-        "HANDLER": "tests.handlers:record_apply",
+        "HANDLER": "tests.handlers:chaos_apply",
         "SQS2PG_VISIBILITY_TIMEOUT_S": str(VISIBILITY_S),
         "SQS2PG_RECEIVE_WAIT_S": "2",
         "SQS2PG_RETRY_BASE_S": "1",
@@ -203,7 +204,7 @@ async def produce(soak: Soak, client: Any, queue_url: str, stop: asyncio.Event, 
 
 
 def available(soak: Soak) -> list[str]:
-    kinds = ["sigkill_restart", "sigterm_restart", "sigstop_past_visibility", "sqs_trouble"]
+    kinds = ["sigkill_restart", "sigterm_restart", "sigstop_past_visibility", "sqs_trouble", "handler_transient"]
     if soak.writer is not None:
         kinds += ["postgres_restart_fast", "postgres_restart_immediate"]
         if soak.replica is not None:
@@ -234,6 +235,14 @@ async def inject(soak: Soak, rng: random.Random, deck: list[str]) -> str:
             proc.send_signal(signal.SIGSTOP)
             await asyncio.sleep(VISIBILITY_S * 1.5)
             proc.send_signal(signal.SIGCONT)
+    elif kind == "handler_transient":
+        # about a third of the messages fail transiently for a few seconds (a struggling dependency): each is tried
+        # again in place, its group waiting behind it, well within SQS2PG_RETRY_MAX_ATTEMPTS
+        seconds = rng.uniform(3, 8)
+        await admin_execute(
+            soak, "INSERT INTO chaos_flaky VALUES (clock_timestamp() + make_interval(secs => $1))", seconds
+        )
+        await asyncio.sleep(seconds)
     elif kind == "sqs_trouble":
         soak.plan.enabled = True
         await asyncio.sleep(rng.uniform(5, 15))
@@ -267,6 +276,20 @@ async def connect_retrying(url: str, timeout_s: float = 60) -> asyncpg.Connectio
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.5)
+
+
+async def admin_execute(soak: Soak, sql: str, *args: Any) -> None:
+    """A statement on the soak's database, reconnecting when a fault took the connection away."""
+    for _ in range(120):
+        try:
+            await soak.admin_db.execute(sql, *args)
+            return
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            with contextlib.suppress(Exception):
+                await soak.admin_db.close()
+            assert soak.writer is not None
+            soak.admin_db = await connect_retrying(soak.writer.url("chaos"))
+    raise RuntimeError("the database did not come back")
 
 
 async def applied_rows(soak: Soak) -> list[tuple[str, str, int]]:
@@ -364,6 +387,7 @@ async def soak_once(
         migrate_by_cli(database_url)
         db = await asyncpg.connect(admin_url)
         await db.execute(APPLIED_TABLE)
+        await db.execute(CHAOS_FLAKY_TABLE)
         plan = FaultPlan(seed=seed, enabled=False)
         runner, proxy_url = await start_proxy(sqs_url, plan)
         session = aioboto3.Session()
