@@ -15,14 +15,15 @@ class OrderCheck:
     """Whether a queue's server numbers each group's messages in order, judged from what it hands out: a message
     handed out for the first time (ApproximateReceiveCount 1) must have a higher SequenceNumber than every message
     of its group handed out before it. SQS's do (and LocalStack's, fauxqs's, sqs2pg's local SQS's); stock moto
-    gives random numbers. Until ``PROOF`` pairs agree, receives do not overlap and no order is checked; once
-    they do, the numbers order a group's messages in memory (dispatcher.py) and are its position in the database
-    (db/records.py), and receives may overlap; the first that disagrees, the server's numbers are not used: one
-    receive at a time (the server's group lock then keeps order in this process), SentTimestamp as the position.
-    Before the verdict a message is checked by both: it is older only where both say so (on SQS the numbers then
-    never call a newer message older). The first verdict is stored, for every replica and restart."""
+    gives random numbers. Once ``PROOF`` pairs agree (random numbers would, one time in 2**PROOF), the numbers
+    order a group's messages in memory (dispatcher.py) and are its position in the database (db/records.py), and
+    receives may overlap. The first pair that disagrees, before or after, and the server's numbers are not used
+    again: one receive at a time (the server's group lock then keeps order in this process), SentTimestamp as the
+    position. Before the verdict receives do not overlap, and a message is checked by both keys: it is older only
+    where both say so (on SQS the numbers then never call a newer message older). A verdict is stored for every
+    replica and restart; "sent" stays."""
 
-    PROOF = 3
+    PROOF = 20
     REMEMBER = 10_000  # groups whose last number is kept
 
     def __init__(self, verdict: str | None = None) -> None:
@@ -46,7 +47,7 @@ class OrderCheck:
                 self.verdict = "sent"  # no numbers to check
             return
         last = self._last.pop(m.group_id, None)
-        if last is not None and seq <= last and self.verdict == "unknown":
+        if last is not None and seq <= last:
             self.verdict = "sent"
             return
         if last is not None and seq > last:

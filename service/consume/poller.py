@@ -165,6 +165,8 @@ class Poller:
         if verdict == "sequence":
             logs.event(logging.INFO, "SequenceNumbers in order: receives may overlap", "receive", queue=self.name)
             return
+        self.lanes = 1
+        self._metrics.receive_lanes.labels(self.name).set(1)
         logs.event(
             logging.WARNING,
             "this SQS server's SequenceNumbers are not in FIFO order: receiving one at a time",

@@ -161,11 +161,13 @@ SELECT idempotency_key, status, queue_name, message_id, committed_at, error_kind
 FROM sqs2pg_idempotency WHERE idempotency_key = ANY($1::text[])
 """
 MAX_KEYS = 1000  # per lookup
-# Each queue's verdict on its server's SequenceNumbers (consume/order.py): the first replica to judge writes it.
+# Each queue's verdict on its server's SequenceNumbers (consume/order.py), as the first replica to judge it wrote
+# it; "sent" (the numbers are not in order) replaces "sequence", never the other way round.
 QUEUE_ORDERS = "SELECT queue_name, queue_created, verdict FROM sqs2pg_queue_order"
 JUDGED = """
-INSERT INTO sqs2pg_queue_order (queue_name, queue_created, verdict) VALUES ($1, $2, $3)
-ON CONFLICT (queue_name, queue_created) DO NOTHING
+INSERT INTO sqs2pg_queue_order AS o (queue_name, queue_created, verdict) VALUES ($1, $2, $3)
+ON CONFLICT (queue_name, queue_created) DO UPDATE SET verdict = 'sent', judged_at = now()
+    WHERE EXCLUDED.verdict = 'sent' AND o.verdict <> 'sent'
 """
 
 

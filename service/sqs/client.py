@@ -205,7 +205,7 @@ class Sqs:
             dlq_url=dlq_url,
             max_receive_count=int(policy.get("maxReceiveCount", 0)),
             visibility_timeout_s=int(attrs.get("VisibilityTimeout", 30)),
-            created=int(attrs["CreatedTimestamp"]) if str(attrs.get("CreatedTimestamp", "")).isdigit() else 0,
+            created=_created(attrs.get("CreatedTimestamp")),
         )
 
     def _unusable(self, what: str, exc: Sqs2pgError) -> str:
@@ -325,6 +325,14 @@ class Sqs:
             MessageAttributes=deadletter.merged(message, attributes, keep_original),
         )
         return str(response["MessageId"])
+
+
+def _created(value: object) -> int:
+    """CreatedTimestamp in whole seconds (SQS gives an integer; moto a float with a fraction), 0 if none."""
+    try:
+        return int(float(str(value)))
+    except ValueError:
+        return 0
 
 
 T = TypeVar("T")

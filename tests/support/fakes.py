@@ -312,7 +312,8 @@ class FakeStore:
         return dict(self.verdicts)
 
     async def judged(self, queue_name: str, queue_created: int, verdict: str) -> None:
-        self.verdicts.setdefault((queue_name, queue_created), verdict)
+        key = (queue_name, queue_created)
+        self.verdicts[key] = "sent" if "sent" in (verdict, self.verdicts.get(key)) else verdict
 
 
 if TYPE_CHECKING:  # the fakes keep the runtime's contracts (sqs2pg/consume/ports.py): mypy checks them here

@@ -27,14 +27,19 @@ def msg(group: str, seq: int | None, receive_count: int = 1) -> Message:
     )
 
 
-def test_numbers_that_increase_in_each_group_are_trusted_after_three_pairs() -> None:
+def test_numbers_that_increase_in_each_group_are_trusted_after_proof() -> None:
+    """Random numbers agree pair after pair one time in 2**PROOF: a few pairs are not proof (stock moto once passed
+    three), twenty are."""
     check = OrderCheck()
     first = [msg("a", 10), msg("b", 11), msg("a", 12)]
     assert check.observe(first) == "unknown" and {m.order for m in first} == {"none"}
-    check.observe([msg("b", 13), msg("c", 14)])
-    last = [msg("a", 15)]  # the third pair that agrees
+    for n in range(OrderCheck.PROOF - 2):  # the first pair came above: one short of proof
+        assert check.observe([msg("ab"[n % 2], 13 + n)]) == "unknown"
+    last = [msg("a", 100)]
     assert check.observe(last) == "sequence" and last[0].order == "sequence"
-    assert last[0].order_keys == (15, None)
+    assert last[0].order_keys == (100, None)
+    # and a pair that disagrees afterwards ends the trust for good
+    assert check.observe([msg("a", 50)]) == "sent" and check.observe([msg("b", 999)]) == "sent"
 
 
 def test_a_number_lower_than_its_groups_last_is_a_server_not_to_trust() -> None:
