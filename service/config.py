@@ -13,8 +13,9 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import urlsplit
 
+from . import database_url
 from .envelope import MODES as ENVELOPE_MODES
 from .errors import StartupError
 
@@ -135,11 +136,11 @@ class Settings:
         return self.db_pool_size or self.max_concurrent_groups + 2
 
     def redacted_database_url(self) -> str:
-        return redact_url(self.database_url)
+        return database_url.redact(self.database_url)
 
     def connect_kwargs(self) -> dict[str, Any]:
         """Arguments for asyncpg.connect / create_pool, shared by the service, migrations and `check`."""
-        dsn, url_timeout = _split_connect_timeout(self.database_url)
+        dsn, url_timeout = database_url.split_connect_timeout(self.database_url)
         kwargs: dict[str, Any] = {
             "dsn": dsn,
             "timeout": url_timeout or self.db_connect_timeout_s,
@@ -155,23 +156,6 @@ class Settings:
             # With several hosts in DATABASE_URL, only the writer will do.
             kwargs["target_session_attrs"] = "read-write"
         return kwargs
-
-
-def _split_connect_timeout(url: str) -> tuple[str, float | None]:
-    """libpq's connect_timeout URL parameter, which asyncpg would send to the server as a setting (and the
-    server reject): taken out of the URL and used as the connect timeout."""
-    base, question, query = url.partition("?")
-    if not question or "connect_timeout" not in query:
-        return url, None
-    pairs = parse_qsl(query, keep_blank_values=True)
-    timeout = next((float(v) for k, v in pairs if k == "connect_timeout" and v.replace(".", "", 1).isdigit()), None)
-    rest = urlencode([(k, v) for k, v in pairs if k != "connect_timeout"])
-    return (f"{base}?{rest}" if rest else base), timeout
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced, fit for logs."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
 def knob_fields() -> list[Any]:
@@ -197,26 +181,6 @@ def _convert(name: str, raw: str, kind: Any, metadata: Mapping[str, Any]) -> Any
             raise ConfigError(f"{name}={raw!r} is not {listed}")
         value = chosen
     return value
-
-
-def _database_url_problem(url: str) -> str | None:
-    """What is wrong with a DATABASE_URL's form (scheme, hosts, ports), or None. Several hosts are allowed."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("postgresql", "postgres"):
-        return f"DATABASE_URL must start with postgresql:// (got {redact_url(url)!r})"
-    hosts = parts.netloc.rpartition("@")[2]
-    for host in hosts.split(","):
-        _, colon, port = host.rpartition(":") if not host.endswith("]") else ("", "", "")
-        if colon and port and not port.isdigit():
-            # Never echoed: with a raw '#', '?' or '/' in the password, what is parsed as the port is a
-            # piece of the password.
-            return (
-                "DATABASE_URL has an invalid host:port (a password containing @ : / ? # must be "
-                "percent-encoded, e.g. %40 for @)"
-            )
-        if colon and port and not 1 <= int(port) <= 65535:
-            return f"DATABASE_URL has port {port}: a port is a number from 1 to 65535"
-    return None
 
 
 def _endpoint_problem(name: str, url: str) -> str | None:
@@ -248,7 +212,7 @@ def load(env: Mapping[str, str] | None = None, require_database: bool = True, re
     db = env.get("DATABASE_URL", "").strip()
     if not db and require_database:
         problems.append("DATABASE_URL is required (postgresql://user@host:5432/dbname)")
-    elif db and (problem := _database_url_problem(db)):
+    elif db and (problem := database_url.problem(db)):
         problems.append(problem)
     values["database_url"] = db
 

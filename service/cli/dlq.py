@@ -13,7 +13,8 @@ from ..db import migrate, quarantine
 from ..errors import Sqs2pgError
 from ..observe.metrics import Metrics
 from ..sqs import deadletter, dlq
-from ..sqs.client import QueueInfo, Sqs
+from ..sqs.client import Sqs
+from ..sqs.queues import QueueInfo
 from .common import EXIT_FAILED, Command, positive, queue_urls, subcommand
 
 

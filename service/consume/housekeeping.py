@@ -18,7 +18,7 @@ import time
 
 from ..observe import logs
 from ..observe.metrics import Metrics
-from ..sqs.client import QueueInfo
+from ..sqs.queues import QueueInfo
 from .dispatcher import Dispatcher
 from .ports import Database, Queues
 from .settle import Settler

@@ -7,7 +7,7 @@ import logging
 
 from ..message import Message
 from ..observe import logs
-from ..sqs.client import QueueInfo
+from ..sqs.queues import QueueInfo
 from .ports import Database
 
 

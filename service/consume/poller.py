@@ -20,7 +20,7 @@ from ..errors import Sqs2pgError
 from ..message import Message
 from ..observe import logs
 from ..observe.metrics import Metrics
-from ..sqs.client import QueueInfo
+from ..sqs.queues import QueueInfo
 from .aio import unless
 from .breaker import Breaker
 from .dispatcher import Dispatcher

@@ -9,7 +9,7 @@ from ..errors import Outcome, Sqs2pgError
 from ..message import Message
 
 if TYPE_CHECKING:
-    from ..sqs.client import QueueInfo
+    from ..sqs.queues import QueueInfo
 
 
 class Database(Protocol):

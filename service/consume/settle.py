@@ -34,7 +34,8 @@ from ..errors import DeadLetterFailed, Outcome, OutOfOrder, Sqs2pgError
 from ..message import Message
 from ..observe import logs
 from ..observe.metrics import Metrics
-from ..sqs.client import QueueInfo, batches_by_queue
+from ..sqs.client import batches_by_queue
+from ..sqs.queues import QueueInfo
 from .breaker import Breaker
 from .deletes import DeleteBatcher
 from .dispatcher import Dispatcher

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aioboto3
@@ -28,6 +26,7 @@ from ..observe.metrics import Metrics
 from ..version import __version__
 from . import deadletter
 from .lean import HOT_OPERATIONS, SqsJsonClient
+from .queues import QueueError, QueueInfo, queue_info, redrive_policy, unusable
 
 CONNECT_TIMEOUT_S = 5
 MAX_ATTEMPTS = 3  # botocore's standard mode: the first try and two retries
@@ -35,21 +34,6 @@ MAX_ATTEMPTS = 3  # botocore's standard mode: the first try and two retries
 # or connection, seen within seconds, not after botocore's read timeout of every retry.
 ANSWER_WITHIN_S = 10.0
 USER_AGENT = f"sqs2pg/{__version__} aiobotocore/{aiobotocore.__version__} botocore/{botocore.__version__}"
-
-
-class QueueError(StartupError):
-    """A configured queue cannot be consumed (missing, not FIFO, no dead-letter queue, SQS unreachable)."""
-
-
-@dataclass(frozen=True)
-class QueueInfo:
-    url: str
-    name: str
-    arn: str
-    dlq_url: str
-    max_receive_count: int
-    visibility_timeout_s: int
-    created: int = 0  # its CreatedTimestamp: a queue made again under the same name numbers its messages afresh
 
 
 class Sqs:
@@ -177,62 +161,18 @@ class Sqs:
         try:
             attrs = (await self._call(name, "get_queue_attributes", QueueUrl=url, AttributeNames=["All"]))["Attributes"]
         except Sqs2pgError as exc:
-            raise QueueError(self._unusable(url, exc)) from exc
-        if attrs.get("FifoQueue") != "true":
-            raise QueueError(f"queue {url} is not a FIFO queue: sqs2pg consumes FIFO queues only (name ending .fifo)")
-        if "RedrivePolicy" not in attrs:
-            raise QueueError(
-                f"queue {url} has no RedrivePolicy: give it a FIFO dead-letter queue (sqs2pg moves bad messages there)"
-            )
-        policy = json.loads(attrs["RedrivePolicy"])
-        dlq_arn = policy["deadLetterTargetArn"]
+            raise QueueError(unusable(url, exc, self.endpoint)) from exc
+        policy = redrive_policy(url, attrs)
         # arn:aws:sqs:REGION:ACCOUNT:NAME
-        _, _, _, _, account, dlq_name = dlq_arn.split(":", 5)
+        _, _, _, _, account, dlq_name = policy["deadLetterTargetArn"].split(":", 5)
         try:
             dlq_url = (await self._call(name, "get_queue_url", QueueName=dlq_name, QueueOwnerAWSAccountId=account))[
                 "QueueUrl"
             ]
         except Sqs2pgError as exc:
-            raise QueueError(self._unusable(f"{url}'s dead-letter queue {dlq_arn}", exc)) from exc
-        if not dlq_name.endswith(".fifo"):
-            raise QueueError(
-                f"queue {url}: its dead-letter queue {dlq_name} is not FIFO: point RedrivePolicy at a FIFO queue"
-            )
-        return QueueInfo(
-            url=url,
-            name=name,
-            arn=attrs.get("QueueArn", ""),
-            dlq_url=dlq_url,
-            max_receive_count=int(policy.get("maxReceiveCount", 0)),
-            visibility_timeout_s=int(attrs.get("VisibilityTimeout", 30)),
-            created=_created(attrs.get("CreatedTimestamp")),
-        )
-
-    def _unusable(self, what: str, exc: Sqs2pgError) -> str:
-        """One line: why a queue cannot be used, and what to do about it."""
-        if exc.kind in ("sqs_NonExistentQueue", "sqs_QueueDoesNotExist"):
-            return (
-                f"queue {what} does not exist at {self.endpoint}: "
-                "check SQS_QUEUE_URLS, AWS_REGION and AWS_ENDPOINT_URL_SQS"
-            )
-        if exc.kind == "sqs_credentials":
-            return (
-                "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or AWS_PROFILE, "
-                "or give the task a role"
-            )
-        if exc.kind in (
-            "sqs_AccessDenied",
-            "sqs_AccessDeniedException",
-            "sqs_InvalidClientTokenId",
-            "sqs_SignatureDoesNotMatch",
-            "sqs_UnrecognizedClientException",
-        ):
-            return f"not allowed to use queue {what} ({exc}): check the credentials and the role's SQS permissions"
-        if isinstance(exc, RetryableError):
-            return (
-                f"cannot reach SQS at {self.endpoint} ({exc}): check AWS_ENDPOINT_URL_SQS, AWS_REGION and the network"
-            )
-        return f"queue {what}: {exc}"
+            what = f"{url}'s dead-letter queue {policy['deadLetterTargetArn']}"
+            raise QueueError(unusable(what, exc, self.endpoint)) from exc
+        return queue_info(url, attrs, policy, str(dlq_url))
 
     async def receive(
         self, url: str, wait_s: int | None = None, visibility_s: int | None = None, max_messages: int | None = None
@@ -325,14 +265,6 @@ class Sqs:
             MessageAttributes=deadletter.merged(message, attributes, keep_original),
         )
         return str(response["MessageId"])
-
-
-def _created(value: object) -> int:
-    """CreatedTimestamp in whole seconds (SQS gives an integer; moto a float with a fraction), 0 if none."""
-    try:
-        return int(float(str(value)))
-    except ValueError:
-        return 0
 
 
 T = TypeVar("T")

@@ -16,8 +16,9 @@ from typing import Any
 
 from ..errors import Sqs2pgError
 from ..message import Message
-from .client import QueueInfo, Sqs
+from .client import Sqs
 from .deadletter import for_source, original_id, reason
+from .queues import QueueInfo
 
 HOLD_S = 120  # how long peek/redrive keep received DLQ messages invisible while they work
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqs2pg.errors import Outcome, PermanentError, Sqs2pgError, classify
 from sqs2pg.message import Message, queue_name
-from sqs2pg.sqs.client import QueueInfo
+from sqs2pg.sqs.queues import QueueInfo
 
 if TYPE_CHECKING:
     from sqs2pg.consume.ports import Database, Queues

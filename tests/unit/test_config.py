@@ -1,6 +1,7 @@
 import pytest
 
-from sqs2pg.config import ConfigError, Settings, load, redact_url
+from sqs2pg.config import ConfigError, Settings, load
+from sqs2pg.database_url import redact
 
 BASE = {
     "DATABASE_URL": "postgresql://app:s3cret@db:5432/app",
@@ -57,7 +58,7 @@ def test_region_is_required_when_it_cannot_be_inferred() -> None:
 
 
 def test_passwords_never_reach_messages() -> None:
-    assert redact_url("postgresql://app:s3cret@db:5432/app") == "postgresql://app:***@db:5432/app"
+    assert redact("postgresql://app:s3cret@db:5432/app") == "postgresql://app:***@db:5432/app"
     with pytest.raises(ConfigError) as info:
         load({**BASE, "DATABASE_URL": "mysql://app:s3cret@db/app"})
     assert "s3cret" not in str(info.value)
