@@ -8,4 +8,6 @@ if [ -z "${TEST_DATABASE_URL:-}" ] && ! (command -v docker >/dev/null && docker 
   scripts/ensure-postgres.sh
 fi
 # -rs: every skipped test is listed with its reason (a missing tool must show, not pass quietly).
-exec .venv/bin/pytest -rs "$@"
+# Test files run side by side in TEST_WORKERS processes (4; 0 runs them in this one), each with its own SQS
+# servers and template database: most of a test's time is spent waiting on servers, not on the CPU.
+exec .venv/bin/pytest -rs -n "${TEST_WORKERS:-4}" --dist loadfile "$@"
