@@ -214,6 +214,7 @@ def load(env: Mapping[str, str] | None = None, require_database: bool = True, re
         problems.append("DATABASE_URL is required (postgresql://user@host:5432/dbname)")
     elif db and (problem := database_url.problem(db)):
         problems.append(problem)
+    database_url.hide(db)  # from here on no line sqs2pg prints shows its password
     values["database_url"] = db
 
     urls = tuple(u.strip() for u in env.get("SQS_QUEUE_URLS", "").split(",") if u.strip())

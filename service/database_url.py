@@ -1,10 +1,19 @@
 """DATABASE_URL: its form checked at start, its password kept out of every line sqs2pg prints, and libpq's
-connect_timeout taken out of it (asyncpg would send it to the server as a setting)."""
+connect_timeout taken out of it (asyncpg would send it to the server as a setting).
+
+One rule keeps the password out: every way it can be written in the URL (after the user, ``user:PASSWORD@``,
+with or without percent-encoding; a ``password=`` parameter) is found by ``secrets``, ``redact`` replaces
+them in the URL, and ``scrub`` replaces them in any text: the log formatter and the command line's error and
+``check`` lines pass everything they print through it, so a driver's message quoting the URL leaks nothing
+either.
+"""
 
 from __future__ import annotations
 
-import re
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+
+MASK = "***"
+_hidden: set[str] = set()  # every secret of the DATABASE_URLs this process was given (hide())
 
 
 def split_connect_timeout(url: str) -> tuple[str, float | None]:
@@ -19,9 +28,60 @@ def split_connect_timeout(url: str) -> tuple[str, float | None]:
     return (f"{base}?{rest}" if rest else base), timeout
 
 
+def secrets(url: str) -> set[str]:
+    """Every form of every password in the URL: after the user (up to the last '@', as libpq reads a raw '@'),
+    and in a ``password=`` parameter, each as written and percent-decoded."""
+    found: set[str] = set()
+    userinfo, at, _ = _authority(url)
+    if at and ":" in userinfo:
+        found.add(userinfo.split(":", 1)[1])
+    _, question, query = url.partition("?")
+    if question:
+        found.update(v for k, v in parse_qsl(query, keep_blank_values=True) if k == "password")
+        found.update(v for k, v in (p.partition("=")[::2] for p in query.split("&")) if k == "password")
+    return {form for secret in found if secret for form in (secret, unquote(secret))}
+
+
+def _authority(url: str) -> tuple[str, str, str]:
+    """(userinfo, "@", the rest) as libpq reads them: the user and password run to the last '@' before the query
+    (a raw '/' or '@' in a password is then still the password's); ("", "", the rest) without one."""
+    rest = url.split("://", 1)[-1]
+    at = rest.rfind("@", 0, len(rest.split("?", 1)[0]))
+    return (rest[:at], "@", rest[at + 1 :]) if at >= 0 else ("", "", rest)
+
+
+def hide(url: str) -> None:
+    """From now on, scrub() hides this URL's passwords too."""
+    _hidden.update(secrets(url))
+
+
+def scrub(text: str) -> str:
+    """``text`` with every password hide() was told of replaced by ***, longest first (one of fewer than 4
+    characters is not looked for in free text: it would mask ordinary words; redact() still hides it in a URL)."""
+    for secret in sorted(_hidden, key=len, reverse=True):
+        if len(secret) >= 4:
+            text = text.replace(secret, MASK)
+    return text
+
+
 def redact(url: str) -> str:
-    """The URL with any password replaced, fit for logs."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    """The URL with its passwords replaced, fit for logs: the user's (up to the last '@') and any ``password=``
+    parameter, whatever their length; then scrubbed, for what a malformed URL hides elsewhere."""
+    scheme, sep, _ = url.partition("://")
+    userinfo, at, after = _authority(url)
+    if at and ":" in userinfo:
+        userinfo = userinfo.split(":", 1)[0] + ":" + MASK
+    end = min([i for i in (after.find("/"), after.find("?")) if i >= 0] + [len(after)])
+    hosts, rest = after[:end], after[end:]
+    path, question, query = rest.partition("?")
+    if question:
+        query = "&".join(f"password={MASK}" if p.split("=", 1)[0] == "password" else p for p in query.split("&"))
+    netloc = f"{userinfo}@{hosts}" if at else hosts
+    hidden = scheme + sep + netloc + path + (question + query if question else "")
+    for secret in sorted(secrets(url), key=len, reverse=True):
+        if len(secret) >= 4:
+            hidden = hidden.replace(secret, MASK)
+    return scrub(hidden)
 
 
 def problem(url: str) -> str | None:
@@ -29,7 +89,12 @@ def problem(url: str) -> str | None:
     parts = urlsplit(url)
     if parts.scheme not in ("postgresql", "postgres"):
         return f"DATABASE_URL must start with postgresql:// (got {redact(url)!r})"
-    hosts = parts.netloc.rpartition("@")[2]
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    if "@" in userinfo:
+        return (
+            "DATABASE_URL has a raw @ in its user or password: percent-encode it as %40 (a password containing "
+            "@ : / ? # must be percent-encoded)"
+        )
     for host in hosts.split(","):
         _, colon, port = host.rpartition(":") if not host.endswith("]") else ("", "", "")
         if colon and port and not port.isdigit():

@@ -17,6 +17,7 @@ import traceback
 
 from .. import config
 from ..config import PREFIX
+from ..database_url import scrub
 from ..errors import StartupError
 from ..observe import logs
 from ..version import __version__
@@ -77,9 +78,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _cannot_start(command: str, message: str, exc: BaseException, debug: bool) -> int:
     if debug:
-        traceback.print_exception(exc, file=sys.stderr)
+        print(scrub("".join(traceback.format_exception(exc))), file=sys.stderr, end="")
     hint = "" if debug else " (SQS2PG_LOG_LEVEL=DEBUG shows the traceback)" if "unexpected error" in message else ""
-    print(f"sqs2pg {command}: {message}{hint}", file=sys.stderr, flush=True)
+    print(scrub(f"sqs2pg {command}: {message}{hint}"), file=sys.stderr, flush=True)
     return EXIT_CANNOT_START
 
 

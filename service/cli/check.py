@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from ..config import Settings
+from ..database_url import scrub
 from ..db import migrate
 from ..errors import StartupError, describe_database_error
 from ..observe.metrics import Metrics
@@ -34,7 +35,7 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
     def report(ok: bool, what: str) -> None:
         nonlocal failures
         failures += not ok
-        print(f"{'ok  ' if ok else 'FAIL'}  {what}", flush=True)
+        print(scrub(f"{'ok  ' if ok else 'FAIL'}  {what}"), flush=True)
 
     report(True, f"configuration ({len(settings.queue_urls)} queue(s), database {settings.redacted_database_url()})")
     try:

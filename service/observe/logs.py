@@ -8,6 +8,8 @@ import sys
 import time
 from typing import Any
 
+from .. import database_url
+
 logger = logging.getLogger("sqs2pg")
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "taskName"}
@@ -26,7 +28,8 @@ class JsonFormatter(logging.Formatter):
                 line[key] = value
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, ensure_ascii=False)
+        # never a password, wherever a line quotes DATABASE_URL (a driver's message, a traceback)
+        return database_url.scrub(json.dumps(line, default=str, ensure_ascii=False))
 
 
 def setup(level: str = "INFO") -> None:

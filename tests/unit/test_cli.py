@@ -100,6 +100,8 @@ def test_version_and_help_name_every_command_and_the_environment() -> None:
         ({**VALID, "DATABASE_URL": "postgresql://app:s3cret@db:99999/app"}, "port 99999"),
         ({**VALID, "SQS2PG_RECIEVE_WAIT_S": "5"}, "unknown setting(s): SQS2PG_RECIEVE_WAIT_S"),
         ({**VALID, "AWS_ENDPOINT_URL_SQS": "http://localhost:70000"}, "AWS_ENDPOINT_URL_SQS"),
+        # a raw @ in the password: the hint, and not one character of the password (the rest used to leak)
+        ({**VALID, "DATABASE_URL": "postgresql://postgres:S3cr@t-s3cret@db/app"}, "percent-encode it as %40"),
     ],
 )
 def test_a_bad_setting_is_one_line_and_exit_2(env: dict[str, str], expected: str) -> None:

@@ -97,3 +97,30 @@ def test_libpq_connect_timeout_in_the_url_becomes_the_connect_timeout() -> None:
     kwargs = load({**BASE, "DATABASE_URL": "postgresql://app@db/app?connect_timeout=3"}).connect_kwargs()
     assert kwargs["dsn"] == "postgresql://app@db/app" and kwargs["timeout"] == 3.0
     assert load(BASE).connect_kwargs()["timeout"] == 5.0
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://app:s3cret@db:5432/app", "postgresql://app:***@db:5432/app"),
+        (
+            "postgresql://app@db/app?sslmode=require&password=Secret123",
+            "postgresql://app@db/app?sslmode=require&password=***",
+        ),
+        ("postgresql://app:p%40ss%2Fw0rd@db/app", "postgresql://app:***@db/app"),
+        ("postgresql://app:S3cr@t@db/app", "postgresql://app:***@db/app"),  # a raw @: up to the last one
+        ("postgresql://app:ab@db/app", "postgresql://app:***@db/app"),  # however short
+        ("postgresql://h1:5432,h2:5432/app", "postgresql://h1:5432,h2:5432/app"),
+    ],
+)
+def test_every_form_of_a_password_is_redacted(url: str, shown: str) -> None:
+    assert redact(url) == shown
+
+
+def test_a_password_is_scrubbed_from_any_line_once_the_url_was_loaded() -> None:
+    from sqs2pg.database_url import scrub
+
+    load({**BASE, "DATABASE_URL": "postgresql://app@db/app?password=Hunter2-xyz"})
+    assert scrub('asyncpg: invalid DSN "postgresql://app@db/app?password=Hunter2-xyz"') == (
+        'asyncpg: invalid DSN "postgresql://app@db/app?password=***"'
+    )
