@@ -119,6 +119,12 @@ class Settings:
         "the handler gets the message inside; auto: each envelope of either kind is opened",
         choices=ENVELOPE_MODES,
     )
+    error_detail: str = _knob(
+        "hidden",
+        "hidden: a reason names the error, its SQLSTATE, table, column and constraint, never a row's or the body's "
+        "values; full: PostgreSQL's DETAIL and the handler's whole message too (for debugging: they may hold data)",
+        choices=("hidden", "full"),
+    )
     writes_endpoint: str = _knob(
         "off",
         "on: the HTTP port also serves GET /writes/{key}, a write's status (never its body)",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import ssl
+from collections.abc import Iterable
 
 import asyncpg
 import botocore.exceptions
@@ -197,6 +198,41 @@ _SQS_THROTTLING = {
 _SQS_UNAVAILABLE = {"ServiceUnavailable", "InternalError", "InternalFailure", "503", "500", "502", "504"}
 
 
+def _database_message(exc: asyncpg.PostgresError) -> str:
+    """PostgreSQL's message with the names it gives (table, column, constraint), never its DETAIL: that is where
+    it quotes a row's values ("Failing row contains (...)")."""
+    names = [
+        f"{what} {value}"
+        for what, value in (
+            ("table", getattr(exc, "table_name", None)),
+            ("column", getattr(exc, "column_name", None)),
+            ("constraint", getattr(exc, "constraint_name", None)),
+        )
+        if value
+    ]
+    message = str(getattr(exc, "message", None) or str(exc).split("\nDETAIL:", 1)[0])
+    return message + (f" ({', '.join(names)})" if names else "")
+
+
+def without_values(error: Sqs2pgError, values: Iterable[str], limit: int = 300) -> Sqs2pgError:
+    """The error with every value of the message's body it quotes replaced by '…' and its text capped, of the same
+    class and kind: what leaves sqs2pg (a log line, a DLQ attribute, a dead-letter record) quotes no row or body."""
+    text = str(error)
+    for value in sorted(values, key=len, reverse=True):
+        text = text.replace(value, "…")
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return error if text == str(error) else with_text(error, text)
+
+
+def with_text(error: Sqs2pgError, text: str) -> Sqs2pgError:
+    """The same error (class, kind, where it came from) saying ``text``."""
+    copy = type(error).__new__(type(error))
+    Exception.__init__(copy, text)
+    copy.__dict__.update(error.__dict__)
+    return copy
+
+
 def _sqlstate_kind(sqlstate: str, table: dict[str, str]) -> str | None:
     return table.get(sqlstate) or table.get(sqlstate[:2])
 
@@ -221,7 +257,7 @@ def _classify_other(exc: BaseException) -> Sqs2pgError:
     if isinstance(exc, asyncpg.PostgresError):
         state = getattr(exc, "sqlstate", None) or ""
         kind = _sqlstate_kind(state, _RETRYABLE_SQLSTATES)
-        detail = f"{state} {type(exc).__name__}: {exc}"
+        detail = f"{state} {type(exc).__name__}: {_database_message(exc)}"
         if kind:
             return RetryableError(detail, kind=kind)
         return PermanentError(detail, kind=_sqlstate_kind(state, _PERMANENT_SQLSTATES) or "database")
@@ -254,40 +290,3 @@ def sqs_error(code: str, message: str, status: str = "") -> Sqs2pgError:
     if code in _SQS_UNAVAILABLE or status.startswith("5"):
         return RetryableError(text, kind="sqs_unavailable")
     return PermanentError(text, kind="sqs_" + (code.rsplit(".", 1)[-1] or "client"))
-
-
-_DATABASE_HINTS = {
-    "3D000": "create the database, or fix its name in DATABASE_URL",
-    "28P01": "check the user and password in DATABASE_URL",
-    "28000": "check the user in DATABASE_URL and the server's pg_hba.conf",
-    "42704": "DATABASE_URL has a parameter the driver passes to the server as a setting and the server does not"
-    " know: remove it",
-}
-
-
-def describe_database_error(exc: BaseException, database: str) -> str:
-    """One line for an operator: what the database said, which one (``database``, redacted), what to check."""
-    cause = exc.__cause__ if isinstance(exc, DatabaseUnavailable) and exc.__cause__ is not None else exc
-    what = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
-    if isinstance(cause, SchemaMissing):
-        return f"{cause} in {database}: run `sqs2pg migrate`"
-    hint = _DATABASE_HINTS.get(
-        getattr(cause, "sqlstate", None) or "", "check DATABASE_URL and that the server is up and reachable"
-    )
-    if "SSL" in str(cause):
-        hint = "check sslmode in DATABASE_URL against what the server accepts"
-    return f"{what[:200]} (database {database}): {hint}"
-
-
-def database_misconfigured(exc: BaseException) -> bool:
-    """A connection failure that the same settings will meet again however long one waits: wrong credentials, a
-    parameter the server rejects, an SSL mode it refuses, a malformed URL. (A server still booting, a database
-    not created yet or a network outage are worth waiting for; these are not.)"""
-    state = getattr(exc, "sqlstate", None) or ""
-    if state.startswith("28") or state == "42704":
-        return True
-    if isinstance(exc, asyncpg.ClientConfigurationError) or (
-        isinstance(exc, ValueError) and not isinstance(exc, UnicodeError)
-    ):
-        return True
-    return isinstance(exc, ConnectionError) and "SSL" in str(exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import decimal
 import hashlib
 import json
 import time
@@ -25,7 +26,17 @@ SOURCE_QUEUE_ATTRIBUTE = "sqs2pg_source_queue"
 # on a copy `sqs2pg dlq redrive` sends back to the source queue: the DLQ message it came from
 REDRIVE_ATTRIBUTE = "sqs2pg_redriven_from"
 MAX_KEY_LENGTH = 512
-_NOT_JSON = object()
+
+
+class _NotJson:
+    """What the body is when it is not JSON sqs2pg can parse, and why."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+
+def _integer(text: str) -> int | decimal.Decimal:
+    return int(text) if len(text) <= 4000 else decimal.Decimal(text)
 
 
 def queue_name(url: str) -> str:
@@ -128,8 +139,11 @@ class Message:
             return
         self.on_queue = (self.body, self.attributes)
         self.envelope, self.body, self.envelope_key = opened.kind, opened.body, opened.key
-        # the queue's own attributes win: a redriven copy carries sqs2pg's attributes beside the envelope
-        self.attributes = {**opened.attributes, **self.attributes}
+        # the queue's own attributes win: a redriven copy carries sqs2pg's attributes beside the envelope. An
+        # envelope's own sqs2pg_* attributes are dropped: only sqs2pg writes those, on the queue (a producer
+        # could otherwise route a write to the drill table, or mark it redriven)
+        inner = {k: v for k, v in opened.attributes.items() if not k.startswith(RESERVED_PREFIX)}
+        self.attributes = {**inner, **self.attributes}
 
     @property
     def order_keys(self) -> tuple[int | None, int | None]:
@@ -182,20 +196,44 @@ class Message:
     @cached_property
     def _parsed(self) -> Any:
         try:
-            return json.loads(self.body)
-        except (ValueError, RecursionError):
-            return _NOT_JSON
+            # an integer longer than Python parses by default (4,300 digits: a guard against slow parsing) is kept
+            # exact as a Decimal, as PostgreSQL's jsonb keeps it
+            return json.loads(self.body, parse_int=_integer)
+        except RecursionError:
+            return _NotJson("body is valid JSON nested deeper than sqs2pg parses (about 1,000 levels)")
+        except ValueError:
+            return _NotJson("body is not valid JSON")
 
     @property
     def is_json(self) -> bool:
-        return self._parsed is not _NOT_JSON
+        return not isinstance(self._parsed, _NotJson)
 
     @property
     def json(self) -> Any:
-        """The body parsed as JSON; InvalidMessage when it is not JSON."""
-        if self._parsed is _NOT_JSON:
-            raise InvalidMessage("body is not valid JSON")
+        """The body parsed as JSON; InvalidMessage when it is not JSON (or nests deeper than Python parses)."""
+        if isinstance(self._parsed, _NotJson):
+            raise InvalidMessage(self._parsed.why)
         return self._parsed
+
+    @cached_property
+    def values(self) -> frozenset[str]:
+        """What of the body an error could quote: its strings of 3 characters or more and numbers of 4 digits or more,
+        or the whole body when it is not JSON (errors.without_values keeps them out of what leaves sqs2pg)."""
+        if not self.is_json:
+            return frozenset([self.body[:10_000]] if len(self.body) >= 3 else [])
+        found: set[str] = set()
+        stack = [self._parsed]
+        while stack:
+            value = stack.pop()
+            if isinstance(value, dict):
+                stack.extend(value.values())
+            elif isinstance(value, list):
+                stack.extend(value)
+            elif isinstance(value, str) and len(value) >= 3:
+                found.add(value)
+            elif isinstance(value, int | float) and not isinstance(value, bool) and len(str(value)) >= 4:
+                found.add(str(value))
+        return frozenset(found)
 
     @property
     def redriven(self) -> bool:

@@ -126,3 +126,16 @@ async def chaos_apply(conn: asyncpg.Connection, message: Message) -> None:
     if flaky and hash(message.message_id) % 3 == 0:
         raise RetryableError("chaos: a dependency is struggling")
     await record_apply(conn, message)
+
+
+async def leaky(conn: asyncpg.Connection, message: Message) -> None:
+    """A handler whose failures would quote the body: a CHECK violation on a row holding an e-mail address (its
+    DETAIL lists the row), and a ValueError quoting a value it could not parse."""
+    body = message.json
+    if "amount" in body:
+        int(body["amount"])
+    await conn.execute(
+        "CREATE TABLE IF NOT EXISTS customers (id text, email text, age int CONSTRAINT customers_age_positive"
+        " CHECK (age > 0))"
+    )
+    await conn.execute("INSERT INTO customers VALUES ($1, $2, $3)", body["id"], body["email"], body["age"])

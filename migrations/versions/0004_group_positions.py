@@ -11,6 +11,10 @@ messages afresh, and its groups' positions start over. Pruned with the idempoten
 (``sequence``: its SequenceNumbers order them) or not (``sent``: only SentTimestamp can). The first replica to
 judge a queue writes it; every replica, and every restart, starts from it.
 
+``sqs2pg_idempotency.attributes``: a dead-lettered message's own attributes, kept in its record: a copy to the DLQ
+that must leave some out (SQS takes 10, and sqs2pg's reason takes 4) loses none, since `sqs2pg dlq redrive`
+restores them from here.
+
 Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-07
@@ -19,6 +23,7 @@ Create Date: 2026-12-07
 from __future__ import annotations
 
 import sqlalchemy as sa
+import sqlalchemy.dialects.postgresql
 from alembic import op
 
 revision = "0004"
@@ -41,6 +46,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("queue_name", "message_group_id", name="sqs2pg_group_positions_pkey"),
     )
     op.create_index("sqs2pg_group_positions_updated", "sqs2pg_group_positions", ["updated_at"])
+    op.add_column("sqs2pg_idempotency", sa.Column("attributes", sa.dialects.postgresql.JSONB, nullable=True))
     op.create_table(
         "sqs2pg_queue_order",
         sa.Column("queue_name", sa.Text, nullable=False),
@@ -53,5 +59,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_column("sqs2pg_idempotency", "attributes")
     op.drop_table("sqs2pg_queue_order")
     op.drop_table("sqs2pg_group_positions")

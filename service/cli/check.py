@@ -8,7 +8,8 @@ from typing import Any
 from ..config import Settings
 from ..database_url import scrub
 from ..db import migrate
-from ..errors import StartupError, describe_database_error
+from ..db.pool import describe_database_error
+from ..errors import StartupError
 from ..observe.metrics import Metrics
 from ..sqs.client import Sqs
 from .common import EXIT_FAILED, RAW, REQUIRED, Command

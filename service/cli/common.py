@@ -13,7 +13,8 @@ import uvloop
 
 from ..config import Settings
 from ..db import migrate
-from ..errors import StartupError, describe_database_error
+from ..db.pool import describe_database_error
+from ..errors import StartupError
 from ..message import queue_name
 
 T = TypeVar("T")

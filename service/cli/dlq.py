@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
 
 from ..config import Settings
-from ..db import migrate, quarantine
-from ..errors import Sqs2pgError
+from ..db import migrate, quarantine, records
+from ..errors import PermanentError, Sqs2pgError
+from ..message import Message
 from ..observe.metrics import Metrics
 from ..sqs import deadletter, dlq
 from ..sqs.client import Sqs
+from ..sqs.deadletter import Attributes
 from ..sqs.queues import QueueInfo
 from .common import EXIT_FAILED, Command, positive, queue_urls, subcommand
 
@@ -94,13 +98,47 @@ async def _command(sqs: Sqs, queues: list[QueueInfo], args: argparse.Namespace, 
                     f" error={deadletter.error_text(m)[:200]!r}"
                 )
         else:
-            result = await dlq.redrive(
-                sqs, q, args.limit, args.dry_run, report=lambda line: print("  " + line), group=args.group
-            )
+            async with _records(settings) as kept:
+                result = await dlq.redrive(
+                    sqs, q, args.limit, args.dry_run, lambda line: print("  " + line), args.group, kept
+                )
             verb = f"{result.would_move} would move" if args.dry_run else f"{result.moved} moved"
             print(f"{q.name}: {verb}, {len(result.failed)} failed")
             failures += len(result.failed)
     return EXIT_FAILED if failures else 0
+
+
+@contextlib.asynccontextmanager
+async def _records(settings: Settings) -> AsyncIterator[Callable[[Message], Awaitable[Attributes | None]] | None]:
+    """With DATABASE_URL, what each dead-letter record kept of its message's attributes (a copy to the DLQ that had
+    to leave some out gets them back); without it, nothing."""
+    if not settings.database_url:
+        yield None
+        return
+    try:
+        conn = await migrate.connect(settings)
+    except Exception as exc:  # noqa: BLE001 - a redrive does not need the database
+        print(f"(attributes left out of DLQ copies not restored: the database did not answer: {type(exc).__name__})")
+        yield None
+        return
+    try:
+        yield _kept_by(conn)
+    finally:
+        await conn.close()
+
+
+def _kept_by(conn: asyncpg.Connection | None) -> Callable[[Message], Awaitable[Attributes | None]] | None:
+    if conn is None:
+        return None
+
+    async def kept(m: Message) -> Attributes | None:
+        try:
+            stored = await records.kept_attributes(conn, m.idempotency_key)
+        except (PermanentError, asyncpg.PostgresError):
+            return None  # no key, or not migrated to a version that keeps them
+        return None if stored is None else deadletter.unstored(stored)
+
+    return kept
 
 
 async def _quarantine_counts(settings: Settings) -> dict[str, int] | None:
@@ -135,7 +173,7 @@ async def _redrive_group(sqs: Sqs, queues: list[QueueInfo], args: argparse.Names
         for q in queues:
             releasing = conn is not None and await quarantine.start_releasing(conn, q.name, args.group)
             result = await dlq.redrive(
-                sqs, q, args.limit, False, report=lambda line: print("  " + line), group=args.group
+                sqs, q, args.limit, False, lambda line: print("  " + line), args.group, _kept_by(conn)
             )
             failures += len(result.failed)
             print(f"{q.name}: {result.moved} moved, {len(result.failed)} failed")

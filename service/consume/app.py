@@ -11,8 +11,9 @@ import time
 from collections.abc import Iterator
 
 from ..config import Settings
+from ..db.pool import database_misconfigured, describe_database_error
 from ..db.store import Store
-from ..errors import StartupError, database_misconfigured, describe_database_error
+from ..errors import StartupError
 from ..handler import Handler, load_handler
 from ..message import queue_name
 from ..observe import http, logs

@@ -188,7 +188,7 @@ class Settler:
             recorded = await self._store.record_dead_letter(message, error)
             dlq_url = self._queues[message.queue_url].dlq_url
             # The body, group and key must get there; the reason too, unless the body leaves no room.
-            copy = await self._sqs.send_to_dlq(dlq_url, message, error)
+            copy, left_out = await self._sqs.send_to_dlq(dlq_url, message, error)
         except Sqs2pgError as exc:
             failed = DeadLetterFailed(f"could not dead-letter it ({exc.kind}: {exc}); the reason: {error}")
             failed.from_database = exc.from_database
@@ -198,10 +198,10 @@ class Settler:
             await self._store.dead_letter_copied(message)
         # A crash between the send and the delete redelivers it; the DLQ drops the second copy (same dedup id).
         self._deletes.add(message)
-        if copy == "full":
+        if copy == "full" and not left_out:
             self._record(message, Outcome.DEAD_LETTERED, logging.ERROR, error)
-        else:  # what fitted beside a body near the size limit
-            self._record(message, Outcome.DEAD_LETTERED, logging.ERROR, error, dlq_copy=copy)
+        else:  # what fitted beside a body near the size limit, or past SQS's 10 attributes (the record keeps them)
+            self._record(message, Outcome.DEAD_LETTERED, logging.ERROR, error, dlq_copy=copy, left_out=left_out)
         self._dispatcher.done(message)
 
     async def extend(self, messages: list[Message], visibility_s: int) -> None:

@@ -13,7 +13,8 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 from ..config import Settings
-from ..errors import StartupError, describe_database_error
+from ..errors import StartupError
+from .pool import describe_database_error
 
 VERSION_TABLE = "sqs2pg_alembic_version"  # as in migrations/env.py: alembic_version is the application's
 

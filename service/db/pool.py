@@ -1,5 +1,6 @@
 """The connections to PostgreSQL: a pool opened once, a connection per transaction (bounded in time, and thrown
-away when it points at the wrong server), and the probe that tells whether the database answers."""
+away when it points at the wrong server), the probe that tells whether the database answers, and the one line
+that tells an operator why it does not (and whether waiting can help)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 
 from ..config import Settings
-from ..errors import DatabaseUnavailable, SchemaMissing, TransactionTimeout, classify, describe_database_error
+from ..errors import DatabaseUnavailable, SchemaMissing, TransactionTimeout, classify
 from . import records
 
 # A connection that reports these is pointed at the wrong server (old writer, read-only) or is being shut
@@ -114,3 +115,40 @@ class Connections:
             )
         self.last_success = time.monotonic()
         return None
+
+
+_DATABASE_HINTS = {
+    "3D000": "create the database, or fix its name in DATABASE_URL",
+    "28P01": "check the user and password in DATABASE_URL",
+    "28000": "check the user in DATABASE_URL and the server's pg_hba.conf",
+    "42704": "DATABASE_URL has a parameter the driver passes to the server as a setting and the server does not"
+    " know: remove it",
+}
+
+
+def describe_database_error(exc: BaseException, database: str) -> str:
+    """One line for an operator: what the database said, which one (``database``, redacted), what to check."""
+    cause = exc.__cause__ if isinstance(exc, DatabaseUnavailable) and exc.__cause__ is not None else exc
+    what = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
+    if isinstance(cause, SchemaMissing):
+        return f"{cause} in {database}: run `sqs2pg migrate`"
+    hint = _DATABASE_HINTS.get(
+        getattr(cause, "sqlstate", None) or "", "check DATABASE_URL and that the server is up and reachable"
+    )
+    if "SSL" in str(cause):
+        hint = "check sslmode in DATABASE_URL against what the server accepts"
+    return f"{what[:200]} (database {database}): {hint}"
+
+
+def database_misconfigured(exc: BaseException) -> bool:
+    """A connection failure that the same settings will meet again however long one waits: wrong credentials, a
+    parameter the server rejects, an SSL mode it refuses, a malformed URL. (A server still booting, a database
+    not created yet or a network outage are worth waiting for; these are not.)"""
+    state = getattr(exc, "sqlstate", None) or ""
+    if state.startswith("28") or state == "42704":
+        return True
+    if isinstance(exc, asyncpg.ClientConfigurationError) or (
+        isinstance(exc, ValueError) and not isinstance(exc, UnicodeError)
+    ):
+        return True
+    return isinstance(exc, ConnectionError) and "SSL" in str(exc)

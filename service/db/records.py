@@ -20,6 +20,7 @@ Never the body: an answer carries the key, the queue, the message id, the time a
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +28,7 @@ import asyncpg
 
 from ..errors import DeadLetteredBefore, Outcome, OutOfOrder, Sqs2pgError
 from ..message import Message
+from ..sqs import deadletter
 from . import quarantine
 
 # A group's position is the newest of what it applied, by each key: SequenceNumber and SentTimestamp (either may be
@@ -120,11 +122,11 @@ SELECT body_sha256, status, error_kind, reason, dead_letter_copied FROM sqs2pg_i
 # with another body is dead-lettered without a record: the commit keeps the key).
 RECORD_DEAD_LETTER = """
 INSERT INTO sqs2pg_idempotency
-    (idempotency_key, body_sha256, queue_name, message_id, status, error_kind, reason)
-VALUES ($1, $2, $3, $4, 'dead_lettered', $5, $6)
+    (idempotency_key, body_sha256, queue_name, message_id, status, error_kind, reason, attributes)
+VALUES ($1, $2, $3, $4, 'dead_lettered', $5, $6, $7::jsonb)
 ON CONFLICT (idempotency_key) DO UPDATE
     SET body_sha256 = EXCLUDED.body_sha256, message_id = EXCLUDED.message_id, error_kind = EXCLUDED.error_kind,
-        reason = EXCLUDED.reason, dead_letter_copied = false, committed_at = now()
+        reason = EXCLUDED.reason, attributes = EXCLUDED.attributes, dead_letter_copied = false, committed_at = now()
     WHERE sqs2pg_idempotency.status = 'dead_lettered'
 """
 DEAD_LETTER_COPIED = """
@@ -200,7 +202,14 @@ async def record_dead_letter(
     async with conn.transaction():
         if key is not None:
             status = await conn.execute(
-                RECORD_DEAD_LETTER, key, message.body_sha256, message.queue_name, message.message_id, error.kind, reason
+                RECORD_DEAD_LETTER,
+                key,
+                message.body_sha256,
+                message.queue_name,
+                message.message_id,
+                error.kind,
+                reason,
+                json.dumps(deadletter.stored(deadletter.originals(message))),
             )
         if message.order_keys != (None, None):
             await conn.execute(
@@ -222,6 +231,15 @@ async def record_dead_letter(
                 reason,
             )
     return str(status).endswith(" 1")
+
+
+async def kept_attributes(conn: asyncpg.Connection, key: str) -> dict[str, Any] | None:
+    """A dead-lettered message's own attributes, as its record kept them (sqs/deadletter.py's stored form)."""
+    kept = await conn.fetchval(
+        "SELECT attributes FROM sqs2pg_idempotency WHERE idempotency_key = $1 AND status = 'dead_lettered'",
+        storable_key(key),
+    )
+    return None if kept is None else dict(json.loads(kept))
 
 
 async def dead_letter_copied(conn: asyncpg.Connection, message: Message) -> None:

@@ -2,14 +2,12 @@
 
 What happens when a commit fails (connection reset, failover, timeout): the exception is classified here
 (``errors.classify``: retryable) and returned as the message's result; the message is not deleted from SQS.
-When it is tried again there are two cases. The commit did not happen: it is applied now. The commit happened
-but we never heard: the idempotency record is there with the same body hash, ``apply`` returns DUPLICATE and
-the message is deleted without applying it twice. That is the whole exactly-once argument; it needs nothing
-else.
+Tried again, either the commit did not happen and it is applied now, or it happened unheard: the idempotency
+record is there with the same body hash, ``apply`` returns DUPLICATE and the message is deleted without applying
+it twice. That is the whole exactly-once argument.
 
-In the same statement as its key, a message moves its group's position (SQS's SequenceNumber, records.py): a
-message older than what its group already applied is never applied but rolled back and dead-lettered as
-``out_of_order``, whichever replica applied the later one.
+In the statement that claims its key, a message moves its group's position (records.py): one older than what
+its group already applied is never applied but dead-lettered as ``out_of_order``, whichever replica applied it.
 
 Several messages (each the head of a different group) may share one transaction: BEGIN, their idempotency
 records and positions in one statement, the handler's batch form in one call when it offers one
@@ -40,6 +38,8 @@ from ..errors import (
     PermanentError,
     Sqs2pgError,
     classify,
+    with_text,
+    without_values,
 )
 from ..handler import Handler, batch_form
 from ..message import Message
@@ -140,13 +140,22 @@ class Store(Connections):
             try:
                 results.append(await self.apply(message))
             except Exception as exc:  # noqa: BLE001 - this message's failure, classified here once
-                error = classify(exc)
+                error = self._failed(exc, message)
                 results.append(error)
                 if error.kind in AVAILABILITY_KINDS:
                     unavailable += 1
                     if unavailable == _UNAVAILABLE_GIVE_UP:  # the database is gone: do not try the rest now
                         return results + [NotAttempted()] * (len(messages) - i - 1)
         return results
+
+    def _failed(self, exc: Exception, message: Message) -> Sqs2pgError:
+        """What failed the message's transaction, classified, quoting none of its body's values and no row (with
+        SQS2PG_ERROR_DETAIL=full: PostgreSQL's DETAIL and all, for debugging)."""
+        error = classify(exc)
+        if self._settings.error_detail != "full":
+            return without_values(error, message.values)
+        detail = getattr(exc, "detail", None)
+        return with_text(error, f"{error} DETAIL: {detail}") if detail else error
 
     async def _apply_together(self, messages: list[Message]) -> list[Outcome | Sqs2pgError]:
         """One transaction for all of them, or an exception (then apply_many tries them one by one)."""

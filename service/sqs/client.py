@@ -235,25 +235,35 @@ class Sqs:
             failed.append((by_id[entry["Id"]], str(error)))
         return failed
 
-    async def send_to_dlq(self, dlq_url: str, message: Message, error: Sqs2pgError) -> str:
+    async def send_to_dlq(self, dlq_url: str, message: Message, error: Sqs2pgError) -> tuple[str, list[str]]:
         """Send a copy of the message to the dead-letter queue, same group and key, with the reason attached.
-        Returns how much went with the body (deadletter.py): "full", or less when the queue refused that as too
-        large."""
+        Returns how much went with the body (deadletter.py: "full", or less when the queue refused that as too
+        large), and the names of its own attributes the copy left out (the dead-letter record keeps them)."""
         tried = deadletter.levels(message, error)
         for i, (level, attributes, keep_original) in enumerate(tried):
             try:
-                await self.send(dlq_url, message, attributes, dedup_id=message.message_id, keep_original=keep_original)
-                return level
+                sent = deadletter.merged(message, attributes, keep_original)
+                await self._send(dlq_url, message, sent[0], dedup_id=message.message_id)
+                return level, sent[1]
             except PermanentError:
                 if i == len(tried) - 1:
                     raise
         raise AssertionError("unreachable")
 
     async def send(
-        self, url: str, message: Message, attributes: dict[str, Any], dedup_id: str, keep_original: bool = True
-    ) -> str:
-        """Send a copy of ``message`` (body, group) to ``url`` with ``attributes`` first, then as many of the
-        original attributes as the limit of 10 leaves room for. Returns the copy's message id."""
+        self,
+        url: str,
+        message: Message,
+        attributes: dict[str, Any],
+        dedup_id: str,
+        restored: dict[str, Any] | None = None,
+    ) -> tuple[str, list[str]]:
+        """Send a copy of ``message`` (body, group) to ``url`` with ``attributes`` first, then as many of its own (and
+        of ``restored``) as the limit of 10 leaves room for. Returns the copy's message id and the names left out."""
+        merged, left_out = deadletter.merged(message, attributes, True, restored)
+        return await self._send(url, message, merged, dedup_id), left_out
+
+    async def _send(self, url: str, message: Message, attributes: dict[str, Any], dedup_id: str) -> str:
         response = await self._call(
             queue_name(url),
             "send_message",
@@ -262,7 +272,7 @@ class Sqs:
             MessageGroupId=message.group_id or "sqs2pg-no-group",
             # the same copy sent twice (a crash between send and delete) is dropped by SQS as a duplicate
             MessageDeduplicationId=dedup_id,
-            MessageAttributes=deadletter.merged(message, attributes, keep_original),
+            MessageAttributes=attributes,
         )
         return str(response["MessageId"])
 

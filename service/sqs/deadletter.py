@@ -10,6 +10,7 @@ is in the database's dead-letter record whatever fits here.
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Any
 
@@ -20,6 +21,7 @@ from ..message import (
     IDEMPOTENCY_ATTRIBUTE,
     RECEIVE_COUNT_ATTRIBUTE,
     REDRIVE_ATTRIBUTE,
+    RESERVED_PREFIX,
     SOURCE_QUEUE_ATTRIBUTE,
     Message,
 )
@@ -59,17 +61,41 @@ def levels(message: Message, error: Sqs2pgError) -> list[tuple[str, Attributes, 
     ]
 
 
-def merged(message: Message, attributes: Attributes, keep_original: bool) -> Attributes:
-    """``attributes`` first, then as many of the message's original attributes (never sqs2pg's own) as SQS's limit
-    of 10 leaves room for."""
+def originals(message: Message) -> Attributes:
+    """The message's own attributes as the queue holds them (never sqs2pg's; an opened envelope's stay inside the
+    body, which goes as it came)."""
+    return {
+        k: {f: v[f] for f in ("DataType", "StringValue", "BinaryValue") if f in v}
+        for k, v in message.queue_attributes.items()
+        if not k.startswith(RESERVED_PREFIX)
+    }
+
+
+def merged(
+    message: Message, attributes: Attributes, keep_original: bool, restored: Attributes | None = None
+) -> tuple[Attributes, list[str]]:
+    """``attributes`` first, then as many of the message's original attributes (and of ``restored``: those its
+    dead-letter record kept) as SQS's limit of 10 leaves room for. Returns them, and the names left out."""
     out = dict(attributes)
-    if not keep_original:
-        return out
-    original = message.queue_attributes  # an opened envelope's are inside the body, which goes as it came
-    kept = {k: v for k, v in original.items() if k not in out and not k.startswith("sqs2pg_")}
-    for k in sorted(kept)[: max(0, MAX_ATTRIBUTES - len(out))]:
-        out[k] = {f: kept[k][f] for f in ("DataType", "StringValue", "BinaryValue") if f in kept[k]}
-    return out
+    candidates = {**(restored or {}), **originals(message)} if keep_original else {**originals(message)}
+    others = {k: v for k, v in candidates.items() if k not in out}
+    room = max(0, MAX_ATTRIBUTES - len(out)) if keep_original else 0
+    for k in sorted(others)[:room]:
+        out[k] = others[k]
+    return out, sorted(k for k in others if k not in out)
+
+
+def stored(attributes: Attributes) -> dict[str, dict[str, str]]:
+    """Attributes as a dead-letter record keeps them (JSON: a binary value in base64)."""
+    return {
+        k: {f: base64.b64encode(x).decode() if isinstance(x, bytes) else str(x) for f, x in v.items()}
+        for k, v in attributes.items()
+    }
+
+
+def unstored(kept: dict[str, dict[str, str]]) -> Attributes:
+    """Attributes a dead-letter record kept, as SQS takes them."""
+    return {k: {f: base64.b64decode(x) if f == "BinaryValue" else x for f, x in v.items()} for k, v in kept.items()}
 
 
 def original_id(m: Message) -> str:

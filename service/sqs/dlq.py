@@ -10,14 +10,14 @@ SQS drop a second send within 5 minutes, and sqs2pg's idempotency key recognises
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import Sqs2pgError
 from ..message import Message
 from .client import Sqs
-from .deadletter import for_source, original_id, reason
+from .deadletter import Attributes, for_source, original_id, reason
 from .queues import QueueInfo
 
 HOLD_S = 120  # how long peek/redrive keep received DLQ messages invisible while they work
@@ -81,6 +81,7 @@ async def redrive(
     dry_run: bool,
     report: Callable[[str], None] = print,
     group: str | None = None,
+    kept: Callable[[Message], Awaitable[Attributes | None]] | None = None,
 ) -> RedriveResult:
     """Move up to ``limit`` messages from the DLQ back to the source queue, keeping group and idempotency key.
 
@@ -94,6 +95,8 @@ async def redrive(
     the run goes on (its handler still fails, or its group is quarantined) comes back to the DLQ behind the
     rest of its group; it is recognised by the id of the copy this run sent (sqs2pg's DLQ copy carries it as
     its deduplication id; SQS's own move keeps it) and left there, in order, for the next run.
+    ``kept``: a message's own attributes as its dead-letter record kept them (with DATABASE_URL): a copy to the DLQ
+    that had to leave some out gets them back here.
     """
     result = RedriveResult()
     if dry_run:
@@ -117,7 +120,11 @@ async def redrive(
             try:
                 for m in mine:
                     try:
-                        sent.add(await sqs.send(queue.url, m, for_source(m), dedup_id=m.message_id))
+                        restored = await kept(m) if kept is not None else None
+                        copy_id, left_out = await sqs.send(queue.url, m, for_source(m), m.message_id, restored)
+                        sent.add(copy_id)
+                        if left_out:
+                            report(f"left out (SQS takes 10 attributes)  id={m.message_id}: {', '.join(left_out)}")
                     except Sqs2pgError as exc:
                         result.failed.append(f"{m.message_id}: {exc}")
                         report(f"FAILED  group={m.group_id} id={m.message_id}: {exc}")

@@ -5,11 +5,14 @@ exist: the service logs its breaker lines, the commands their one-line errors)."
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
+from typing import Any
 
+import asyncpg
 import pytest
 
-from ..support.helpers import Queues, run_cli, start_service, wait_until
+from ..support.helpers import Queues, http_get, make_settings, metric, run_cli, running, start_service, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.one_sqs]  # what is printed does not depend on the server
 
@@ -47,3 +50,35 @@ async def test_a_password_appears_in_no_log_line_and_no_command_output(form: str
     everything = "\n".join(printed)
     assert "database unavailable" in everything and "***" in everything
     assert SENTINEL not in everything and SENTINEL.replace("-", "%2D") not in everything
+
+
+async def test_a_rejected_rows_values_reach_no_log_line_dlq_copy_record_or_status(
+    database_url: str, queues: Queues, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PostgreSQL's DETAIL quotes the failing row, and a handler's exception the value it choked on: the reasons
+    sqs2pg writes keep the SQLSTATE, the constraint, the table and the error's type, never those values."""
+    await queues.send({"id": "A-1", "email": "alice@example.com", "age": -1}, "c", "row-1")
+    await queues.send({"id": "A-2", "amount": "12abc-secret"}, "c", "row-2")
+    settings = make_settings(database_url, [queues.url], HANDLER="tests.handlers:leaky", SQS2PG_WRITES_ENDPOINT="on")
+    caplog.set_level(logging.INFO, logger="sqs2pg")
+    async with running(settings) as app:
+        await wait_until(lambda: _dead_lettered(app, queues.name, 2), timeout_s=30)
+        assert app.http_port is not None
+        statuses = [(await asyncio.to_thread(http_get, app.http_port, f"/writes/{k}"))[1] for k in ("row-1", "row-2")]
+    peek = await run_cli("dlq", "peek", env={"DATABASE_URL": database_url, "SQS_QUEUE_URLS": queues.url})
+    conn = await asyncpg.connect(database_url)
+    try:
+        reasons = [r["reason"] for r in await conn.fetch("SELECT reason FROM sqs2pg_idempotency ORDER BY 1")]
+    finally:
+        await conn.close()
+    copies = await queues.receive_all(queues.dlq_url)
+    errors = [m["MessageAttributes"]["sqs2pg_error"]["StringValue"] for m in copies]
+    logged = [str(getattr(r, "error", "")) for r in caplog.records]
+    everything = "\n".join([*statuses, peek.stdout, *reasons, *errors, *logged])
+    assert "alice@example.com" not in everything and "12abc-secret" not in everything, everything
+    assert any("23514" in r and "customers_age_positive" in r and "customers" in r for r in reasons), reasons
+    assert any(r.startswith("ValueError") for r in reasons), reasons
+
+
+async def _dead_lettered(app: Any, queue: str, n: int) -> bool:
+    return metric(app, "sqs2pg_messages_total", queue=queue, outcome="dead_lettered") >= n

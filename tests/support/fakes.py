@@ -200,7 +200,7 @@ class FakeSqs:
         self._notify()
         return failed
 
-    async def send_to_dlq(self, dlq_url: str, message: Message, error: Sqs2pgError) -> str:
+    async def send_to_dlq(self, dlq_url: str, message: Message, error: Sqs2pgError) -> tuple[str, list[str]]:
         self.calls.append(("send_to_dlq", (message.message_id, error.kind)))
         self.dead.append(
             Stored(
@@ -212,7 +212,7 @@ class FakeSqs:
                 0,
             )
         )
-        return "full"
+        return "full", []
 
     async def send(
         self, url: str, message: Message, attributes: dict[str, Any], dedup_id: str, keep_original: bool = True
