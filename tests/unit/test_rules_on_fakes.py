@@ -121,10 +121,10 @@ async def test_deletes_are_queued_before_anything_is_awaited() -> None:
     batch = await dispatcher.next_batch(3)
     copy_started, never = asyncio.Event(), asyncio.Event()
 
-    async def blocked_copy(*args: object, **kwargs: object) -> str:
+    async def blocked_copy(*args: object, **kwargs: object) -> tuple[str, list[str]]:
         copy_started.set()
         await never.wait()
-        return "full"
+        return "full", []
 
     sqs.send_to_dlq = blocked_copy  # type: ignore[method-assign]
     results: list[Outcome | Sqs2pgError] = [
