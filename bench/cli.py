@@ -76,8 +76,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--only",
-        help="for tuning: run only these measurements (comma-separated: ceilings,naive,peer,sqs2pg,latency,delays); "
+        help="for tuning: run only these measurements (comma-separated: ceilings,naive,peer,sqs2pg,flood,latency,"
+        "delays); "
         "the ratios then cannot be computed",
+    )
+    p.add_argument(
+        "--flood-clients",
+        type=int,
+        default=200,
+        help="HTTP clients hammering /metrics in the flood series (sqs2pg on the headline group count; default 200)",
     )
     p.add_argument("--profile", metavar="FILE", help="py-spy the first sqs2pg backlog run into FILE (collapsed stacks)")
     p.add_argument("--json", default="bench/results/latest.json", help="where to write the figures")
@@ -132,7 +139,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 return await workloads.make_queue(sqs, f"bench-{uuid.uuid4().hex[:12]}")
 
             only = (
-                set(args.only.split(",")) if args.only else {"ceilings", "naive", "peer", "sqs2pg", "latency", "delays"}
+                set(args.only.split(","))
+                if args.only
+                else {"ceilings", "naive", "peer", "sqs2pg", "flood", "latency", "delays"}
             )
             delays = [float(d) for d in args.delays.split(",")] if args.delays else []
             delay_groups = [int(g) for g in args.delay_groups.split(",")]
@@ -168,6 +177,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         f"sqs2pg_g{g}",
                         await workloads.sqs2pg_backlog(
                             sqs, env, db_url, q, backlog(g), g, uuid.uuid4().hex, log, extra_env, profile
+                        ),
+                    )
+                    await workloads.drop_queue(sqs, q)
+                if "flood" in only:  # the same backlog while clients hammer /metrics: the HTTP port must not starve it
+                    q = await fresh_queue()
+                    record(
+                        f"sqs2pg_g{groups[0]}_flood{args.flood_clients}",
+                        await workloads.sqs2pg_backlog(
+                            sqs,
+                            env,
+                            db_url,
+                            q,
+                            backlog(groups[0]),
+                            groups[0],
+                            uuid.uuid4().hex,
+                            log,
+                            extra_env,
+                            flood=args.flood_clients,
                         ),
                     )
                     await workloads.drop_queue(sqs, q)
@@ -242,6 +269,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     for g in groups:
         ratios[f"sqs2pg_over_queue_ceiling_g{g}"] = rate[f"sqs2pg_g{g}"] / rate[f"queue_ceiling_g{g}"]
+    if (flooded := f"sqs2pg_g{head}_flood{args.flood_clients}") in rate:
+        ratios["flood_over_quiet"] = rate[flooded] / rate[f"sqs2pg_g{head}"]
     far_groups = int(args.delay_groups.split(",")[0])
     for d in (15, 30):
         if f"sqs2pg_g{far_groups}_delay{d}" in rate and f"sqs2pg_g{far_groups}_delay0" in rate:

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -325,6 +326,15 @@ async def reset_tables(conn: asyncpg.Connection) -> None:
     await conn.execute("TRUNCATE events, sqs2pg_idempotency")
 
 
+def _stop_flood(flooding: subprocess.Popen[bytes] | None) -> dict[str, int]:
+    """Stop the flood and read what it counted."""
+    if flooding is None:
+        return {}
+    flooding.send_signal(signal.SIGTERM)
+    out, _ = flooding.communicate(timeout=60)
+    return dict(json.loads(out.decode().strip().splitlines()[-1]))
+
+
 async def sqs2pg_backlog(
     sqs: Any,
     endpoint_env: dict[str, str],
@@ -336,20 +346,30 @@ async def sqs2pg_backlog(
     log: Path,
     extra_env: dict[str, str],
     profile: Path | None = None,
+    flood: int = 0,
 ) -> dict[str, Any]:
-    """A backlog of n messages waiting, then sqs2pg started: throughput (first to last commit) and peak RSS."""
+    """A backlog of n messages waiting, then sqs2pg started: throughput (first to last commit) and peak RSS.
+    ``flood``: that many HTTP clients hammer its /metrics from the moment its port answers (bench/flood.py)."""
     await fill(sqs, q, n, groups, tag)
     conn = await asyncpg.connect(db_url)
+    flooding: subprocess.Popen[bytes] | None = None
     try:
         await reset_tables(conn)
         t0 = time.perf_counter()
         service = Service(endpoint_env, db_url, q, log, extra_env, profile)
         try:
+            if flood:
+                await asyncio.to_thread(wait_for_port, service.port, service.proc, 30)
+                url = f"http://127.0.0.1:{service.port}/metrics"
+                flooding = subprocess.Popen(
+                    [sys.executable, "-m", "bench.flood", url, str(flood)], cwd=ROOT, stdout=subprocess.PIPE
+                )
             cpu = await _wait_for_rows(conn, n, service, timeout_s=max(120.0, n / 50))
             wall = time.perf_counter() - t0
             rss = service.peak_rss_mb()
             calls = service.sqs_requests()
         finally:
+            flood_counts = _stop_flood(flooding)
             service.stop()
         span = await conn.fetchval("SELECT extract(epoch FROM max(committed_at) - min(committed_at)) FROM events")
         result = {
@@ -360,6 +380,7 @@ async def sqs2pg_backlog(
             "cpu_busy": cpu / float(span),
             "msgs_per_receive": n / calls.get("receive_message", 1),
             "msgs_per_delete": n / calls.get("delete_message_batch", 1),
+            **({"flood_answered_per_s": flood_counts["answered"] / wall} if flood else {}),
             **await check_exactly_once(conn, n),
         }
         await reset_tables(conn)
