@@ -366,10 +366,11 @@ async def sqs2pg_backlog(
                 )
             cpu = await _wait_for_rows(conn, n, service, timeout_s=max(120.0, n / 50))
             wall = time.perf_counter() - t0
+            flood_counts, flooding = _stop_flood(flooding), None  # (a flood holds every connection /metrics takes)
             rss = service.peak_rss_mb()
             calls = service.sqs_requests()
         finally:
-            flood_counts = _stop_flood(flooding)
+            _stop_flood(flooding)
             service.stop()
         span = await conn.fetchval("SELECT extract(epoch FROM max(committed_at) - min(committed_at)) FROM events")
         result = {
