@@ -56,6 +56,13 @@ class Prometheus:
         assert body["status"] == "success", body
         return body["data"]
 
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=5) as response:
+                return bool(response.status == 200)
+        except OSError:  # urllib's HTTPError (the 503 before it is ready) is an OSError
+            return False
+
     def alert_states(self) -> dict[str, set[str]]:
         """alertname -> the states (pending, firing) its active alerts are in."""
         states: dict[str, set[str]] = {}
@@ -87,7 +94,14 @@ def prometheus_for() -> Iterator[Any]:
             wait_for_port(port, proc)
         except RuntimeError:
             raise AssertionError(f"prometheus did not start:\n{(tmp / 'prometheus.log').read_text()[-3000:]}") from None
-        return Prometheus(port)
+        prom = Prometheus(port)
+        # The port opens before the storage is ready; until then every query is a 503.
+        deadline = time.monotonic() + 30
+        while not prom.ready():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"prometheus not ready:\n{(tmp / 'prometheus.log').read_text()[-3000:]}")
+            time.sleep(0.1)
+        return prom
 
     try:
         yield start
