@@ -146,7 +146,7 @@ class Settings:
 
     def connect_kwargs(self) -> dict[str, Any]:
         """Arguments for asyncpg.connect / create_pool, shared by the service, migrations and `check`."""
-        dsn, url_timeout = database_url.split_connect_timeout(self.database_url)
+        dsn, url_timeout = database_url.for_asyncpg(self.database_url)
         kwargs: dict[str, Any] = {
             "dsn": dsn,
             "timeout": url_timeout or self.db_connect_timeout_s,

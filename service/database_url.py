@@ -1,5 +1,7 @@
-"""DATABASE_URL: its form checked at start, its password kept out of every line sqs2pg prints, and libpq's
-connect_timeout taken out of it (asyncpg would send it to the server as a setting).
+"""DATABASE_URL: its form checked at start, its password kept out of every line sqs2pg prints, and two of
+libpq's parameters that asyncpg does not read as libpq does made to mean what they mean in libpq:
+``connect_timeout`` (asyncpg would send it to the server as a setting) and ``sslrootcert=system`` (libpq 16:
+verify the server against the system's trusted CAs; asyncpg would look for a file named "system").
 
 One rule keeps the password out: every way it can be written in the URL (after the user, ``user:PASSWORD@``,
 with or without percent-encoding; a ``password=`` parameter) is found by ``secrets``, ``redact`` replaces
@@ -10,22 +12,39 @@ either.
 
 from __future__ import annotations
 
+import ssl
+from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 MASK = "***"
 _hidden: set[str] = set()  # every secret of the DATABASE_URLs this process was given (hide())
 
 
-def split_connect_timeout(url: str) -> tuple[str, float | None]:
-    """libpq's connect_timeout URL parameter, which asyncpg would send to the server as a setting (and the
-    server reject): taken out of the URL and used as the connect timeout."""
+def for_asyncpg(url: str) -> tuple[str, float | None]:
+    """(the URL asyncpg is given, the connect timeout the URL sets or None): libpq's connect_timeout taken out
+    and used as the timeout; sslrootcert=system replaced by the system's CA file, with sslmode verify-full
+    when the URL names none (as libpq does; problem() refuses a weaker one)."""
     base, question, query = url.partition("?")
-    if not question or "connect_timeout" not in query:
+    pairs = parse_qsl(query, keep_blank_values=True) if question else []
+    if not any(k == "connect_timeout" or (k, v) == ("sslrootcert", "system") for k, v in pairs):
         return url, None
-    pairs = parse_qsl(query, keep_blank_values=True)
     timeout = next((float(v) for k, v in pairs if k == "connect_timeout" and v.replace(".", "", 1).isdigit()), None)
-    rest = urlencode([(k, v) for k, v in pairs if k != "connect_timeout"])
+    pairs = [(k, v) for k, v in pairs if k != "connect_timeout"]
+    if ("sslrootcert", "system") in pairs:
+        pairs = [(k, system_ca_file() if (k, v) == ("sslrootcert", "system") else v) for k, v in pairs]
+        if not any(k == "sslmode" for k, _ in pairs):
+            pairs.append(("sslmode", "verify-full"))
+    rest = urlencode(pairs)
     return (f"{base}?{rest}" if rest else base), timeout
+
+
+def system_ca_file() -> str:
+    """The file of CAs this system trusts (OpenSSL's default; Debian's ca-certificates in the image)."""
+    paths = ssl.get_default_verify_paths()
+    for candidate in (paths.cafile, paths.openssl_cafile):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    return paths.openssl_cafile  # absent: asyncpg then says which file it could not read
 
 
 def secrets(url: str) -> set[str]:
@@ -106,4 +125,10 @@ def problem(url: str) -> str | None:
             )
         if colon and port and not 1 <= int(port) <= 65535:
             return f"DATABASE_URL has port {port}: a port is a number from 1 to 65535"
+    params = dict(parse_qsl(parts.query, keep_blank_values=True))
+    if params.get("sslrootcert") == "system" and params.get("sslmode", "verify-full") != "verify-full":
+        return (
+            f"DATABASE_URL has sslrootcert=system with sslmode={params['sslmode']}: sslrootcert=system checks the "
+            "server's certificate and name against the system's CAs, so use sslmode=verify-full (or leave sslmode out)"
+        )
     return None

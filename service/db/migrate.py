@@ -55,7 +55,7 @@ def _driver_error(exc: BaseException) -> BaseException:
     """asyncpg's own error (it carries the SQLSTATE) from inside SQLAlchemy's wrappers, else ``exc``."""
     seen: BaseException | None = exc
     for _ in range(10):
-        if seen is None or isinstance(seen, (asyncpg.PostgresError, OSError)):
+        if seen is None or isinstance(seen, (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
             break
         seen = seen.__cause__ or getattr(seen, "orig", None)
     return seen or exc

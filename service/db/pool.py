@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections.abc import AsyncIterator
 
@@ -129,15 +130,22 @@ _DATABASE_HINTS = {
 def describe_database_error(exc: BaseException, database: str) -> str:
     """One line for an operator: what the database said, which one (``database``, redacted), what to check."""
     cause = exc.__cause__ if isinstance(exc, DatabaseUnavailable) and exc.__cause__ is not None else exc
-    what = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
+    what = " ".join(f"{type(cause).__name__}: {cause}".split()) if str(cause) else type(cause).__name__
     if isinstance(cause, SchemaMissing):
         return f"{cause} in {database}: run `sqs2pg migrate`"
     hint = _DATABASE_HINTS.get(
         getattr(cause, "sqlstate", None) or "", "check DATABASE_URL and that the server is up and reachable"
     )
-    if "SSL" in str(cause):
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        hint = (
+            "the server's certificate does not verify against DATABASE_URL's sslrootcert, or does not name the host "
+            "(RDS Proxy: sslrootcert=system; Aurora itself: sslrootcert=FILE with the RDS CA bundle)"
+        )
+    elif "root certificate" in str(cause):
+        hint = "name the CAs to verify the server with: sslrootcert=FILE, or sslrootcert=system for the system's CAs"
+    elif "SSL" in str(cause):
         hint = "check sslmode in DATABASE_URL against what the server accepts"
-    return f"{what[:200]} (database {database}): {hint}"
+    return f"{what[:240]} (database {database}): {hint}"
 
 
 def database_misconfigured(exc: BaseException) -> bool:

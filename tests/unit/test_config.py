@@ -1,5 +1,9 @@
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
 import pytest
 
+from sqs2pg import database_url
 from sqs2pg.config import ConfigError, Settings, load
 from sqs2pg.database_url import redact
 
@@ -97,6 +101,22 @@ def test_libpq_connect_timeout_in_the_url_becomes_the_connect_timeout() -> None:
     kwargs = load({**BASE, "DATABASE_URL": "postgresql://app@db/app?connect_timeout=3"}).connect_kwargs()
     assert kwargs["dsn"] == "postgresql://app@db/app" and kwargs["timeout"] == 3.0
     assert load(BASE).connect_kwargs()["timeout"] == 5.0
+
+
+def test_sslrootcert_system_means_the_systems_cas_and_verify_full_as_in_libpq() -> None:
+    ca = database_url.system_ca_file()
+    assert Path(ca).is_file()
+    dsn = load({**BASE, "DATABASE_URL": "postgresql://app@db/app?sslrootcert=system"}).connect_kwargs()["dsn"]
+    assert parse_qs(urlsplit(dsn).query) == {"sslrootcert": [ca], "sslmode": ["verify-full"]}
+    dsn = load(
+        {**BASE, "DATABASE_URL": "postgresql://app@db/app?sslmode=verify-full&sslrootcert=system&connect_timeout=2"}
+    ).connect_kwargs()["dsn"]
+    assert parse_qs(urlsplit(dsn).query) == {"sslrootcert": [ca], "sslmode": ["verify-full"]}
+    with pytest.raises(ConfigError, match="use sslmode=verify-full"):
+        load({**BASE, "DATABASE_URL": "postgresql://app@db/app?sslmode=require&sslrootcert=system"})
+    # a file stays a file
+    dsn = load({**BASE, "DATABASE_URL": "postgresql://app@db/app?sslrootcert=/ca.pem"}).connect_kwargs()["dsn"]
+    assert dsn == "postgresql://app@db/app?sslrootcert=/ca.pem"
 
 
 @pytest.mark.parametrize(
