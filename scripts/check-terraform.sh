@@ -62,6 +62,7 @@ plan no-proxy -var enable_rds_proxy=false
 plan amp-adot -var create_amp_workspace=true -var enable_adot_sidecar=true
 plan kms-high-throughput -var 'sqs_kms_key_arn=arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555' -var sqs_high_throughput=true
 plan failover-drill -var enable_failover_drill=true -var secret_recovery_window_days=0
+plan vpc-endpoints -var create_vpc_endpoints=true -var 'vpc_endpoint_route_table_ids=["rtb-0123456789abcdef0"]'
 refuse serverless-max-not-above-min "db_serverless_max_capacity must be above db_serverless_min_capacity" \
   -var db_serverless=true -var db_serverless_min_capacity=4 -var db_serverless_max_capacity=4
 refuse adot-without-amp "enable_adot_sidecar needs an AMP workspace" -var enable_adot_sidecar=true
@@ -71,4 +72,6 @@ refuse max-tasks-below-min "max_tasks must be at least min_tasks" -var min_tasks
 refuse engine-version "db_engine_version must be a major version" -var db_engine_version=latest
 refuse message-size "queue_max_message_size must be from 1,024 to 262,144" -var queue_max_message_size=1048576
 refuse recovery-window "secret_recovery_window_days must be 0 or from 7 to 30" -var secret_recovery_window_days=3
+refuse vpc-endpoints-without-route-tables "create_vpc_endpoints needs vpc_endpoint_route_table_ids" \
+  -var create_vpc_endpoints=true
 echo "check-terraform: passed in $(($(date +%s) - started)) s"

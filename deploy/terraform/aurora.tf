@@ -57,13 +57,15 @@ resource "aws_vpc_security_group_ingress_rule" "db_from_proxy" {
   referenced_security_group_id = aws_security_group.proxy[0].id
 }
 
-# --- parameters: TLS required, slow statements and DDL logged --------------------------------------------
+# --- parameters: TLS required, slow statements and DDL logged, never their parameters -------------------
 
 resource "aws_rds_cluster_parameter_group" "this" {
   name        = "${var.name}-aurora-postgresql${local.db_engine_major}"
   family      = "aurora-postgresql${local.db_engine_major}"
   description = "${var.name}: TLS required, statement logging"
 
+  # In force from the first boot of a cluster this module creates; a cluster that adopts this group later
+  # takes it at its next reboot (README, "TLS").
   parameter {
     name         = "rds.force_ssl"
     value        = "1"
@@ -80,6 +82,18 @@ resource "aws_rds_cluster_parameter_group" "this" {
     value = "1000"
   }
 
+  # A slow statement is logged without its bind parameters, which are the messages' bodies: nothing a
+  # producer sent reaches CloudWatch Logs, neither from a slow INSERT nor from a failed one.
+  parameter {
+    name  = "log_parameter_max_length"
+    value = "0"
+  }
+
+  parameter {
+    name  = "log_parameter_max_length_on_error"
+    value = "0"
+  }
+
   # A major upgrade brings a new family, so a new group (its name carries the major version): created before
   # the old one, which the cluster still uses until the upgrade, is deleted.
   lifecycle {
@@ -90,6 +104,7 @@ resource "aws_rds_cluster_parameter_group" "this" {
 # --- the cluster -----------------------------------------------------------------------------------------
 
 resource "aws_rds_cluster" "this" {
+  #checkov:skip=CKV_AWS_162:IAM database authentication is a variable (db_iam_authentication, off): sqs2pg logs in with the application user's password from Secrets Manager (through RDS Proxy by default), and an authentication method nothing uses is one more way in (README, "Who may log in").
   #checkov:skip=CKV2_AWS_8:Backups are Aurora's own continuous automated backups with point-in-time recovery (db_backup_retention_days, final snapshot on destroy); AWS Backup plans, where used, are organisation-wide and attached by tag outside this module.
   cluster_identifier = var.name
   engine             = "aurora-postgresql"
@@ -127,7 +142,8 @@ resource "aws_rds_cluster" "this" {
   # db_skip_final_snapshot later then needs no other change.
   final_snapshot_identifier = local.db_final_snapshot
 
-  iam_database_authentication_enabled = true
+  # sqs2pg logs in with a password from Secrets Manager; IAM database authentication only where asked for.
+  iam_database_authentication_enabled = var.db_iam_authentication
   enabled_cloudwatch_logs_exports     = ["postgresql"]
 
   # RDS Data API: lets an operator run SQL (create the application user, README) with IAM and the master
@@ -226,7 +242,9 @@ resource "aws_rds_cluster_instance" "reader" {
 # (ECS `secrets`, valueFrom "<arn>:DATABASE_URL::"), so it never appears in the task definition or in the
 # Terraform state. The operator sets the value out of band (see README.md), as JSON:
 #   {"username": "sqs2pg_app", "password": "...",
-#    "DATABASE_URL": "postgresql://sqs2pg_app:...@<proxy or cluster endpoint>:5432/sqs2pg?sslmode=require"}
+#    "DATABASE_URL": "postgresql://sqs2pg_app:...@<database_host>:5432/sqs2pg?<database_url_tls>"}
+# (outputs: through RDS Proxy, sslmode=verify-full&sslrootcert=system: its ACM certificate chains to the
+# system's CAs; README "TLS" says how to verify Aurora itself).
 # username/password are the keys RDS Proxy reads, so the same secret also authenticates the proxy to the
 # database for that user. The master user's secret stays managed (and rotated) by RDS; the service never
 # uses it.

@@ -28,6 +28,8 @@ locals {
     user                   = "10001:10001"
     readonlyRootFilesystem = true
     privileged             = false
+    # No Linux capability: sqs2pg binds an unprivileged port and changes no file, user or clock.
+    linuxParameters = { capabilities = { add = [], drop = ["ALL"] } }
     # SIGTERM, then SIGKILL after this long. A clean stop cuts the long poll short at once and gives in-flight
     # work SQS2PG_SHUTDOWN_GRACE_S: it takes at most that plus a few seconds (README, "clean shutdown").
     stopTimeout = var.stop_timeout_seconds
@@ -68,6 +70,7 @@ locals {
     essential              = false
     readonlyRootFilesystem = true
     privileged             = false
+    linuxParameters        = { capabilities = { add = [], drop = ["ALL"] } }
     environment = [
       { name = "AOT_CONFIG_CONTENT", value = local.adot_config },
     ]
@@ -130,7 +133,11 @@ resource "aws_vpc_security_group_ingress_rule" "service_metrics_from_scraper" {
   referenced_security_group_id = var.metrics_scraper_security_group_id
 }
 
+# HTTPS to the AWS APIs: anywhere (through the VPC's NAT gateway or its own endpoints), or, with
+# create_vpc_endpoints, only to this module's endpoints (endpoints.tf) and S3's prefix list (image layers).
 resource "aws_vpc_security_group_egress_rule" "service_https" {
+  count = var.create_vpc_endpoints ? 0 : 1
+
   security_group_id = aws_security_group.service.id
   description       = "HTTPS to AWS APIs: SQS, ECR, CloudWatch Logs, Secrets Manager, APS (NAT or VPC endpoints)"
   ip_protocol       = "tcp"

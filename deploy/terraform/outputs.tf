@@ -43,6 +43,11 @@ output "database_host" {
   value       = local.database_host
 }
 
+output "database_url_tls" {
+  description = "The query string DATABASE_URL should end with: through RDS Proxy, sslmode=verify-full&sslrootcert=system (its ACM certificate chains to the system's CAs); straight to Aurora, sslmode=require (README, \"TLS\": verify-full needs the RDS CA bundle in the image)."
+  value       = var.enable_rds_proxy ? "sslmode=verify-full&sslrootcert=system" : "sslmode=require"
+}
+
 output "db_name" {
   description = "Database name."
   value       = aws_rds_cluster.this.database_name

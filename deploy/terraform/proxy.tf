@@ -65,9 +65,12 @@ data "aws_iam_policy_document" "proxy_assume" {
 
 data "aws_iam_policy_document" "proxy" {
   statement {
-    sid       = "ReadDatabaseSecrets"
-    actions   = ["secretsmanager:GetSecretValue"]
-    resources = [local.master_secret_arn, aws_secretsmanager_secret.app_database.arn]
+    sid     = "ReadDatabaseSecrets"
+    actions = ["secretsmanager:GetSecretValue"]
+    resources = concat(
+      [aws_secretsmanager_secret.app_database.arn],
+      var.rds_proxy_allow_master_user ? [local.master_secret_arn] : [],
+    )
   }
 
   statement {
@@ -121,12 +124,17 @@ resource "aws_db_proxy" "this" {
     secret_arn                = aws_secretsmanager_secret.app_database.arn
   }
 
-  auth {
-    description               = "master user (administration)"
-    auth_scheme               = "SECRETS"
-    iam_auth                  = "DISABLED"
-    client_password_auth_type = "POSTGRES_SCRAM_SHA_256"
-    secret_arn                = local.master_secret_arn
+  # The master user logs in through the proxy only where asked for (administration goes through the Data
+  # API, README step 4); sqs2pg never uses it.
+  dynamic "auth" {
+    for_each = var.rds_proxy_allow_master_user ? [1] : []
+    content {
+      description               = "master user (administration)"
+      auth_scheme               = "SECRETS"
+      iam_auth                  = "DISABLED"
+      client_password_auth_type = "POSTGRES_SCRAM_SHA_256"
+      secret_arn                = local.master_secret_arn
+    }
   }
 
   depends_on = [aws_iam_role_policy.proxy]

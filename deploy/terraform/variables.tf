@@ -53,6 +53,23 @@ variable "private_subnet_ids" {
   }
 }
 
+variable "create_vpc_endpoints" {
+  description = "Create VPC endpoints for what the tasks call (SQS, Secrets Manager, ECR api and dkr, CloudWatch Logs, APS with the ADOT sidecar; S3 as a gateway on vpc_endpoint_route_table_ids) and narrow the tasks' HTTPS egress to them. Off: the VPC already reaches the APIs (a NAT gateway or endpoints of its own). private_subnet_ids must then be one subnet per AZ."
+  type        = bool
+  default     = false
+}
+
+variable "vpc_endpoint_route_table_ids" {
+  description = "With create_vpc_endpoints: the route tables of private_subnet_ids, for the S3 gateway endpoint (ECR image layers)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for r in var.vpc_endpoint_route_table_ids : can(regex("^rtb-[0-9a-f]+$", r))])
+    error_message = "vpc_endpoint_route_table_ids must hold route table ids (rtb-...)."
+  }
+}
+
 variable "database_subnet_ids" {
   description = "Subnets for the Aurora subnet group and RDS Proxy (at least two AZs). Empty: reuse private_subnet_ids."
   type        = list(string)
@@ -334,15 +351,27 @@ variable "db_monitoring_interval" {
 }
 
 variable "db_enable_data_api" {
-  description = "Enable the RDS Data API (HTTP endpoint) on the cluster, used to create the application user without network access to the database (README). Callers still need IAM rds-data permissions and the master secret."
+  description = "Enable the RDS Data API (HTTP endpoint) on the cluster, used to create the application user without network access to the database (README step 4). Callers still need IAM rds-data permissions and the master secret. On by default for that step; false once the user exists closes it (README, \"Decisions\")."
   type        = bool
   default     = true
+}
+
+variable "db_iam_authentication" {
+  description = "Enable IAM database authentication on the cluster. sqs2pg logs in with the password in its DATABASE_URL secret and does not use it; enable it for other clients that do."
+  type        = bool
+  default     = false
 }
 
 variable "enable_rds_proxy" {
   description = "Put RDS Proxy in front of the cluster (recommended: it keeps one address and queues connections during a failover). DATABASE_URL should then point at the proxy endpoint."
   type        = bool
   default     = true
+}
+
+variable "rds_proxy_allow_master_user" {
+  description = "Let the master user log in through RDS Proxy (the proxy then reads the master secret too). Off: only the application user goes through the proxy; administration goes through the Data API."
+  type        = bool
+  default     = false
 }
 
 variable "rds_proxy_idle_client_timeout" {
@@ -363,7 +392,8 @@ variable "rds_proxy_idle_client_timeout" {
 variable "image_tag" {
   description = "Tag of the sqs2pg image in this stack's ECR repository (tags are immutable: use a version or commit id). Ignored when container_image is set."
   type        = string
-  default     = "0.1.0"
+  # The package version (pyproject.toml), which tests/deploy keeps in step: README step 3 pushes that tag.
+  default = "0.3.0"
 
   validation {
     condition     = can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.image_tag)) && var.image_tag != "latest"

@@ -14,9 +14,12 @@ from pathlib import Path
 import hcl2
 import pytest
 
+from sqs2pg.version import __version__
+
 from .tfparse import (
     TF_DIR,
     all_resources,
+    clean,
     code_without_comments,
     data_sources,
     expr,
@@ -43,6 +46,7 @@ EXPECTED_FILES = {
     "ecr.tf",
     "kms.tf",
     "drill.tf",
+    "endpoints.tf",
     "outputs.tf",
 }
 
@@ -302,6 +306,40 @@ def test_tls_is_required_by_the_cluster_parameter_group() -> None:
     assert expr(cluster.attr("db_cluster_parameter_group_name")) == "${aws_rds_cluster_parameter_group.this.name}"
 
 
+def test_slow_and_failed_statements_are_logged_without_their_parameters() -> None:
+    """The parameters of sqs2pg's INSERTs are the messages' bodies: none may reach CloudWatch Logs."""
+    (pg,) = resources("aws_rds_cluster_parameter_group").values()
+    params = {p.attr("name"): str(p.attr("value")) for p in pg.blocks("parameter")}
+    assert params["log_min_duration_statement"] != "-1"  # slow statements are logged...
+    assert params["log_parameter_max_length"] == "0"  # ...without their bind parameters
+    assert params["log_parameter_max_length_on_error"] == "0"
+    assert params.get("log_statement") in ("ddl", "none")  # "mod" or "all" would log every INSERT's text
+
+
+def test_database_logins_are_the_ones_sqs2pg_uses_unless_asked_for() -> None:
+    (cluster,) = resources("aws_rds_cluster").values()
+    assert expr(cluster.attr("iam_database_authentication_enabled")) == "${var.db_iam_authentication}"
+    assert default("db_iam_authentication") is False
+    (proxy,) = resources("aws_db_proxy").values()
+    (app_auth,) = proxy.blocks("auth")  # the application user only; the master user behind a variable
+    assert expr(app_auth.attr("secret_arn")) == "${aws_secretsmanager_secret.app_database.arn}"
+    (master,) = proxy.dynamic("auth")
+    assert expr(master.attr("for_each")) == "${var.rds_proxy_allow_master_user ? [1] : []}"
+    assert default("rds_proxy_allow_master_user") is False
+    assert "var.rds_proxy_allow_master_user" in expr(
+        next(st for st in data_sources("aws_iam_policy_document")["proxy"].blocks("statement")
+             if st.attr("sid") == "ReadDatabaseSecrets").attr("resources")
+    )  # fmt: skip
+
+
+def test_the_database_url_verifies_the_proxy_by_default() -> None:
+    tls = expr(outputs()["database_url_tls"].attr("value"))
+    assert tls == '${var.enable_rds_proxy ? "sslmode=verify-full&sslrootcert=system" : "sslmode=require"}'
+    assert default("enable_rds_proxy") is True
+    readme = (TF_DIR / "README.md").read_text()
+    assert "database_url_tls" in readme and 'sslmode=require"' not in readme
+
+
 def test_writer_and_readers_are_spread_across_azs() -> None:
     inst = resources("aws_rds_cluster_instance")
     assert set(inst) == {"writer", "reader"}
@@ -481,6 +519,38 @@ def test_container_is_hardened_and_gets_its_database_url_as_a_secret() -> None:
     assert logs["options"]["awslogs-group"] == "${aws_cloudwatch_log_group.service.name}"
     group = resources("aws_cloudwatch_log_group")["service"]
     assert expr(group.attr("retention_in_days")) == "${var.log_retention_days}"
+
+
+def test_every_container_drops_every_linux_capability() -> None:
+    for name in ("app_container", "adot_container"):
+        caps = locals_()[name]["linuxParameters"]["capabilities"]
+        assert caps["drop"] == ["ALL"] and caps["add"] == [], name
+
+
+def test_image_tag_defaults_to_the_package_version() -> None:
+    """README step 3 pushes the package's version as the tag; the default must name the same image."""
+    assert default("image_tag") == __version__
+    example = hcl2.loads((TF_DIR / "terraform.tfvars.example").read_text())
+    assert clean(example)["image_tag"] == __version__
+
+
+def test_vpc_endpoints_are_optional_and_narrow_the_tasks_egress() -> None:
+    assert default("create_vpc_endpoints") is False
+    services = expr(locals_()["vpc_endpoint_services"])
+    for service in ("sqs", "secretsmanager", "ecr.api", "ecr.dkr", "logs", "aps-workspaces"):
+        assert f'"{service}"' in services, service
+    endpoints = resources("aws_vpc_endpoint")
+    assert endpoints["interface"].attr("private_dns_enabled") is True
+    assert endpoints["s3"].attr("vpc_endpoint_type") == "Gateway"
+    egress = resources("aws_vpc_security_group_egress_rule")
+    # with the endpoints, no HTTPS to anywhere: only to them and to S3's prefix list
+    assert expr(egress["service_https"].attr("count")) == "${var.create_vpc_endpoints ? 0 : 1}"
+    assert egress["service_https"].attr("cidr_ipv4") == "0.0.0.0/0"
+    for name in ("service_to_endpoints", "service_to_s3"):
+        assert expr(egress[name].attr("count")) == "${var.create_vpc_endpoints ? 1 : 0}"
+        assert not egress[name].has("cidr_ipv4"), name
+    (ingress,) = [r for n, r in resources("aws_vpc_security_group_ingress_rule").items() if n.startswith("endpoints")]
+    assert expr(ingress.attr("referenced_security_group_id")) == "${aws_security_group.service.id}"
 
 
 def test_adot_sidecar_is_optional_and_remote_writes_with_sigv4() -> None:

@@ -71,6 +71,48 @@ run "defaults_follow_minor_upgrades" {
     condition     = length(aws_fis_experiment_template.failover) == 0 && length(aws_iam_role.fis) == 0
     error_message = "the failover drill (template and role) is off by default"
   }
+  assert {
+    condition     = length(aws_db_proxy.this[0].auth) == 1 && !aws_rds_cluster.this.iam_database_authentication_enabled
+    error_message = "only the application user logs in through the proxy, and IAM database authentication is off, by default"
+  }
+  assert {
+    condition     = length(aws_vpc_endpoint.interface) == 0 && length(aws_vpc_security_group_egress_rule.service_https) == 1
+    error_message = "no VPC endpoints by default, and HTTPS egress to the APIs wherever they are"
+  }
+}
+
+run "vpc_endpoints_narrow_the_tasks_egress_to_them" {
+  command = plan
+
+  variables {
+    create_vpc_endpoints         = true
+    vpc_endpoint_route_table_ids = ["rtb-0123456789abcdef0"]
+    create_amp_workspace         = true
+    enable_adot_sidecar          = true
+  }
+
+  assert {
+    condition     = toset(keys(aws_vpc_endpoint.interface)) == toset(["sqs", "secretsmanager", "ecr.api", "ecr.dkr", "logs", "aps-workspaces"])
+    error_message = "an interface endpoint for every API the tasks call"
+  }
+  assert {
+    condition     = aws_vpc_endpoint.interface["sqs"].service_name == "com.amazonaws.eu-west-1.sqs" && aws_vpc_endpoint.s3[0].vpc_endpoint_type == "Gateway"
+    error_message = "endpoints are named for the stack's region; S3 is a gateway"
+  }
+  assert {
+    condition     = length(aws_vpc_security_group_egress_rule.service_https) == 0 && length(aws_vpc_security_group_egress_rule.service_to_endpoints) == 1
+    error_message = "with the endpoints, the tasks' HTTPS goes only to them"
+  }
+}
+
+run "refuses_vpc_endpoints_without_route_tables" {
+  command = plan
+
+  variables {
+    create_vpc_endpoints = true
+  }
+
+  expect_failures = [aws_vpc_endpoint.s3]
 }
 
 run "a_test_stack_can_be_destroyed_and_created_again" {
