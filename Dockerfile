@@ -2,8 +2,15 @@
 #   docker build -t sqs2pg .
 #   docker run --rm --read-only -e DATABASE_URL=... -e SQS_QUEUE_URLS=... -e AWS_REGION=... -p 8080:8080 sqs2pg
 # scripts/image-check.sh builds it with podman and runs it as users will (CI runs that script).
+# The base, pinned by digest: what was tested is what is built, until the pin is moved on purpose.
+# python:3.12-slim-bookworm's multi-platform index (amd64, arm64, ...) of 2026-08-25, Python 3.12.14, as
+# docker-library/repo-info lists it (repos/python/remote/3.12-slim-bookworm.md). To move it:
+#   docker buildx imagetools inspect docker.io/library/python:3.12-slim-bookworm   (the Digest line)
+# scripts/image-check.sh builds with a local stand-in (--build-arg PYTHON_IMAGE=...) where no registry answers.
+ARG PYTHON_IMAGE=docker.io/library/python:3.12-slim-bookworm@sha256:0f5b26b9518d002b6173fd61daad821fa340635ebfec5bba471013f9ca114579
+
 # --- build: a virtual environment with the pinned dependencies and the sqs2pg wheel, compiled, without pip ---
-FROM docker.io/library/python:3.12-slim-bookworm AS build
+FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY requirements.lock ./
@@ -25,9 +32,16 @@ RUN --mount=type=secret,id=ca,target=/run/secrets/ca.crt \
     && /opt/venv/bin/pip uninstall --yes pip setuptools \
     && /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv/lib
 
-# --- runtime: the venv and a non-root user; nothing is written at run time ---
-FROM docker.io/library/python:3.12-slim-bookworm
-RUN groupadd --system --gid 10001 sqs2pg \
+# --- runtime: the venv and a non-root user; no pip anywhere; nothing is written at run time ---
+FROM ${PYTHON_IMAGE}
+# The base's own pip (the venv's left above) goes too: nothing in a running container should install code.
+RUN for py in /usr/local/bin/python3 /usr/bin/python3; do \
+      [ -x "$py" ] || continue; \
+      dir=$("$py" -c 'import os, pip; print(os.path.dirname(pip.__file__))' 2>/dev/null) || continue; \
+      rm -rf "$dir" "$dir"-*.dist-info; \
+    done \
+    && IFS=: && for d in $PATH; do rm -f "$d"/pip "$d"/pip3 "$d"/pip3.*; done && unset IFS \
+    && groupadd --system --gid 10001 sqs2pg \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin sqs2pg
 COPY --from=build /opt/venv /opt/venv
 # PYTHONDONTWRITEBYTECODE: a read-only root filesystem works (the bytecode was compiled at build time).

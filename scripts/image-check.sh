@@ -6,12 +6,15 @@
 # before SIGKILL, as `docker stop`) ends it with exit 0. Any failure exits non-zero with the reason; nothing is
 # skipped.
 #
-# No registry is reachable on this project's machines, so when the base image cannot be pulled a stand-in is
-# built locally (debootstrap of Debian bookworm with its python3, tagged with the real base's name).
+# No registry is reachable on this project's machines, so when the pinned base image cannot be pulled a
+# stand-in is built locally (debootstrap of Debian bookworm with its python3 and pip) and given to the build
+# as --build-arg PYTHON_IMAGE.
 # docs/operations.md, "Container image", says what that does not cover.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BASE=docker.io/library/python:3.12-slim-bookworm
+PINNED=$(sed -n 's/^ARG PYTHON_IMAGE=//p' Dockerfile)   # the base the Dockerfile names, by digest
+BASE=${PINNED%@*}                                      # its tag: the stand-in's name
+[ -n "$PINNED" ] && [ "$PINNED" != "$BASE" ] || { echo "image-check: the Dockerfile's PYTHON_IMAGE is not pinned by digest" >&2; exit 1; }
 IMAGE=localhost/sqs2pg:check
 NAME=sqs2pg-check-$$
 WORK=$(mktemp -d /tmp/sqs2pg-image-check.XXXXXX)
@@ -44,14 +47,20 @@ cleanup() {
 trap cleanup EXIT
 
 # --- the base image -------------------------------------------------------------------------------------
-if ! podman image exists "$BASE"; then
-  if podman pull -q "$BASE" >/dev/null 2>&1; then
-    step "pulled $BASE"
-  else
+# The pinned base where a registry answers; else a stand-in built here, named for what it stands in for
+# (its suffix changes when what it holds does, so an older stand-in is not reused).
+STANDIN=localhost/sqs2pg-standin:python3-slim-bookworm-pip
+base_arg=()
+if podman image exists "$PINNED" || podman pull -q "$PINNED" >/dev/null 2>&1; then
+  step "base $PINNED"
+else
+  base_arg=(--build-arg "PYTHON_IMAGE=$STANDIN")
+  if ! podman image exists "$STANDIN"; then
     command -v debootstrap >/dev/null || fail "no registry reachable and debootstrap is not installed"
     step "no registry: building a stand-in for $BASE (debootstrap bookworm + python3; about a minute)"
     root=$WORK/rootfs
-    debootstrap --variant=minbase --include=python3,python3-venv bookworm "$root" http://deb.debian.org/debian \
+    # python3-pip: the real base has a pip on PATH too, which the Dockerfile must remove
+    debootstrap --variant=minbase --include=python3,python3-venv,python3-pip bookworm "$root" http://deb.debian.org/debian \
       >"$WORK/debootstrap.log" 2>&1 || { tail -20 "$WORK/debootstrap.log" >&2; fail "debootstrap failed"; }
     chroot "$root" apt-get clean
     rm -rf "$root"/var/lib/apt/lists/* "$root"/var/log/* "$root"/usr/share/man/* "$root"/usr/share/locale/* \
@@ -63,12 +72,10 @@ if ! podman image exists "$BASE"; then
     tar -C "$root" --numeric-owner --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' -cf - . \
       | podman import --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
           --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' \
-          --message "local stand-in for $BASE: debootstrap bookworm minbase + python3" - "$BASE" >/dev/null
+          --message "local stand-in for $BASE: debootstrap bookworm minbase + python3 + pip" - "$STANDIN" >/dev/null
     rm -rf "$root"
   fi
-fi
-if podman image inspect --format '{{.Comment}}' "$BASE" | grep -q stand-in; then
-  echo "   base: the local stand-in for $BASE, $(podman run --rm --pull=never "$BASE" python3 --version 2>/dev/null)"
+  echo "   base: the local stand-in for $BASE, $(podman run --rm --pull=never "$STANDIN" python3 --version 2>/dev/null)"
 fi
 
 # --- build ------------------------------------------------------------------------------------------------
@@ -76,7 +83,7 @@ step "podman build"
 secret=()
 [ -s /etc/ssl/certs/ca-certificates.crt ] && secret=(--secret id=ca,src=/etc/ssl/certs/ca-certificates.crt)
 started=$(date +%s)
-podman build --format docker --pull=never "${secret[@]}" -t "$IMAGE" . >"$WORK/build.log" 2>&1 \
+podman build --format docker --pull=never "${secret[@]}" "${base_arg[@]}" -t "$IMAGE" . >"$WORK/build.log" 2>&1 \
   || { tail -40 "$WORK/build.log" >&2; fail "podman build failed"; }
 echo "   built in $(( $(date +%s) - started )) s; size $(podman image inspect --format '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1e6}')"
 
@@ -86,7 +93,14 @@ inspect() { podman image inspect --format "$1" "$IMAGE"; }
 inspect '{{json .Config.Healthcheck}}' | grep -q healthz || fail "the image has no HEALTHCHECK (build with --format docker)"
 run_in() { podman run --rm --pull=never --read-only --cap-drop=ALL --security-opt=no-new-privileges --network=host "$@" 2>"$WORK/podman.err"; }
 [ "$(run_in --entrypoint id "$IMAGE" -u):$(run_in --entrypoint id "$IMAGE" -g)" = "10001:10001" ] || fail "the process does not run as 10001:10001"
-run_in --entrypoint python "$IMAGE" -c 'import pip' >/dev/null 2>&1 && fail "pip is still in the runtime venv"
+# No pip anywhere: no pip* command on PATH, and no python on PATH (the venv's, the base's) that imports it.
+# shellcheck disable=SC2016
+found=$(run_in --entrypoint sh "$IMAGE" -c '
+  for d in $(echo "$PATH" | tr : " "); do
+    for f in "$d"/pip "$d"/pip3 "$d"/pip3.*; do [ -e "$f" ] && echo "$f"; done
+    for py in "$d"/python "$d"/python3; do [ -x "$py" ] && "$py" -c "import pip" 2>/dev/null && echo "$py imports pip"; done
+  done; true') || fail "could not look for pip in the image"
+[ -z "$found" ] || fail "pip is in the runtime image: $(echo "$found" | tr '\n' ' ')"
 run_in --entrypoint python "$IMAGE" -c 'import sqs2pg.consume.app as app, sys; sys.exit(0 if app.__cached__ and __import__("os").path.exists(app.__cached__) else 1)' \
   || fail "sqs2pg's modules have no compiled bytecode in the image"
 version=$(run_in "$IMAGE" --version) || fail "sqs2pg --version failed"
