@@ -74,34 +74,28 @@ WITH claimed AS (
 SELECT EXISTS (SELECT FROM claimed) AS new,
        ($7::numeric IS NULL AND $8::bigint IS NULL OR EXISTS (SELECT FROM moved)) AS in_order
 """
-# The same for the messages of a shared transaction: all their keys claimed, each group's position moved to its
-# newest message, in one round trip. Every key new and every group in order, or the transaction is not shared.
+# The same for the messages of a shared transaction, one message per group (Store checks that before): all their
+# keys claimed, each group's position moved to its message, in one round trip. Every key new and every group in
+# order, or the transaction is not shared. SequenceNumbers travel as text (20 digits: cheaper than numeric's
+# binary form to encode).
 CLAIM_MANY = f"""
 WITH input AS (
     SELECT * FROM unnest(
-        $1::text[], $2::bytea[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::numeric[], $8::bigint[]
+        $1::text[], $2::bytea[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[]::numeric[], $8::bigint[]
     ) AS t(k, h, q, m, g, c, s, ms)
 ), claimed AS (
     INSERT INTO sqs2pg_idempotency (idempotency_key, body_sha256, queue_name, message_id)
     SELECT k, h, q, m FROM input
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING 1
-), newest AS (  -- each group's newest keys in the batch
-    SELECT q, g, c, max(s) AS s, max(ms) AS ms, (array_agg(m ORDER BY s DESC NULLS LAST, ms DESC NULLS LAST))[1] AS m
-    FROM input WHERE s IS NOT NULL OR ms IS NOT NULL GROUP BY q, g, c
 ), moved AS (
     INSERT INTO {_POSITIONS}
-    SELECT q, g, c, s, ms, m FROM newest
+    SELECT q, g, c, s, ms, m FROM input WHERE s IS NOT NULL OR ms IS NOT NULL
     {_MOVE}
     RETURNING 1
-), stale AS (  -- a message older than its group's position (the oldest of a group's messages is what counts)
-    SELECT 1 FROM (SELECT q, g, c, s AS sequence_number, ms AS sent_ms FROM input) i
-    JOIN sqs2pg_group_positions p ON p.queue_name = i.q AND p.message_group_id = i.g AND p.queue_created = i.c
-    WHERE {_OLDER.format(new="i", pos="p")}
 )
 SELECT (SELECT count(*) FROM claimed) = cardinality($1::text[])
-   AND (SELECT count(*) FROM moved) = (SELECT count(*) FROM newest)
-   AND NOT EXISTS (SELECT FROM stale) AS together
+   AND (SELECT count(*) FROM moved) = (SELECT count(*) FROM input WHERE s IS NOT NULL OR ms IS NOT NULL) AS together
 """
 # Where a group stands: the newest message it applied (to name it when an older one arrives after it).
 POSITION = """

@@ -160,6 +160,10 @@ class Store(Connections):
     async def _apply_together(self, messages: list[Message]) -> list[Outcome | Sqs2pgError]:
         """One transaction for all of them, or an exception (then apply_many tries them one by one)."""
         keys = [m.idempotency_key for m in messages]
+        groups = [m.group_id for m in messages]
+        if len(set(zip([m.queue_name for m in messages], groups, strict=True))) < len(messages):
+            raise _Separately()  # two of one group: CLAIM_MANY moves each group's position once
+        order_keys = [m.order_keys for m in messages]
         async with self._connection() as conn:
             await conn.execute("BEGIN")
             try:
@@ -169,10 +173,10 @@ class Store(Connections):
                     [m.body_sha256 for m in messages],
                     [m.queue_name for m in messages],
                     [m.message_id for m in messages],
-                    [m.group_id for m in messages],
+                    groups,
                     [m.queue_created for m in messages],
-                    [m.order_keys[0] for m in messages],
-                    [m.order_keys[1] for m in messages],
+                    [None if sequence is None else str(sequence) for sequence, _ in order_keys],
+                    [sent for _, sent in order_keys],
                 )
                 if not together:
                     # a duplicate, a key twice, a message out of order: settled each in its own transaction
