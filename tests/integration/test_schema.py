@@ -69,6 +69,11 @@ async def test_prune_deletes_only_expired_records_in_batches_one_replica_at_a_ti
         " SELECT 'old-' || i, '\\x00'::bytea, 'q', 'm', now() - interval '8 days' FROM generate_series(1, 250) i"
         " UNION ALL SELECT 'new-' || i, '\\x00', 'q', 'm', now() - interval '6 days' FROM generate_series(1, 20) i"
     )
+    # groups' positions go with them: those of groups that applied nothing for as long
+    await db.execute(
+        "INSERT INTO sqs2pg_group_positions (queue_name, message_group_id, queue_created, sent_ms, message_id,"
+        " updated_at) SELECT 'q', 'g-' || i, 1, i, 'm', now() - (i || ' days')::interval FROM generate_series(1, 9) i"
+    )
     store = Store(make_settings(database_url, ["http://x/1/q.fifo"]), insert_event)
     await store.open()
     try:
@@ -83,6 +88,8 @@ async def test_prune_deletes_only_expired_records_in_batches_one_replica_at_a_ti
     remaining = await db.fetchval("SELECT count(*) FROM sqs2pg_idempotency WHERE idempotency_key LIKE 'old-%'")
     assert remaining == 0
     assert await db.fetchval("SELECT count(*) FROM sqs2pg_idempotency") == 20
+    kept = await db.fetch("SELECT message_group_id FROM sqs2pg_group_positions ORDER BY updated_at DESC")
+    assert [r["message_group_id"] for r in kept] == [f"g-{i}" for i in range(1, 7)]
 
 
 async def test_sqs2pg_keeps_its_own_version_table_beside_the_applications_alembic(postgres_admin_url: str) -> None:
