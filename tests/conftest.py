@@ -29,7 +29,15 @@ import pytest
 from sqs2pg.db import migrate
 
 from .support import servers
-from .support.helpers import REGION, Queues, create_test_tables, make_settings, scratch_database, with_database
+from .support.helpers import (
+    REGION,
+    Queues,
+    admin_execute,
+    create_test_tables,
+    make_settings,
+    scratch_database,
+    with_database,
+)
 from .support.queues import create_fifo_queue
 
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -125,17 +133,15 @@ def sqs_endpoint(request: pytest.FixtureRequest) -> Iterator[str]:
 async def template_database(postgres_admin_url: str) -> AsyncIterator[str]:
     """A database migrated to head once per session; each test clones it."""
     name = f"sqs2pg_tmpl_{os.getpid()}"
-    admin = await asyncpg.connect(postgres_admin_url)
+    await admin_execute(postgres_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin_execute(postgres_admin_url, f'CREATE DATABASE "{name}"')
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        await admin.execute(f'CREATE DATABASE "{name}"')
         settings = make_settings(with_database(postgres_admin_url, name), ["http://x/1/q.fifo"])
         await asyncio.to_thread(migrate.upgrade, settings)
         await create_test_tables(with_database(postgres_admin_url, name))
         yield name
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
-        await admin.close()
+        await admin_execute(postgres_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

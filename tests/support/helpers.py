@@ -77,19 +77,35 @@ def http_get(port: int, path: str) -> tuple[int, str]:
         return 0, ""
 
 
+async def admin_execute(admin_url: str, statement: str, within_s: float = 60) -> None:
+    """``statement`` on a connection of its own, tried again while the server does not answer (restarting under
+    a fault test, say) for up to ``within_s``: a fixture's CREATE and DROP never depend on a connection it
+    opened minutes before."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            admin = await asyncpg.connect(admin_url, timeout=5)
+            try:
+                await admin.execute(statement)
+                return
+            finally:
+                await admin.close()
+        except (OSError, asyncpg.CannotConnectNowError, asyncpg.ConnectionDoesNotExistError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
 @asynccontextmanager
 async def scratch_database(admin_url: str, template: str | None = None) -> AsyncIterator[str]:
-    """The URL of a new database (empty, or a copy of template), dropped afterwards."""
+    """The URL of a new database (empty, or a copy of template), dropped afterwards, also when the server
+    restarted in between."""
     name = f"sqs2pg_t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(admin_url)
+    await admin_execute(admin_url, f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
-        try:
-            yield with_database(admin_url, name)
-        finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        yield with_database(admin_url, name)
     finally:
-        await admin.close()
+        await admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @dataclass
