@@ -184,24 +184,27 @@ class Producer:
         return [r for r in results if r is not None]
 
     def validate(self, write: Write) -> None:
-        """Raise ProducerError if the write cannot be sent as it is (what send_many would refuse)."""
-        self._entry(0, write)
+        """Raise ProducerError if the write cannot be sent as it is (what send_many would refuse); the reason
+        names no index (the caller knows which write it asked about)."""
+        self._entry(0, write, named="")
 
-    def _entry(self, index: int, write: Write) -> dict[str, Any]:
+    def _entry(self, index: int, write: Write, named: str | None = None) -> dict[str, Any]:
+        """The SendMessageBatch entry of writes[index]; ProducerError naming it (``named``, else "write INDEX: ")."""
+        named = f"write {index}: " if named is None else named
         if not isinstance(write.group, str) or not _SQS_ID.fullmatch(write.group):
             raise ProducerError(
-                f"write {index}: group {write.group!r} must be 1 to 128 printable ASCII characters (MessageGroupId)"
+                f"{named}group {write.group!r} must be 1 to 128 printable ASCII characters (MessageGroupId)"
             )
         key = str(uuid.uuid4()) if write.key is None else write.key
         if not isinstance(key, str) or not 1 <= len(key) <= MAX_KEY_LENGTH:
-            raise ProducerError(f"write {index}: key must be a string of 1 to {MAX_KEY_LENGTH} characters")
+            raise ProducerError(f"{named}key must be a string of 1 to {MAX_KEY_LENGTH} characters")
         body = _text(write.body)
         attributes = {name: _attribute(v) for name, v in write.attributes.items()}
         attributes[IDEMPOTENCY_ATTRIBUTE] = _attribute(key)
         size = size_of(body, attributes)
         if size > self.max_bytes:
             raise ProducerError(
-                f"write {index} (key {key!r}): {size} bytes with its attributes, over {self.queue_name}'s "
+                f"{named}{size} bytes with its attributes (key {key!r}), over {self.queue_name}'s "
                 f"MaximumMessageSize of {self.max_bytes}"
             )
         return {

@@ -22,7 +22,7 @@ from ..errors import StartupError
 from ..observe import logs
 from ..version import __version__
 from . import check, dlq, drill, local_sqs, migrate, quarantine, run, send, status
-from .common import EXIT_CANNOT_START, EXIT_FAILED, Command, in_loop
+from .common import EXIT_CANNOT_START, EXIT_FAILED, Command, in_loop, quiet_when_reader_goes
 
 __all__ = ["EXIT_CANNOT_START", "EXIT_FAILED", "main"]
 
@@ -58,6 +58,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    with quiet_when_reader_goes():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
     command = COMMANDS[args.command]
     name = {"dlq": f"dlq {getattr(args, 'dlq_command', '')}"}.get(command.name, command.name)

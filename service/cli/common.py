@@ -4,7 +4,11 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Awaitable, Callable, Coroutine
+import contextlib
+import io
+import os
+import sys
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -82,3 +86,54 @@ def queue_urls(settings: Settings, queue: str | None, *, any_url: bool = False) 
 
 def in_loop(coro: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(coro)
+
+
+class ReaderGone(io.TextIOBase):
+    """stdout that goes quiet when its reader does (`sqs2pg send --print-keys | head -1`): what is written after
+    that is dropped and the command carries on to its end and its own exit code, as `grep` or `cat` would
+    rather than abort half-way through a send."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.gone = False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                self._stream.write(text)
+            except BrokenPipeError:
+                self._went()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._went()
+
+    def fileno(self) -> int:
+        return int(self._stream.fileno())
+
+    def isatty(self) -> bool:
+        return bool(self._stream.isatty())
+
+    def _went(self) -> None:
+        self.gone = True
+        # The descriptor now points at /dev/null: the interpreter's own flush at exit cannot fail either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self._stream.fileno())
+        finally:
+            os.close(devnull)
+
+
+@contextlib.contextmanager
+def quiet_when_reader_goes() -> Iterator[None]:
+    """The commands' printing through ReaderGone, for as long as a command runs."""
+    before = sys.stdout
+    sys.stdout = before if isinstance(before, ReaderGone) else ReaderGone(before)
+    try:
+        yield
+    finally:
+        sys.stdout = before

@@ -32,7 +32,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "--queue", help="a queue named in SQS_QUEUE_URLS, or any queue URL (default: the first of SQS_QUEUE_URLS)"
     )
     p.add_argument("--group", help="every line is a body for this message group")
-    p.add_argument("--print-keys", action="store_true", help="print each sent write's key and group")
+    p.add_argument(
+        "--print-keys",
+        action="store_true",
+        help="print each sent write's key, group and message id (tab-separated) on stdout; the summary then goes "
+        "to stderr",
+    )
     return p
 
 
@@ -128,7 +133,11 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
         if source is None:
             stream.close()
         await producer.close()
-    print(f"{sent} sent to {producer.queue_name}, {failed} failed ({time.monotonic() - started:.1f} s)")
+    # With --print-keys, stdout carries the keys alone (`> keys.tsv`, `| head`), and the count goes to stderr.
+    print(
+        f"{sent} sent to {producer.queue_name}, {failed} failed ({time.monotonic() - started:.1f} s)",
+        file=sys.stderr if args.print_keys else sys.stdout,
+    )
     return EXIT_FAILED if failed else 0
 
 
