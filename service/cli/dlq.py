@@ -93,8 +93,8 @@ async def _command(sqs: Sqs, queues: list[QueueInfo], args: argparse.Namespace, 
                 print("  by group:  " + ", ".join(f"{k}={v}" for k, v in seen.by_group().most_common()))
             for m in seen.messages:
                 print(
-                    f"  group={m.group_id} id={deadletter.original_id(m)} dlq_id={m.message_id}"
-                    f" reason={deadletter.reason(m)} receives={deadletter.receives(m)} bytes={len(m.body.encode())}"
+                    f"  {dlq.named(m)} reason={deadletter.reason(m)} receives={deadletter.receives(m)}"
+                    f" bytes={len(m.body.encode())}"
                     f" error={deadletter.error_text(m)[:200]!r}"
                 )
         else:

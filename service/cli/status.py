@@ -49,7 +49,8 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
         elif a["status"] == "unknown":
             print(f"{a['key']}: unknown (not applied yet, never sent, or its record was pruned)")
         else:
-            why = f"; {a['error_kind']}: {a['reason'][:300]}" if a["status"] == "dead_lettered" else ""
+            # one line per key, always: the reason quoted as `dlq peek` quotes its error (a newline as \n)
+            why = f"; {a['error_kind']}: {a['reason'][:300]!r}" if a["status"] == "dead_lettered" else ""
             print(f"{a['key']}: {a['status']} ({a['queue']}, message {a['message_id']}, at {a['at']}{why})")
     return 0 if all(a["status"] in ("committed", "duplicate") for a in answers.values()) else EXIT_FAILED
 

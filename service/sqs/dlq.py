@@ -45,6 +45,12 @@ async def stats(sqs: Sqs, queues: list[QueueInfo]) -> list[dict[str, Any]]:
     return [{"queue": q.name, "dlq": q.dlq_url, **await sqs.counts(q.dlq_url)} for q in queues]
 
 
+def named(m: Message) -> str:
+    """A dead-lettered message as every dlq line names it: its group, the id it had on the source queue (the one
+    logs and `sqs2pg status` name) and the id of its copy in the DLQ."""
+    return f"group={m.group_id} id={original_id(m)} dlq_id={m.message_id}"
+
+
 async def _take(sqs: Sqs, dlq_url: str, limit: int, rounds: int = 1000) -> list[Message]:
     """Receive up to ``limit`` DLQ messages, in order, holding them invisible."""
     taken: list[Message] = []
@@ -103,7 +109,7 @@ async def redrive(
         seen = await peek(sqs, queue, limit)
         for m in seen.messages:
             if group is None or m.group_id == group:
-                report(f"would move  group={m.group_id} id={m.message_id} reason={reason(m)}")
+                report(f"would move  {named(m)} reason={reason(m)}")
                 result.would_move += 1
         return result
     aside: list[Message] = []
@@ -124,20 +130,18 @@ async def redrive(
                         copy_id, left_out = await sqs.send(queue.url, m, for_source(m), m.message_id, restored)
                         sent.add(copy_id)
                         if left_out:
-                            report(f"left out (SQS takes 10 attributes)  id={m.message_id}: {', '.join(left_out)}")
+                            report(f"left out (SQS takes 10 attributes)  {named(m)}: {', '.join(left_out)}")
                     except Sqs2pgError as exc:
                         result.failed.append(f"{m.message_id}: {exc}")
-                        report(f"FAILED  group={m.group_id} id={m.message_id}: {exc}")
+                        report(f"FAILED  {named(m)}: {exc}")
                         break
                     moved.add(m)
                     failed = await sqs.delete(queue.dlq_url, [m])
                     if failed:
                         # Sent but not deleted: a rerun sends it again, and that copy is recognised as a duplicate.
-                        report(
-                            f"moved, not deleted from the DLQ ({failed[0][1]})  group={m.group_id} id={m.message_id}"
-                        )
+                        report(f"moved, not deleted from the DLQ ({failed[0][1]})  {named(m)}")
                     result.moved += 1
-                    report(f"moved  group={m.group_id} id={m.message_id} reason={reason(m)}")
+                    report(f"moved  {named(m)} reason={reason(m)}")
             finally:
                 await _give_back(sqs, queue.dlq_url, [m for m in mine if m not in moved])
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -50,11 +51,21 @@ async def test_peek_dry_run_and_redrive_keep_group_key_and_lose_nothing(database
         first = (await dlq.peek(sqs, info, limit=1)).messages[0]
         await sqs.send(info.url, first, deadletter.for_source(first), dedup_id=first.message_id)
         # The rerun moves all three, in group order, and the copy sent twice is not applied twice.
-        result = await dlq.redrive(sqs, info, limit=100, dry_run=False, report=lambda _: None)
+        lines: list[str] = []
+        result = await dlq.redrive(sqs, info, limit=100, dry_run=False, report=lines.append)
         assert (result.moved, result.failed) == (3, [])
     finally:
         await sqs.close()
     assert await queues.depth(queues.dlq_url) == 0
+    # Each line names the message by the id it had on the source queue (as peek, the records and `sqs2pg status`
+    # do) and by its DLQ copy's id, each under its own name.
+    named = dict(re.findall(r" id=(\S+) dlq_id=(\S+)", "\n".join(line for line in lines if line.startswith("moved"))))
+    recorded = {
+        r["message_id"]
+        for r in await db.fetch("SELECT message_id FROM sqs2pg_idempotency WHERE status = 'dead_lettered'")
+    }
+    assert set(named) == recorded and len(recorded) == 3
+    assert not set(named.values()) & recorded
 
     # The handler was fixed; the redriven messages are applied under their original idempotency keys.
     fixed = make_settings(database_url, [queues.url], HANDLER="tests.handlers:accept_anything")

@@ -163,3 +163,16 @@ async def test_writes_endpoint_is_off_by_default_and_when_on_answers_without_bod
         assert status == 200 and json.loads(text)["status"] == "dead_lettered" and "not an object" not in text
         status, text = await asyncio.to_thread(http_get, app.http_port, "/writes/never-sent")
         assert status == 404 and json.loads(text) == {"key": "never-sent", "status": "unknown"}
+
+
+@pytest.mark.one_sqs
+async def test_status_gives_one_line_per_key_whatever_the_reason_holds(database_url: str, db: Any) -> None:
+    await db.execute(
+        "INSERT INTO sqs2pg_idempotency (idempotency_key, body_sha256, queue_name, message_id, status, error_kind,"
+        " reason) VALUES ('k-1', '\\x00', 'q.fifo', 'm-1', 'dead_lettered', 'handler_error',"
+        " E'CheckViolationError: new row violates check constraint \"c\"\\nDETAIL:  Failing row contains (1)')"
+    )
+    ran = await run_cli("status", "k-1", "k-2", env={"DATABASE_URL": database_url})
+    lines = ran.stdout.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("k-1: dead_lettered (") and "\\nDETAIL" in lines[0], ran.stdout
+    assert lines[1].startswith("k-2: unknown")
