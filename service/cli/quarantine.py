@@ -10,7 +10,8 @@ import asyncpg
 from ..config import Settings
 from ..db import quarantine
 from ..errors import StartupError
-from .common import EXIT_FAILED, Command, database, subcommand
+from ..message import queue_name
+from .common import EXIT_FAILED, Command, database, queue_urls, subcommand
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -33,11 +34,28 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     return parser
 
 
+async def _known(settings: Settings, conn: asyncpg.Connection, queue: str | None) -> str | None:
+    """``--queue`` as a queue name, refused (exit 2) as `dlq` and `send` refuse it when it names no queue sqs2pg
+    knows: one of SQS_QUEUE_URLS where that is set, else one sqs2pg applied messages from."""
+    if queue is None:
+        return None
+    if settings.queue_urls:
+        return queue_name(queue_urls(settings, queue)[0])
+    name = queue_name(queue) if "://" in queue else queue
+    if await conn.fetchval(quarantine.KNOWN_QUEUE, name):
+        return name
+    raise StartupError(
+        f"--queue {queue!r}: sqs2pg has applied nothing from a queue of that name (SQS_QUEUE_URLS, when set, "
+        "names the queues it may be)"
+    )
+
+
 async def run(settings: Settings, args: argparse.Namespace) -> int:
     conn = await database(settings)
     try:
+        queue = await _known(settings, conn, args.queue)
         if args.quarantine_command == "list":
-            rows = await quarantine.groups(conn, args.queue)
+            rows = await quarantine.groups(conn, queue)
             for r in rows:
                 print(
                     f"{r['queue_name']}: group={r['message_group_id']} state={r['state']} since "
@@ -46,9 +64,9 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
                 )
             print(f"{len(rows)} group(s) quarantined")
             return 0
-        released = await quarantine.release(conn, args.group, args.queue)
+        released = await quarantine.release(conn, args.group, queue)
         if not released:
-            print(f"group {args.group!r} is not quarantined" + (f" in {args.queue}" if args.queue else ""))
+            print(f"group {args.group!r} is not quarantined" + (f" in {queue}" if queue else ""))
             return EXIT_FAILED
         for q in released:
             print(f"{q}: group {args.group!r} released; its next messages are applied")

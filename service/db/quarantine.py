@@ -31,6 +31,12 @@ ON CONFLICT (queue_name, message_group_id) DO UPDATE
         error_kind = EXCLUDED.error_kind, reason = EXCLUDED.reason, quarantined_at = now()
     WHERE sqs2pg_quarantined_groups.state = 'releasing'
 """
+# A queue sqs2pg knows without SQS_QUEUE_URLS: one it applied messages from (a group's position names it) or
+# quarantined a group of.
+KNOWN_QUEUE = """
+SELECT EXISTS (SELECT FROM sqs2pg_group_positions WHERE queue_name = $1)
+    OR EXISTS (SELECT FROM sqs2pg_quarantined_groups WHERE queue_name = $1)
+"""
 _COUNTS = "SELECT queue_name, count(*) AS n FROM sqs2pg_quarantined_groups GROUP BY 1"
 
 

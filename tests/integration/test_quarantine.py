@@ -112,10 +112,20 @@ async def test_quarantine_release_lets_the_next_messages_through_and_leaves_the_
     assert await queues.depth(queues.dlq_url) == 2  # q-0 and q-1 wait there for a redrive or to be dropped
     code, out = await _cli("quarantine", "release", "q", database_url=database_url, queue=queues.url)
     assert code == 1 and "not quarantined" in out, out
+    # --queue is checked as `dlq` and `send` check it: a queue sqs2pg does not know is a setting error (exit 2),
+    # not "0 groups"; by name or URL, with SQS_QUEUE_URLS and without it (then: a queue it applied messages from)
+    code, out = await _cli("quarantine", "list", "--queue", "nope.fifo", database_url=database_url, queue=queues.url)
+    assert code == 2 and "--queue 'nope.fifo'" in out, out
+    code, out = await _cli("quarantine", "list", "--queue", "nope.fifo", database_url=database_url, queue="")
+    assert code == 2 and "applied nothing from a queue of that name" in out, out
+    code, out = await _cli("quarantine", "list", "--queue", queues.name, database_url=database_url, queue="")
+    assert code == 0 and "0 group(s) quarantined" in out, out
 
 
 async def _cli(*args: str, database_url: str, queue: str) -> tuple[int, str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DATABASE_URL": database_url, "SQS_QUEUE_URLS": queue}
+    if not queue:
+        del env["SQS_QUEUE_URLS"]
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
