@@ -164,6 +164,14 @@ class Settings:
         return kwargs
 
 
+def _close_to(name: str, known: set[str]) -> str | None:
+    """The known setting a misspelt one most likely meant, judged on what follows SQS2PG_ (which they all share):
+    SQS2PG_MAX_CONCURENT_GROUPS finds SQS2PG_MAX_CONCURRENT_GROUPS; SQS2PG_FOO finds nothing."""
+    rest = {k.removeprefix(PREFIX): k for k in known}
+    close = difflib.get_close_matches(name.removeprefix(PREFIX), rest, n=1, cutoff=0.75)
+    return rest[close[0]] if close else None
+
+
 def knob_fields() -> list[Any]:
     return [f for f in fields(Settings) if "doc" in f.metadata]
 
@@ -271,10 +279,7 @@ def load(env: Mapping[str, str] | None = None, require_database: bool = True, re
                 problems.append(str(exc))
     unknown = sorted(k for k in env if k.startswith(PREFIX) and k not in known)
     if unknown:
-        named = [
-            f"{k} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(k, known, n=1)) else k
-            for k in unknown
-        ]
+        named = [f"{k} (did you mean {close}?)" if (close := _close_to(k, known)) else k for k in unknown]
         problems.append(f"unknown setting(s): {', '.join(named)}")
 
     settings = None if problems else Settings(**values)

@@ -130,7 +130,11 @@ def load_handler(path: str) -> Handler:
         raise StartupError(f"HANDLER={path!r}: importing {module_name!r} failed: {type(exc).__name__}: {exc}") from exc
     handler = getattr(module, attr, None)
     if handler is None:
-        names = [n for n in dir(module) if not n.startswith("_") and inspect.iscoroutinefunction(getattr(module, n))]
+        functions = {n: getattr(module, n) for n in dir(module) if not n.startswith("_")}
+        functions = {n: f for n, f in functions.items() if inspect.iscoroutinefunction(f)}
+        batch_forms = {id(many) for f in functions.values() if (many := batch_form(f)) is not None}
+        # the handlers one may name: not another handler's batch form (it takes a list of messages)
+        names = [n for n, f in functions.items() if id(f) not in batch_forms]
         raise StartupError(
             f"HANDLER={path!r}: module {module_name!r} has no {attr!r}: name one of its async functions "
             f"({', '.join(names[:5]) or 'it has none'})"

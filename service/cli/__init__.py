@@ -65,7 +65,10 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
     command = COMMANDS[args.command]
-    name = {"dlq": f"dlq {getattr(args, 'dlq_command', '')}"}.get(command.name, command.name)
+    name = {
+        "dlq": f"dlq {getattr(args, 'dlq_command', '')}",
+        "quarantine": f"quarantine {getattr(args, 'quarantine_command', '')}",
+    }.get(command.name, command.name)
     debug = os.environ.get(PREFIX + "LOG_LEVEL", "").strip().upper() == "DEBUG"
     try:
         settings = config.load(require_database=command.needs_database, require_queues=command.needs_queues)

@@ -25,10 +25,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     before = in_loop(_revision(settings))
     migrate.upgrade(settings)
     head = migrate.head_revision(settings)
-    print(
-        f"database at {head}"
-        + (" (it was already)" if before == head else f" (it was {'at ' + before if before else 'not migrated'})")
-    )
+    if before == head:
+        print(f"database already at {head}: nothing to do")
+    else:
+        print(f"database migrated from {before or 'nothing'} to {head}")
     return 0
 
 

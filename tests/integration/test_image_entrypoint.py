@@ -142,6 +142,9 @@ async def test_the_wheel_installed_in_a_plain_venv_migrates_checks_and_runs_as_t
 
     migrated = run("migrate")
     assert migrated.returncode == 0, migrated.stderr
+    assert migrated.stdout.startswith("database migrated from nothing to "), migrated.stdout
+    again = run("migrate")
+    assert again.returncode == 0 and again.stdout.startswith("database already at "), again.stdout
     assert await db.fetchval("SELECT count(*) FROM sqs2pg_alembic_version") == 1
     checked = run("check")
     assert checked.returncode == 0, checked.stdout + checked.stderr

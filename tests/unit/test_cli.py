@@ -143,6 +143,12 @@ def test_handler_that_cannot_be_imported_is_one_line_and_exit_2() -> None:
     )
 
 
+def test_a_handler_name_that_is_not_there_is_told_the_handlers_that_are() -> None:
+    line = assert_one_line_exit_2(sqs2pg_cli("run", **{**VALID, "HANDLER": "sqs2pg.handler:nope"}), "has no 'nope'")
+    assert "insert_event" in line
+    assert "insert_events" not in line  # a batch form (it takes a list of messages), not a handler one may name
+
+
 def test_dlq_queue_option_must_name_a_configured_queue() -> None:
     assert_one_line_exit_2(
         sqs2pg_cli("dlq", "stats", "--queue", "other.fifo", **VALID), "'other.fifo' is not one of SQS_QUEUE_URLS"

@@ -52,6 +52,20 @@ def test_malformed_values_are_rejected_with_a_clear_message(env: dict[str, str],
     assert expected in str(info.value)
 
 
+def test_an_unknown_setting_is_told_the_one_it_most_likely_meant_and_only_that() -> None:
+    def told(name: str) -> str:
+        with pytest.raises(ConfigError) as info:
+            load({**BASE, name: "1"})
+        return str(info.value)
+
+    assert "SQS2PG_MAX_CONCURENT_GROUPS (did you mean SQS2PG_MAX_CONCURRENT_GROUPS?)" in told(
+        "SQS2PG_MAX_CONCURENT_GROUPS"
+    )
+    assert "(did you mean SQS2PG_RECEIVE_WAIT_S?)" in told("SQS2PG_RECIEVE_WAIT_S")
+    # sharing the SQS2PG_ prefix is no resemblance
+    assert told("SQS2PG_FOO").endswith("unknown setting(s): SQS2PG_FOO")
+
+
 def test_region_is_required_when_it_cannot_be_inferred() -> None:
     with pytest.raises(ConfigError, match="AWS_REGION is required"):
         load({**BASE, "SQS_QUEUE_URLS": "http://localhost:4566/000000000000/q.fifo"})
