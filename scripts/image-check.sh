@@ -25,7 +25,9 @@ step() { echo "== image-check: $*"; }
 command -v podman >/dev/null || fail "podman is not installed (apt-get install podman runc debootstrap)"
 command -v runc >/dev/null || fail "runc is not installed (apt-get install runc; crun fails on this machine kind)"
 scripts/bootstrap.sh
-scripts/ensure-postgres.sh
+# PostgreSQL: PGURL's server (the container reaches it on the host network), else the local one.
+PGURL=${PGURL:-}
+[ -n "$PGURL" ] || { scripts/ensure-postgres.sh PGURL; PGURL=postgresql://postgres@127.0.0.1:5432; }
 
 # runc and explicit limits: what podman needs on this machine kind (higher limits are refused).
 cat >"$WORK/containers.conf" <<'CONF'
@@ -41,7 +43,7 @@ db=""
 cleanup() {
   podman rm -f "$NAME" >/dev/null 2>&1 || true
   [ -n "$moto_pid" ] && kill "$moto_pid" 2>/dev/null || true
-  [ -n "$db" ] && psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
+  [ -n "$db" ] && psql "$PGURL/postgres" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -119,8 +121,8 @@ grep -q SQS_QUEUE_URLS "$WORK/sqs.env" || fail "the local SQS did not start: $(t
 . "$WORK/sqs.env"
 queue_url=$SQS_QUEUE_URLS
 db=sqs2pg_image_check_$$
-psql -h 127.0.0.1 -U postgres -d postgres -qc "CREATE DATABASE \"$db\""
-env_args=(-e DATABASE_URL="postgresql://postgres@127.0.0.1:5432/$db" -e SQS_QUEUE_URLS="$queue_url" -e HTTP_PORT="$http_port"
+psql "$PGURL/postgres" -qc "CREATE DATABASE \"$db\""
+env_args=(-e DATABASE_URL="$PGURL/$db" -e SQS_QUEUE_URLS="$queue_url" -e HTTP_PORT="$http_port"
           -e AWS_ENDPOINT_URL_SQS -e AWS_REGION -e AWS_ACCESS_KEY_ID -e AWS_SECRET_ACCESS_KEY)
 
 # --- migrate, check, run -----------------------------------------------------------------------------------------
@@ -145,7 +147,7 @@ for i in $(seq 1 20); do echo "{\"group\": \"g$((i % 3))\", \"body\": {\"seq\": 
 grep -q "^20 sent" "$WORK/send.log" || { cat "$WORK/send.log" >&2; fail "sqs2pg send did not send 20"; }
 landed=""
 for _ in $(seq 1 150); do
-  n=$(psql -h 127.0.0.1 -U postgres -d "$db" -Atc "SELECT count(*) FROM events")
+  n=$(psql "$PGURL/$db" -Atc "SELECT count(*) FROM events")
   [ "$n" = 20 ] && { landed=1; break; }
   sleep 0.2
 done

@@ -7,7 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh local
-scripts/ensure-postgres.sh
+# The local PostgreSQL only when no other server is named (DATABASE_URL: that database as it is; PGURL: a server
+# on which database sqs2pg_local is made).
+[ -n "${DATABASE_URL:-}${PGURL:-}" ] || scripts/ensure-postgres.sh PGURL
 
 free_port() { .venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 export AWS_REGION=${AWS_REGION:-us-east-1} AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-local} AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-local}
@@ -32,8 +34,10 @@ if [ -z "${AWS_ENDPOINT_URL_SQS:-}" ]; then
   export SQS_QUEUE_URLS=${queue_urls:-$SQS_QUEUE_URLS}
 fi
 
-psql "$PGURL/postgres" -qAtc "SELECT 1 FROM pg_database WHERE datname = 'sqs2pg_local'" | grep -q 1 \
-  || psql "$PGURL/postgres" -qc "CREATE DATABASE sqs2pg_local"
+if [ "$DATABASE_URL" = "$PGURL/sqs2pg_local" ]; then
+  psql "$PGURL/postgres" -qAtc "SELECT 1 FROM pg_database WHERE datname = 'sqs2pg_local'" | grep -q 1 \
+    || psql "$PGURL/postgres" -qc "CREATE DATABASE sqs2pg_local"
+fi
 # an SQS server of your own (AWS_ENDPOINT_URL_SQS): orders.fifo and its DLQ are made there, as local-sqs makes them
 export SQS_QUEUE_URLS=${SQS_QUEUE_URLS:-$(.venv/bin/python -c \
   'import boto3; from sqs2pg.sqs.local import create_queue; print(create_queue(boto3.client("sqs"), "orders.fifo"))')}

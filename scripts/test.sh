@@ -4,8 +4,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
-if [ -z "${TEST_DATABASE_URL:-}" ] && ! (command -v docker >/dev/null && docker info >/dev/null 2>&1); then
-  scripts/ensure-postgres.sh
+# The local PostgreSQL, unless TEST_DATABASE_URL or a Docker engine (testcontainers) provides one, or every test
+# asked for is a unit test (they need no server).
+unit_only=false
+paths=()
+for arg in "$@"; do case $arg in -*) ;; *) paths+=("$arg") ;; esac; done
+if [ ${#paths[@]} -gt 0 ]; then
+  unit_only=true
+  for p in "${paths[@]}"; do case $p in tests/unit|tests/unit/*) ;; *) unit_only=false ;; esac; done
+fi
+if ! $unit_only && [ -z "${TEST_DATABASE_URL:-}" ] && ! (command -v docker >/dev/null && docker info >/dev/null 2>&1); then
+  scripts/ensure-postgres.sh TEST_DATABASE_URL
 fi
 # -rs: every skipped test is listed with its reason (a missing tool must show, not pass quietly).
 # Test files run side by side in TEST_WORKERS processes (4; 0 runs them in this one), each with its own SQS
