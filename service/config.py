@@ -125,6 +125,14 @@ class Settings:
         "values; full: PostgreSQL's DETAIL and the handler's whole message too (for debugging: they may hold data)",
         choices=("hidden", "full"),
     )
+    db_pooler: str = _knob(
+        "none",
+        "none: DATABASE_URL reaches PostgreSQL itself (or a pooler in session mode); transaction: a pooler that "
+        "hands out a server connection per transaction (PgBouncer pool_mode=transaction, RDS Proxy): nothing is kept "
+        "on a connection between transactions (no prepared statements, timeouts set in each transaction, locks "
+        "taken per transaction), so the pooler multiplexes instead of pinning",
+        choices=("none", "transaction"),
+    )
     writes_endpoint: str = _knob(
         "off",
         "on: the HTTP port also serves GET /writes/{key}, a write's status (never its body)",
@@ -144,6 +152,20 @@ class Settings:
     def redacted_database_url(self) -> str:
         return database_url.redact(self.database_url)
 
+    def server_timeouts(self) -> dict[str, str]:
+        """The server gives up too, so a hung statement does not hold locks after sqs2pg has moved on."""
+        return {
+            "statement_timeout": str(int(self.db_statement_timeout_s * 1000)),
+            "idle_in_transaction_session_timeout": str(int(self.db_statement_timeout_s * 2000)),
+        }
+
+    def begin(self) -> str:
+        """What opens a transaction: BEGIN, and behind a transaction pooler the server's timeouts with it, in
+        one simple query (no round trip more)."""
+        if self.db_pooler == "none":
+            return "BEGIN"
+        return "BEGIN; " + "; ".join(f"SET LOCAL {k} = {v}" for k, v in self.server_timeouts().items())
+
     def connect_kwargs(self) -> dict[str, Any]:
         """Arguments for asyncpg.connect / create_pool, shared by the service, migrations and `check`."""
         dsn, url_timeout = database_url.for_asyncpg(self.database_url)
@@ -151,13 +173,15 @@ class Settings:
             "dsn": dsn,
             "timeout": url_timeout or self.db_connect_timeout_s,
             "command_timeout": self.db_statement_timeout_s,
+            # application_name is a parameter every pooler passes on; the timeouts are not (PgBouncer refuses
+            # them at connect), so behind a transaction pooler they are set in each transaction (begin()).
             "server_settings": {
                 "application_name": "sqs2pg",
-                # the server gives up too, so a hung statement does not hold locks after we have moved on
-                "statement_timeout": str(int(self.db_statement_timeout_s * 1000)),
-                "idle_in_transaction_session_timeout": str(int(self.db_statement_timeout_s * 2000)),
+                **(self.server_timeouts() if self.db_pooler == "none" else {}),
             },
         }
+        if self.db_pooler == "transaction":
+            kwargs["statement_cache_size"] = 0  # a prepared statement would live on one server connection
         if "target_session_attrs" not in self.database_url:
             # With several hosts in DATABASE_URL, only the writer will do.
             kwargs["target_session_attrs"] = "read-write"

@@ -164,11 +164,17 @@ _RETRYABLE_SQLSTATES: dict[str, str] = {
     "42": "schema",  # undefined table/column, syntax: a deployment problem, not a bad message
     "3D": "database_missing",  # the database named in DATABASE_URL does not exist (yet)
     "28": "auth",  # invalid authorization: wait for the operator, do not dead-letter good messages
+    # a prepared statement missing on, or left over on, the server connection a transaction pooler handed out:
+    # SQS2PG_DB_POOLER=transaction is not set (a setting to fix, never a message's fault)
+    "26000": "pooler",
+    "42P05": "pooler",
 }
 
 # Error kinds that mean "the database is not there", as opposed to "this message failed": they open the
 # circuit breaker, and they fail every message of a shared transaction alike.
-AVAILABILITY_KINDS = frozenset({"connection", "failover", "resources", "timeout", "auth", "database_missing", "system"})
+AVAILABILITY_KINDS = frozenset(
+    {"connection", "failover", "resources", "timeout", "auth", "database_missing", "system", "pooler"}
+)
 
 # Everything else from PostgreSQL is permanent; these classes get a clearer kind.
 _PERMANENT_SQLSTATES: dict[str, str] = {

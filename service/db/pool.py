@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -34,6 +35,7 @@ class Connections:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self._begin = settings.begin()
         self._pool: asyncpg.Pool | None = None
         self.last_success = 0.0  # monotonic time of the last successful transaction
 
@@ -127,6 +129,32 @@ _DATABASE_HINTS = {
 }
 
 
+# A pooler (PgBouncer) refuses with 08P01 whatever it refuses: what it refused is in the message.
+_POOLER_REFUSALS = (
+    (
+        re.compile(r"unsupported startup parameter: (\S+)"),
+        "the pooler in front of PostgreSQL refuses the connection parameter {0}: set SQS2PG_DB_POOLER=transaction "
+        "(sqs2pg then sets it in each transaction), or have the pooler accept it",
+    ),
+    (
+        re.compile(r'database "[^"]*" does not exist'),
+        "the pooler knows no such database: fix DATABASE_URL or its [databases]",
+    ),
+    (
+        re.compile(r"authentication failed|no such user"),
+        "the pooler refused the user: check DATABASE_URL and its auth_file",
+    ),
+)
+
+
+def _pooler_refusal(exc: BaseException) -> str | None:
+    if getattr(exc, "sqlstate", None) != "08P01":
+        return None
+    return next(
+        (hint.format(*m.groups()) for pattern, hint in _POOLER_REFUSALS if (m := pattern.search(str(exc)))), None
+    )
+
+
 def describe_database_error(exc: BaseException, database: str) -> str:
     """One line for an operator: what the database said, which one (``database``, redacted), what to check."""
     cause = exc.__cause__ if isinstance(exc, DatabaseUnavailable) and exc.__cause__ is not None else exc
@@ -136,7 +164,11 @@ def describe_database_error(exc: BaseException, database: str) -> str:
     hint = _DATABASE_HINTS.get(
         getattr(cause, "sqlstate", None) or "", "check DATABASE_URL and that the server is up and reachable"
     )
-    if isinstance(cause, ssl.SSLCertVerificationError):
+    if (refused := _pooler_refusal(cause)) is not None:
+        hint = refused
+    elif getattr(cause, "sqlstate", None) in ("26000", "42P05"):
+        hint = "a pooler hands out server connections per transaction: set SQS2PG_DB_POOLER=transaction"
+    elif isinstance(cause, ssl.SSLCertVerificationError):
         hint = (
             "the server's certificate does not verify against DATABASE_URL's sslrootcert, or does not name the host "
             "(RDS Proxy: sslrootcert=system; Aurora itself: sslrootcert=FILE with the RDS CA bundle)"
@@ -153,7 +185,7 @@ def database_misconfigured(exc: BaseException) -> bool:
     parameter the server rejects, an SSL mode it refuses, a malformed URL. (A server still booting, a database
     not created yet or a network outage are worth waiting for; these are not.)"""
     state = getattr(exc, "sqlstate", None) or ""
-    if state.startswith("28") or state == "42704":
+    if state.startswith("28") or state == "42704" or _pooler_refusal(exc) is not None:
         return True
     if isinstance(exc, asyncpg.ClientConfigurationError) or (
         isinstance(exc, ValueError) and not isinstance(exc, UnicodeError)

@@ -30,6 +30,7 @@ from ..errors import DeadLetteredBefore, Outcome, OutOfOrder, Sqs2pgError
 from ..message import Message
 from ..sqs import deadletter
 from . import quarantine
+from .tx import transaction
 
 # A group's position is the newest of what it applied, by each key: SequenceNumber and SentTimestamp (either may be
 # missing). A message is older than it when every key it is checked by (Message.order_keys) is strictly older:
@@ -182,7 +183,7 @@ def storable_key(key: str) -> str:
 
 
 async def record_dead_letter(
-    conn: asyncpg.Connection, message: Message, error: Sqs2pgError, quarantining: bool
+    conn: asyncpg.Connection, message: Message, error: Sqs2pgError, quarantining: bool, begin: str = "BEGIN"
 ) -> bool:
     """In one transaction: the record that this message is dead-lettered and why, its group's position, and with
     SQS2PG_ON_PERMANENT_ERROR=quarantine_group its group's quarantine. Returns whether a record was written (not
@@ -193,7 +194,7 @@ async def record_dead_letter(
         reason = f"{reason[:900]} (its idempotency key cannot be stored as it is: recorded as {stored})"
         key = stored
     status = ""
-    async with conn.transaction():
+    async with transaction(conn, begin):
         if key is not None:
             status = await conn.execute(
                 RECORD_DEAD_LETTER,

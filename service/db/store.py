@@ -20,7 +20,6 @@ argument above holds for each of them (a shared COMMIT that did happen shows up 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
@@ -47,6 +46,7 @@ from ..observe import logs
 from . import drill, quarantine, records, retention
 from .pool import Connections
 from .records import seen_before
+from .tx import rollback
 
 
 class _Separately(Exception):
@@ -56,19 +56,6 @@ class _Separately(Exception):
 # In the one-by-one pass after a shared transaction failed: this many "database unavailable" failures and
 # the rest are failed alike without trying (a failover would otherwise cost a connect timeout per message).
 _UNAVAILABLE_GIVE_UP = 2
-
-
-async def _rollback(conn: asyncpg.Connection) -> None:
-    """Roll back after a failure, keeping the original error; a connection that cannot is thrown away."""
-    if conn.is_closed() or not conn.is_in_transaction():
-        return
-    try:
-        await conn.execute("ROLLBACK")
-    except asyncio.CancelledError:
-        conn.terminate()
-        raise
-    except Exception:  # noqa: BLE001 - the server rolls back a dropped connection by itself
-        conn.terminate()
 
 
 class Store(Connections):
@@ -165,7 +152,7 @@ class Store(Connections):
             raise _Separately()  # two of one group: CLAIM_MANY moves each group's position once
         order_keys = [m.order_keys for m in messages]
         async with self._connection() as conn:
-            await conn.execute("BEGIN")
+            await conn.execute(self._begin)
             try:
                 together = await conn.fetchval(
                     records.CLAIM_MANY,
@@ -187,7 +174,7 @@ class Store(Connections):
                     for message in messages:
                         await self._handler(conn, message)
             except BaseException:
-                await _rollback(conn)
+                await rollback(conn)
                 raise
             status = await conn.execute("COMMIT")
         if status != "COMMIT":
@@ -198,7 +185,7 @@ class Store(Connections):
     async def _apply_in(self, conn: asyncpg.Connection, message: Message, key: str) -> Outcome:
         # BEGIN and COMMIT by hand, because the COMMIT's status must be read: a handler that catches a
         # database error leaves the transaction aborted, and PostgreSQL answers that COMMIT with ROLLBACK.
-        await conn.execute("BEGIN")
+        await conn.execute(self._begin)
         try:
             # Claiming the key first also serialises two replicas that got the same key: the second waits on
             # the unique index until the first commits, then sees the conflict.
@@ -237,7 +224,7 @@ class Store(Connections):
                 )
                 return Outcome.DUPLICATE
         except BaseException:
-            await _rollback(conn)
+            await rollback(conn)
             raise
         status = await conn.execute("COMMIT")
         if status != "COMMIT":
@@ -259,7 +246,7 @@ class Store(Connections):
             return False
         try:
             async with self._connection() as conn:
-                return await records.record_dead_letter(conn, message, error, quarantining)
+                return await records.record_dead_letter(conn, message, error, quarantining, self._begin)
         except Exception as exc:
             raise classify(exc) from exc
 
@@ -301,4 +288,4 @@ class Store(Connections):
 
     async def prune(self, retention_s: float, batch_size: int, pause_s: float = 0.05) -> int | None:
         """Delete expired idempotency records (retention.py); None if another replica is pruning."""
-        return await retention.prune(self.pool, retention_s, batch_size, pause_s)
+        return await retention.prune(self.pool, retention_s, batch_size, pause_s, self._begin)
