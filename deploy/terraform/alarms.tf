@@ -65,3 +65,26 @@ resource "aws_cloudwatch_metric_alarm" "no_running_tasks" {
   alarm_actions = local.alarm_actions
   ok_actions    = local.alarm_actions
 }
+
+resource "aws_cloudwatch_metric_alarm" "proxy_pinned_connections" {
+  count = var.enable_rds_proxy ? 1 : 0
+
+  alarm_name        = "${var.name}-proxy-pinned-connections"
+  alarm_description = "RDS Proxy ${var.name} has kept database connections pinned to one client for 15 minutes: it is not multiplexing. sqs2pg pins nothing with SQS2PG_DB_POOLER=transaction (set by this module): check that setting in the task, and other clients of the proxy (session SET, prepared statements, advisory locks, temporary tables)."
+
+  namespace   = "AWS/RDS"
+  metric_name = "DatabaseConnectionsCurrentlySessionPinned"
+  dimensions = {
+    ProxyName = aws_db_proxy.this[0].name
+  }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 3
+  datapoints_to_alarm = 3
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+
+  alarm_actions = local.alarm_actions
+  ok_actions    = local.alarm_actions
+}

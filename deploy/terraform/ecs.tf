@@ -8,6 +8,10 @@ locals {
 
   # Plain settings only. DATABASE_URL (it holds a password) arrives through `secrets` below.
   app_environment = merge(
+    # RDS Proxy hands out a database connection per transaction: sqs2pg then keeps nothing on a connection, so
+    # the proxy multiplexes instead of pinning (alarm <name>-proxy-pinned-connections says if it does not).
+    # service_environment may say otherwise.
+    { SQS2PG_DB_POOLER = var.enable_rds_proxy ? "transaction" : "none" },
     var.service_environment,
     {
       SQS_QUEUE_URLS          = aws_sqs_queue.main.url

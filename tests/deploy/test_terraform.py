@@ -521,6 +521,17 @@ def test_container_is_hardened_and_gets_its_database_url_as_a_secret() -> None:
     assert expr(group.attr("retention_in_days")) == "${var.log_retention_days}"
 
 
+def test_behind_rds_proxy_the_service_pins_nothing_and_pinning_is_alarmed_on() -> None:
+    env = expr(locals_()["app_environment"])
+    # set before service_environment, which may say otherwise
+    assert env.index('SQS2PG_DB_POOLER = var.enable_rds_proxy ? "transaction" : "none"') < env.index(
+        "var.service_environment"
+    ), env
+    alarm = resources("aws_cloudwatch_metric_alarm")["proxy_pinned_connections"]
+    assert alarm.attr("metric_name") == "DatabaseConnectionsCurrentlySessionPinned"
+    assert expr(alarm.attr("count")) == "${var.enable_rds_proxy ? 1 : 0}"
+
+
 def test_every_container_drops_every_linux_capability() -> None:
     for name in ("app_container", "adot_container"):
         caps = locals_()[name]["linuxParameters"]["capabilities"]

@@ -72,6 +72,10 @@ run "defaults_follow_minor_upgrades" {
     error_message = "the failover drill (template and role) is off by default"
   }
   assert {
+    condition     = length(aws_cloudwatch_metric_alarm.proxy_pinned_connections) == 1
+    error_message = "behind RDS Proxy, pinning is alarmed on"
+  }
+  assert {
     condition     = length(aws_db_proxy.this[0].auth) == 1 && !aws_rds_cluster.this.iam_database_authentication_enabled
     error_message = "only the application user logs in through the proxy, and IAM database authentication is off, by default"
   }
