@@ -24,6 +24,9 @@ from .report import TARGETS, cost, render
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 # The queue ceiling behind the delay proxy: enough pollers that the delay, not their number, is what limits.
 DELAY_CEILING_POLLERS = 32
+# Server connections PgBouncer keeps for the pgbouncer series: fewer than the service's pool (SQS2PG_POOL_SIZE),
+# so that the pooler multiplexes, as RDS Proxy does for several tasks.
+POOLER_CONNECTIONS = 4
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -76,8 +79,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--only",
-        help="for tuning: run only these measurements (comma-separated: ceilings,naive,peer,sqs2pg,flood,latency,"
-        "delays); "
+        help="for tuning: run only these measurements (comma-separated: ceilings,naive,peer,sqs2pg,flood,pgbouncer,"
+        "latency,delays); "
         "the ratios then cannot be computed",
     )
     p.add_argument(
@@ -141,7 +144,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             only = (
                 set(args.only.split(","))
                 if args.only
-                else {"ceilings", "naive", "peer", "sqs2pg", "flood", "latency", "delays"}
+                else {"ceilings", "naive", "peer", "sqs2pg", "flood", "pgbouncer", "latency", "delays"}
             )
             delays = [float(d) for d in args.delays.split(",")] if args.delays else []
             delay_groups = [int(g) for g in args.delay_groups.split(",")]
@@ -197,6 +200,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                             flood=args.flood_clients,
                         ),
                     )
+                    await workloads.drop_queue(sqs, q)
+                if "pgbouncer" in only:  # the same backlog through PgBouncer in transaction mode (as RDS Proxy pools)
+                    q = await fresh_queue()
+                    with servers.pgbouncer(db_url, POOLER_CONNECTIONS) as through:
+                        record(
+                            f"sqs2pg_g{groups[0]}_pgbouncer",
+                            await workloads.sqs2pg_backlog(
+                                sqs,
+                                env,
+                                db_url,
+                                q,
+                                backlog(groups[0]),
+                                groups[0],
+                                uuid.uuid4().hex,
+                                log,
+                                {**extra_env, "SQS2PG_DB_POOLER": "transaction"},
+                                service_db_url=through,
+                            ),
+                        )
                     await workloads.drop_queue(sqs, q)
                 for g, d in [(g, d) for g in delay_groups for d in delays] if "delays" in only else ():
                     with servers.delayed(endpoint, d) as far:
@@ -271,6 +293,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         ratios[f"sqs2pg_over_queue_ceiling_g{g}"] = rate[f"sqs2pg_g{g}"] / rate[f"queue_ceiling_g{g}"]
     if (flooded := f"sqs2pg_g{head}_flood{args.flood_clients}") in rate:
         ratios["flood_over_quiet"] = rate[flooded] / rate[f"sqs2pg_g{head}"]
+    if (pooled := f"sqs2pg_g{head}_pgbouncer") in rate:
+        ratios["pgbouncer_over_direct"] = rate[pooled] / rate[f"sqs2pg_g{head}"]
     far_groups = int(args.delay_groups.split(",")[0])
     for d in (15, 30):
         if f"sqs2pg_g{far_groups}_delay{d}" in rate and f"sqs2pg_g{far_groups}_delay0" in rate:

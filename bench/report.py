@@ -14,6 +14,7 @@ TARGETS = {
     "sqs2pg_over_peer": 3.0,  # at least
     "latency_p99_ms": 20.0,  # under, at the paced rate
     "peak_rss_mb": 150.0,  # under, with the backlog waiting
+    "flood_over_quiet": 0.5,  # at least: 200 clients hammering /metrics (issue 21)
 }
 
 # Prices for the cost table: AWS's published on-demand prices for us-east-1 (checked 2026-11): Fargate Linux/x86
@@ -85,6 +86,24 @@ def render(result: dict[str, Any]) -> str:
             f"{r['lost']:.0f}/{r['duplicates']:.0f}/{r['order_violations']:.0f} | {r['peak_rss_mb']:.0f} |"
         )
 
+    for name, label in (
+        (
+            f"sqs2pg_g{head}_flood{s.get('flood_clients', 200)}",
+            f"{s.get('flood_clients', 200)} clients hammering /metrics",
+        ),
+        (
+            f"sqs2pg_g{head}_pgbouncer",
+            "through PgBouncer, transaction mode, 4 server connections (SQS2PG_DB_POOLER=transaction)",
+        ),
+    ):
+        if name in m:
+            r = m[name]
+            lines.append(
+                f"| sqs2pg, {_groups(head)}, {label} | {backlog(head):,} | {r['msgs_per_s']:,.0f} | "
+                f"{r['msgs_per_s'] / ceiling:.2f} | {r['cpu_us_per_msg']:.0f} | "
+                f"{r['lost']:.0f}/{r['duplicates']:.0f}/{r['order_violations']:.0f} | {r['peak_rss_mb']:.0f} |"
+            )
+
     delays = [float(d) for d in s["delays"].split(",")] if s.get("delays") else []
     delay_groups = [int(g) for g in s.get("delay_groups", str(head)).split(",")]
     if delays:
@@ -155,6 +174,15 @@ def render(result: dict[str, Any]) -> str:
                 f"{r:.2f}",
                 f">= {t['no_collapse']}",
                 r >= t["no_collapse"],
+            )
+        )
+    if "flood_over_quiet" in ratios:
+        checks.append(
+            (
+                f"under a /metrics flood / quiet ({_groups(head)})",
+                f"{ratios['flood_over_quiet']:.2f}",
+                f">= {t['flood_over_quiet']}",
+                ratios["flood_over_quiet"] >= t["flood_over_quiet"],
             )
         )
     for d, key in ((15.0, "delay15_over_delay0"), (30.0, "delay30_over_delay0")):

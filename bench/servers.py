@@ -10,6 +10,8 @@ from contextlib import contextmanager
 import asyncpg
 
 from tests.support.helpers import migrate_by_cli, with_database
+from tests.support.pgbouncer import PgBouncer
+from tests.support.pgbouncer import binary as pgbouncer_binary
 from tests.support.servers import ROOT, fauxqs_installed, free_port, start_fauxqs, wait_for_port
 
 REGION = "us-east-1"
@@ -27,6 +29,19 @@ def fauxqs(endpoint: str | None) -> Iterator[str]:
     port = free_port()
     with _serving(start_fauxqs(port), port) as url:
         yield url
+
+
+@contextmanager
+def pgbouncer(db_url: str, server_connections: int) -> Iterator[str]:
+    """db_url through Debian's PgBouncer in transaction mode with that many server connections (the test kit's)."""
+    if pgbouncer_binary() is None:
+        raise SystemExit("the pgbouncer series needs PgBouncer (Debian: apt-get install pgbouncer)")
+    bouncer = PgBouncer(db_url, pool_size=server_connections)
+    bouncer.start()
+    try:
+        yield bouncer.url(db_url)
+    finally:
+        bouncer.stop()
 
 
 @contextmanager

@@ -347,16 +347,18 @@ async def sqs2pg_backlog(
     extra_env: dict[str, str],
     profile: Path | None = None,
     flood: int = 0,
+    service_db_url: str | None = None,
 ) -> dict[str, Any]:
     """A backlog of n messages waiting, then sqs2pg started: throughput (first to last commit) and peak RSS.
-    ``flood``: that many HTTP clients hammer its /metrics from the moment its port answers (bench/flood.py)."""
+    ``flood``: that many HTTP clients hammer its /metrics from the moment its port answers (bench/flood.py).
+    ``service_db_url``: the service's DATABASE_URL, when it is not db_url (a pooler in front of it)."""
     await fill(sqs, q, n, groups, tag)
     conn = await asyncpg.connect(db_url)
     flooding: subprocess.Popen[bytes] | None = None
     try:
         await reset_tables(conn)
         t0 = time.perf_counter()
-        service = Service(endpoint_env, db_url, q, log, extra_env, profile)
+        service = Service(endpoint_env, service_db_url or db_url, q, log, extra_env, profile)
         try:
             if flood:
                 await asyncio.to_thread(wait_for_port, service.port, service.proc, 30)
