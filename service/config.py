@@ -153,39 +153,16 @@ class Settings:
         return database_url.redact(self.database_url)
 
     def server_timeouts(self) -> dict[str, str]:
-        """The server gives up too, so a hung statement does not hold locks after sqs2pg has moved on."""
-        return {
-            "statement_timeout": str(int(self.db_statement_timeout_s * 1000)),
-            "idle_in_transaction_session_timeout": str(int(self.db_statement_timeout_s * 2000)),
-        }
+        return database_url.server_timeouts(self.db_statement_timeout_s)
 
     def begin(self) -> str:
-        """What opens a transaction: BEGIN, and behind a transaction pooler the server's timeouts with it, in
-        one simple query (no round trip more)."""
-        if self.db_pooler == "none":
-            return "BEGIN"
-        return "BEGIN; " + "; ".join(f"SET LOCAL {k} = {v}" for k, v in self.server_timeouts().items())
+        return database_url.begin(self.db_statement_timeout_s, self.db_pooler)
 
     def connect_kwargs(self) -> dict[str, Any]:
         """Arguments for asyncpg.connect / create_pool, shared by the service, migrations and `check`."""
-        dsn, url_timeout = database_url.for_asyncpg(self.database_url)
-        kwargs: dict[str, Any] = {
-            "dsn": dsn,
-            "timeout": url_timeout or self.db_connect_timeout_s,
-            "command_timeout": self.db_statement_timeout_s,
-            # application_name is a parameter every pooler passes on; the timeouts are not (PgBouncer refuses
-            # them at connect), so behind a transaction pooler they are set in each transaction (begin()).
-            "server_settings": {
-                "application_name": "sqs2pg",
-                **(self.server_timeouts() if self.db_pooler == "none" else {}),
-            },
-        }
-        if self.db_pooler == "transaction":
-            kwargs["statement_cache_size"] = 0  # a prepared statement would live on one server connection
-        if "target_session_attrs" not in self.database_url:
-            # With several hosts in DATABASE_URL, only the writer will do.
-            kwargs["target_session_attrs"] = "read-write"
-        return kwargs
+        return database_url.connect_kwargs(
+            self.database_url, self.db_connect_timeout_s, self.db_statement_timeout_s, self.db_pooler
+        )
 
 
 def _close_to(name: str, known: set[str]) -> str | None:

@@ -1,7 +1,8 @@
-"""DATABASE_URL: its form checked at start, its password kept out of every line sqs2pg prints, and two of
-libpq's parameters that asyncpg does not read as libpq does made to mean what they mean in libpq:
-``connect_timeout`` (asyncpg would send it to the server as a setting) and ``sslrootcert=system`` (libpq 16:
-verify the server against the system's trusted CAs; asyncpg would look for a file named "system").
+"""DATABASE_URL: its form checked at start, its password kept out of every line sqs2pg prints, what asyncpg is
+given to connect (connect_kwargs, and what opens a transaction: begin), and two of libpq's parameters that
+asyncpg does not read as libpq does made to mean what they mean in libpq: ``connect_timeout`` (asyncpg would send
+it to the server as a setting) and ``sslrootcert=system`` (libpq 16: verify the server against the system's
+trusted CAs; asyncpg would look for a file named "system").
 
 One rule keeps the password out: every way it can be written in the URL (after the user, ``user:PASSWORD@``,
 with or without percent-encoding; a ``password=`` parameter) is found by ``secrets``, ``redact`` replaces
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 MASK = "***"
@@ -132,3 +134,40 @@ def problem(url: str) -> str | None:
             "server's certificate and name against the system's CAs, so use sslmode=verify-full (or leave sslmode out)"
         )
     return None
+
+
+def server_timeouts(statement_timeout_s: float) -> dict[str, str]:
+    """The server gives up too, so a hung statement does not hold locks after sqs2pg has moved on."""
+    return {
+        "statement_timeout": str(int(statement_timeout_s * 1000)),
+        "idle_in_transaction_session_timeout": str(int(statement_timeout_s * 2000)),
+    }
+
+
+def begin(statement_timeout_s: float, pooler: str) -> str:
+    """What opens a transaction: BEGIN, and behind a transaction pooler (SQS2PG_DB_POOLER=transaction) the server's
+    timeouts with it, in one simple query (no round trip more)."""
+    if pooler == "none":
+        return "BEGIN"
+    return "BEGIN; " + "; ".join(f"SET LOCAL {k} = {v}" for k, v in server_timeouts(statement_timeout_s).items())
+
+
+def connect_kwargs(url: str, connect_timeout_s: float, statement_timeout_s: float, pooler: str) -> dict[str, Any]:
+    """Arguments for asyncpg.connect / create_pool. application_name is a parameter every pooler passes on; the
+    timeouts are not (PgBouncer refuses them at connect), so behind a transaction pooler begin() sets them, and
+    no prepared statement is kept (it would live on one server connection)."""
+    dsn, url_timeout = for_asyncpg(url)
+    kwargs: dict[str, Any] = {
+        "dsn": dsn,
+        "timeout": url_timeout or connect_timeout_s,
+        "command_timeout": statement_timeout_s,
+        "server_settings": {
+            "application_name": "sqs2pg",
+            **(server_timeouts(statement_timeout_s) if pooler == "none" else {}),
+        },
+    }
+    if pooler == "transaction":
+        kwargs["statement_cache_size"] = 0
+    if "target_session_attrs" not in url:
+        kwargs["target_session_attrs"] = "read-write"  # with several hosts in DATABASE_URL, only the writer will do
+    return kwargs
