@@ -77,6 +77,7 @@ class Soak:
     admin_db: asyncpg.Connection
     workdir: Path
     processes: list[subprocess.Popen[bytes] | None] = field(default_factory=list)
+    log_offsets: dict[int, int] = field(default_factory=dict)  # where each process's current run starts in its log
     sent: list[str] = field(default_factory=list)  # good keys, in send order
     where: dict[str, tuple[str, int, float]] = field(default_factory=dict)  # key -> (group, seq, sent at)
     poison: set[str] = field(default_factory=set)
@@ -128,13 +129,38 @@ def start_service(soak: Soak, i: int) -> subprocess.Popen[bytes]:
         "SQS2PG_DEPTH_SAMPLE_INTERVAL_S": "0",
     }
     out = open(soak.workdir / f"service-{i}.log", "ab")  # noqa: SIM115 - the process owns it
+    soak.log_offsets[i] = out.tell()
     return subprocess.Popen(
         [str(ROOT / ".venv" / "bin" / "python"), "-m", "sqs2pg", "run"], env=env, stdout=out, stderr=out, cwd=ROOT
     )
 
 
+def log_tail(soak: Soak, i: int, lines: int = 15) -> str:
+    """The last lines of a service's log, for a violation's text (CI keeps the printed report, not the traces)."""
+    text = (soak.workdir / f"service-{i}.log").read_text(errors="replace").splitlines()[-lines:]
+    return "; its log ends:\n    " + "\n    ".join(line[:400] for line in text)
+
+
+def receiving(soak: Soak, i: int, timeout_s: float = 60) -> None:
+    """Wait until service i's current process says "receiving" (or has exited). A SIGTERM before that, while Python
+    is still importing, ends it by the signal's default action (exit -15): harmless, nothing was received yet, but
+    not the clean stop a rolling restart and the final stop check. Blocking: call it in a thread."""
+    deadline = time.monotonic() + timeout_s
+    proc = soak.processes[i]
+    with open(soak.workdir / f"service-{i}.log", "rb") as log:
+        log.seek(soak.log_offsets.get(i, 0))
+        seen = b""
+        while proc is not None and proc.poll() is None and time.monotonic() < deadline:
+            seen += log.read()
+            if b'"event": "receiving"' in seen:
+                return
+            time.sleep(0.1)
+
+
 def restart(soak: Soak, i: int, sig: int) -> None:
     proc = soak.processes[i]
+    if sig == signal.SIGTERM:
+        receiving(soak, i)
     if proc is not None and proc.poll() is None:
         proc.send_signal(signal.SIGCONT)  # a paused process cannot act on SIGTERM
         proc.send_signal(sig)
@@ -145,7 +171,7 @@ def restart(soak: Soak, i: int, sig: int) -> None:
             proc.kill()
             proc.wait()
         if sig == signal.SIGTERM and proc.returncode != 0:
-            soak.violations.append(f"service {i} exited {proc.returncode} after SIGTERM")
+            soak.violations.append(f"service {i} exited {proc.returncode} after SIGTERM{log_tail(soak, i)}")
     soak.processes[i] = start_service(soak, i)
 
 
@@ -454,12 +480,18 @@ async def soak_once(
                 await asyncio.sleep(1)
             drained_s = time.monotonic() - drain_started
             soak.say(f"drain: over after {drained_s:.1f} s")
+            # Every process stopped as ECS stops a task, and each must exit 0. The waits run in threads: this loop
+            # serves the SQS fault proxy the services talk through (a blocking wait here once froze it, and a
+            # process still starting found SQS silent and exited 2).
             for i in range(len(soak.processes)):
-                proc = soak.processes[i]
+                await asyncio.to_thread(receiving, soak, i)
+            for proc in soak.processes:
                 if proc is not None:
                     proc.send_signal(signal.SIGTERM)
-                    if (code := proc.wait(30)) != 0:
-                        soak.violations.append(f"service {i} exited {code} at the end")
+            for i, proc in enumerate(soak.processes):
+                if proc is not None:
+                    if (code := await asyncio.to_thread(proc.wait, 30)) != 0:
+                        soak.violations.append(f"service {i} exited {code} at the end{log_tail(soak, i)}")
                     soak.processes[i] = None
             if negative_control:
                 dropped = await soak.admin_db.fetchval(
