@@ -525,9 +525,9 @@ variable "min_tasks" {
 }
 
 variable "max_tasks" {
-  description = "Maximum running tasks. Mind the database: each task opens up to SQS2PG_DB_POOL_SIZE (default MAX_CONCURRENT_GROUPS + 2 = 18) connections."
+  description = "Maximum running tasks. 4 by default: one FIFO queue without sqs_high_throughput hands out about 2,700 messages a second (300 receives), which two default tasks drain (docs/performance.md, Planning for scale); raise it with sqs_high_throughput, or for a handler slower than the built-in one. Mind the database: each task opens up to SQS2PG_DB_POOL_SIZE (default MAX_CONCURRENT_GROUPS + 2 = 18) connections."
   type        = number
-  default     = 10
+  default     = 4
 
   validation {
     condition     = var.max_tasks >= 1 && var.max_tasks <= 200 && floor(var.max_tasks) == var.max_tasks
