@@ -61,7 +61,8 @@ class Settings:
     max_concurrent_groups: int = _knob(16, "message groups handled at the same time (worker tasks)", 1, 1024)
     transaction_max_messages: int = _knob(
         10,
-        "heads of different groups applied in one transaction when several are ready (1: one per transaction)",
+        "messages applied in one transaction when several are ready: heads of different groups, then the messages"
+        " held right behind them in their group's order (1: one per transaction)",
         1,
         100,
     )

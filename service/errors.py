@@ -61,23 +61,27 @@ class DatabaseUnavailable(RetryableError):
 
 
 class TransactionTimeout(RetryableError):
-    """A transaction outlived SQS2PG_TRANSACTION_TIMEOUT_S (a handler waiting on something that never answers):
-    rolled back, its connection discarded, the message retried later. Not the database's fault: it does not
-    count toward the circuit breaker."""
+    """A transaction outlived SQS2PG_TRANSACTION_TIMEOUT_S (a handler waiting on what never answers): rolled back,
+    its connection discarded, retried later. Not the database's fault: the circuit breaker does not count it."""
 
     kind = "transaction_timeout"
 
 
 class NotAttempted(RetryableError):
-    """Not tried: the database failed the messages before it in the same pass. It is tried again (or held
-    while the circuit is open) without counting a failure."""
+    """Not tried: the database failed the messages before it in the same pass. Tried again (or held while the
+    circuit is open), counting nothing."""
 
     kind = "not_attempted"
 
 
+class Behind(RetryableError):
+    """Not tried: an earlier message of its group failed in the same pass. Back behind it, counting nothing."""
+
+    kind = "behind"
+
+
 class Abandoned(RetryableError):
-    """The shutdown deadline cut its transaction short: whether it committed is unknown. It is handed back, and
-    its idempotency key decides when it comes back."""
+    """The shutdown deadline cut its transaction short (committed or not): handed back; its key decides later."""
 
     kind = "shutdown"
 
@@ -107,7 +111,7 @@ class IdempotencyKeyReused(PermanentError):
 
 
 class GroupQuarantined(PermanentError):
-    """SQS2PG_ON_PERMANENT_ERROR=quarantine_group: an earlier message of the group was dead-lettered, so this one
+    """SQS2PG_ON_PERMANENT_ERROR=quarantine_group: an earlier message of the group was dead-lettered; this one
     follows it to the DLQ, in order, until an operator releases the group."""
 
     kind = "group_quarantined"
@@ -121,15 +125,13 @@ class OutOfOrder(PermanentError):
 
 
 class RetriesExhausted(PermanentError):
-    """The message failed transiently SQS2PG_RETRY_MAX_ATTEMPTS times in a row: dead-lettered with the last error,
-    rather than left for SQS's maxReceiveCount to move without a reason."""
+    """Failed transiently SQS2PG_RETRY_MAX_ATTEMPTS times: dead-lettered with the last error (not by SQS)."""
 
     kind = "retries_exhausted"
 
 
 class DeadLetteredBefore(PermanentError):
-    """A redelivery of a message sqs2pg dead-lettered, whose copy to the DLQ is not known to have been sent:
-    dead-lettered again (copied, deleted) with the recorded reason, never applied."""
+    """A redelivery of a dead-lettered message whose DLQ copy is not known sent: dead-lettered again, never applied."""
 
 
 class SchemaMissing(Exception):

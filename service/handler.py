@@ -28,10 +28,11 @@ class Handler(Protocol):
 
 
 class HandlesMany(Protocol):
-    """The optional batch form of a handler: applies several messages (each the head of a different group) in
-    the open transaction, with as few statements as it can. It must have the same effect as calling the
-    handler on each message in order; if it raises, sqs2pg rolls back and applies each message on its own, so
-    every message still gets its own outcome. Attach it with ``@handles_many(...)``."""
+    """The optional batch form of a handler: applies several messages (heads of different groups, and several
+    consecutive messages of one group, in their order) in the open transaction, with as few statements as it can.
+    It must have the same effect as calling the handler on each message in order (two of one group may touch the
+    same row); if it raises, sqs2pg rolls back and applies each message on its own, so every message still gets
+    its own outcome. Attach it with ``@handles_many(...)``."""
 
     async def __call__(self, conn: asyncpg.Connection, messages: Sequence[Message]) -> None: ...
 

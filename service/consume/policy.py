@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from ..errors import (
     Abandoned,
+    Behind,
     DeadLetterFailed,
     NotAttempted,
     Outcome,
@@ -28,9 +29,11 @@ class Decision:
     outcome: Outcome | None
     delay_s: float = 0.0  # RETRIED: how long its group waits before it is tried again
     error: Sqs2pgError | None = None
+    behind: bool = False  # not tried: back in its group, behind the earlier message that failed
 
 
 HOLD = Decision(None)
+BEHIND = Decision(None, behind=True)
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,8 @@ def decide(
     - committed or duplicate: deleted;
     - cut short by the shutdown deadline (whether it committed is unknown): released, and idempotency decides
       when it comes back;
+    - not tried because an earlier message of its group failed in the same transaction: back in its group,
+      behind that one, whatever becomes of it (the group's order holds);
     - never tried, or failed while the circuit is open: held at the head of its group, tried again in place
       once the database answers (a failover costs nothing: no receive, no attempt);
     - permanent: dead-lettered, with its reason;
@@ -81,6 +86,8 @@ def decide(
         return Decision(result)
     if isinstance(result, Abandoned):
         return Decision(Outcome.RELEASED, error=result)
+    if isinstance(result, Behind):
+        return BEHIND
     if isinstance(result, NotAttempted) or circuit_open:
         return HOLD
     if isinstance(result, DeadLetterFailed):

@@ -17,6 +17,8 @@ What happens to a message whose transaction failed (policy.decide says which):
 - a transient failure: kept in memory at the head of its group and tried again after a backoff, its group's
   later messages held behind it (the heartbeat keeps them all invisible, so no receive count moves); its group
   holds no worker meanwhile. After SQS2PG_RETRY_MAX_ATTEMPTS, dead-lettered as retries_exhausted;
+- not tried, because an earlier message of its group failed in the same transaction (a run): put back in its
+  group behind that one, whatever becomes of it;
 - the database failed it and the circuit is open: held at the head of its group and tried again in place once
   the database answers (worker.py), spending nothing;
 - the shutdown deadline cut it short: handed back with its group's rest; idempotency decides on return.
@@ -90,8 +92,13 @@ class Settler:
         for message, decision in decided:
             if decision.outcome in (Outcome.COMMITTED, Outcome.DUPLICATE):
                 self._deleted(message, decision.outcome, handled_s)
+        # Then what was not tried behind a failed message of its group goes back behind it, before that one is
+        # retried, held, dead-lettered or released (each of which sees them in its group).
+        self._dispatcher.put_back([m for m, decision in decided if decision.behind])
         held = []
         for message, decision in decided:
+            if decision.behind:
+                continue
             match decision.outcome:
                 case None:
                     held.append(message)

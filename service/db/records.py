@@ -43,14 +43,18 @@ _OLDER = """(
     AND ({new}.sent_ms IS NULL OR coalesce({pos}.sent_ms > {new}.sent_ms, false))
 )"""
 _SAME_QUEUE = "p.queue_created = EXCLUDED.queue_created"
-_MOVE = f"""
+_MOVE_WHERE = f"""
 ON CONFLICT (queue_name, message_group_id) DO UPDATE
     SET sequence_number = CASE WHEN {_SAME_QUEUE}
             THEN greatest(p.sequence_number, EXCLUDED.sequence_number) ELSE EXCLUDED.sequence_number END,
         sent_ms = CASE WHEN {_SAME_QUEUE} THEN greatest(p.sent_ms, EXCLUDED.sent_ms) ELSE EXCLUDED.sent_ms END,
         queue_created = EXCLUDED.queue_created, message_id = EXCLUDED.message_id, updated_at = now()
-    WHERE NOT ({_SAME_QUEUE} AND {_OLDER.format(new="EXCLUDED", pos="p")})
+    WHERE NOT ({_SAME_QUEUE} AND {{older}})
 """
+_MOVE = _MOVE_WHERE.format(older=_OLDER.format(new="EXCLUDED", pos="p"))
+# A run moves its group's position to its last message where its first (``firsts``, in CLAIM_MANY) is not older.
+_RUN_OLDER = "EXISTS (SELECT FROM firsts f WHERE f.q = p.queue_name AND f.g = p.message_group_id AND {})"
+_MOVE_RUN = _MOVE_WHERE.format(older=_RUN_OLDER.format(_OLDER.format(new="f", pos="p")))
 _POSITIONS = (
     "sqs2pg_group_positions AS p (queue_name, message_group_id, queue_created, sequence_number, sent_ms, message_id)"
 )
@@ -75,28 +79,33 @@ WITH claimed AS (
 SELECT EXISTS (SELECT FROM claimed) AS new,
        ($7::numeric IS NULL AND $8::bigint IS NULL OR EXISTS (SELECT FROM moved)) AS in_order
 """
-# The same for the messages of a shared transaction, one message per group (Store checks that before): all their
-# keys claimed, each group's position moved to its message, in one round trip. Every key new and every group in
-# order, or the transaction is not shared. SequenceNumbers travel as text (20 digits: cheaper than numeric's
-# binary form to encode).
+# The same for a shared transaction (heads of different groups, and runs of a group in order, db/runs.py): all keys
+# claimed, each group's position moved once, to its last message where its first is not older, in one round trip.
+# Every key new and every group in order, or the transaction is not shared. SequenceNumbers travel as text.
 CLAIM_MANY = f"""
 WITH input AS (
     SELECT * FROM unnest(
         $1::text[], $2::bytea[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[]::numeric[], $8::bigint[]
-    ) AS t(k, h, q, m, g, c, s, ms)
+    ) WITH ORDINALITY AS t(k, h, q, m, g, c, s, ms, i)
 ), claimed AS (
     INSERT INTO sqs2pg_idempotency (idempotency_key, body_sha256, queue_name, message_id)
     SELECT k, h, q, m FROM input
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING 1
+), ordered AS (
+    SELECT * FROM input WHERE s IS NOT NULL OR ms IS NOT NULL
+), firsts AS (
+    SELECT DISTINCT ON (q, g) q, g, s AS sequence_number, ms AS sent_ms FROM ordered ORDER BY q, g, i
+), lasts AS (
+    SELECT DISTINCT ON (q, g) q, g, c, s, ms, m FROM ordered ORDER BY q, g, i DESC
 ), moved AS (
     INSERT INTO {_POSITIONS}
-    SELECT q, g, c, s, ms, m FROM input WHERE s IS NOT NULL OR ms IS NOT NULL
-    {_MOVE}
+    SELECT q, g, c, s, ms, m FROM lasts
+    {_MOVE_RUN}
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM claimed) = cardinality($1::text[])
-   AND (SELECT count(*) FROM moved) = (SELECT count(*) FROM input WHERE s IS NOT NULL OR ms IS NOT NULL) AS together
+   AND (SELECT count(*) FROM moved) = (SELECT count(*) FROM lasts) AS together
 """
 # Where a group stands: the newest message it applied (to name it when an older one arrives after it).
 POSITION = """

@@ -9,13 +9,15 @@ it twice. That is the whole exactly-once argument.
 In the statement that claims its key, a message moves its group's position (records.py): one older than what
 its group already applied is never applied but dead-lettered as ``out_of_order``, whichever replica applied it.
 
-Several messages (each the head of a different group) may share one transaction: BEGIN, their idempotency
-records and positions in one statement, the handler's batch form in one call when it offers one
-(handler.handles_many; else each one's handler), one COMMIT: four round trips for ten messages instead of
-forty. If anything fails in it (a bad body, a constraint, a duplicate, a lost connection, a COMMIT never
-answered), it is rolled back or its outcome is unknown, and each message is then applied at once in a
-transaction of its own, so every message gets its own outcome exactly as if it had been alone, and the
-argument above holds for each of them (a shared COMMIT that did happen shows up as duplicates).
+Several messages may share one transaction (the heads of different groups, and the messages held right behind
+a head: a run of its group, in order, runs.py): BEGIN, their idempotency records and positions in one
+statement, the handler's batch form in one call when it offers one (handler.handles_many; else each one's
+handler, in order), one COMMIT: four round trips for ten messages instead of forty. If anything fails in it (a
+bad body, a constraint, a duplicate, a lost connection, a COMMIT never answered), it is rolled back or its
+outcome is unknown, and each message is then applied at once in a transaction of its own, so every message
+gets its own outcome exactly as if it had been alone, and the argument above holds for each of them (a shared
+COMMIT that did happen shows up as duplicates); once one of a group's fails, the group's later ones are not
+tried (``Behind``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from ..config import Settings
 from ..errors import (
     AVAILABILITY_KINDS,
     AlreadyApplied,
+    Behind,
     GroupQuarantined,
     IdempotencyKeyReused,
     NotAttempted,
@@ -43,7 +46,7 @@ from ..errors import (
 from ..handler import Handler, batch_form
 from ..message import Message
 from ..observe import logs
-from . import drill, quarantine, records, retention
+from . import drill, quarantine, records, retention, runs
 from .pool import Connections
 from .records import seen_before
 from .tx import rollback
@@ -74,17 +77,18 @@ class Store(Connections):
         return outcome
 
     async def apply_many(self, messages: list[Message]) -> list[Outcome | Sqs2pgError]:
-        """Apply messages of different groups: together in one transaction when they all go through, else
-        each in its own. Returns each message's outcome, or the classified error that failed it: it raises
-        nothing else. With SQS2PG_ON_PERMANENT_ERROR=quarantine_group, a message of a quarantined group is not
-        applied: its result is GroupQuarantined (a redriven copy is applied while `dlq redrive --group` releases
-        the group)."""
+        """Apply messages (of different groups, or runs of one, in order): together in one transaction when they all
+        go through, else each in its own. Returns each message's outcome, or the classified error that failed it
+        (Behind for a group's messages after one that failed): it raises nothing else. With
+        SQS2PG_ON_PERMANENT_ERROR=quarantine_group, a message of a quarantined group is not applied: its result is
+        GroupQuarantined (a redriven copy is applied while `dlq redrive --group` releases the group)."""
         if self._settings.on_permanent_error != "quarantine_group":
             return await self._apply_many(messages)
         try:
             blocked = await self._quarantined(messages)
-        except Exception as exc:  # noqa: BLE001 - the first is failed, the rest held, not failed
-            return [classify(exc), *[NotAttempted()] * (len(messages) - 1)]
+        except Exception as exc:  # noqa: BLE001 - the first is failed, the rest held (or behind it), not failed
+            passes = runs.Passes()
+            return [passes.result(messages[0], classify(exc)), *passes.rest(messages[1:], NotAttempted())]
         if not blocked:
             return await self._apply_many(messages)
         rest = iter(await self._apply_many([m for m in messages if m not in blocked]))
@@ -123,16 +127,20 @@ class Store(Connections):
                 )
         results: list[Outcome | Sqs2pgError] = []
         unavailable = 0
+        passes = runs.Passes()
         for i, message in enumerate(messages):
+            if passes.behind(message):
+                results.append(Behind())
+                continue
             try:
-                results.append(await self.apply(message))
+                results.append(passes.result(message, await self.apply(message)))
             except Exception as exc:  # noqa: BLE001 - this message's failure, classified here once
                 error = self._failed(exc, message)
-                results.append(error)
+                results.append(passes.result(message, error))
                 if error.kind in AVAILABILITY_KINDS:
                     unavailable += 1
                     if unavailable == _UNAVAILABLE_GIVE_UP:  # the database is gone: do not try the rest now
-                        return results + [NotAttempted()] * (len(messages) - i - 1)
+                        return results + passes.rest(messages[i + 1 :], NotAttempted())
         return results
 
     def _failed(self, exc: Exception, message: Message) -> Sqs2pgError:
@@ -148,8 +156,8 @@ class Store(Connections):
         """One transaction for all of them, or an exception (then apply_many tries them one by one)."""
         keys = [m.idempotency_key for m in messages]
         groups = [m.group_id for m in messages]
-        if len(set(zip([m.queue_name for m in messages], groups, strict=True))) < len(messages):
-            raise _Separately()  # two of one group: CLAIM_MANY moves each group's position once
+        if not runs.in_order(messages):
+            raise _Separately()  # a run whose order cannot be told: each message checked on its own
         order_keys = [m.order_keys for m in messages]
         async with self._connection() as conn:
             await conn.execute(self._begin)
@@ -168,7 +176,7 @@ class Store(Connections):
                 if not together:
                     # a duplicate, a key twice, a message out of order: settled each in its own transaction
                     raise _Separately()
-                if self._many is not None:
+                if self._many is not None:  # several of a group go in their order
                     await self._many(conn, messages)
                 else:
                     for message in messages:

@@ -10,7 +10,7 @@ import pytest
 
 from sqs2pg.db import records as writes
 from sqs2pg.db.store import Store
-from sqs2pg.errors import InvalidMessage, Outcome
+from sqs2pg.errors import Behind, InvalidMessage, OutOfOrder, Outcome
 from sqs2pg.handler import insert_event
 from sqs2pg.message import Message
 
@@ -164,3 +164,69 @@ async def test_an_event_already_there_makes_the_batch_settle_one_by_one(
     # and `sqs2pg status` can say so: the key is recorded as a duplicate, not left unknown
     answers = await writes.lookup(db, ["old", "a"])
     assert (answers["old"]["status"], answers["a"]["status"]) == ("duplicate", "committed")
+
+
+def _in_group(group: str, seq: int, body: object | None = None) -> Message:
+    """A message of ``group`` with SQS's SequenceNumber ``seq``, on a queue whose numbers are trusted."""
+    m = _message(f"{group}-{seq}", {"seq": seq} if body is None else body, group=group)
+    m.sequence_number, m.order, m.queue_created = 10**15 + seq, "sequence", 1
+    return m
+
+
+async def _applied_seqs(db: asyncpg.Connection, group: str) -> list[int]:
+    rows = await db.fetch("SELECT body FROM events WHERE message_group_id = $1 ORDER BY id", group)
+    return [json.loads(r["body"])["seq"] for r in rows]
+
+
+async def _position(db: asyncpg.Connection, group: str) -> int | None:
+    value = await db.fetchval("SELECT sequence_number FROM sqs2pg_group_positions WHERE message_group_id = $1", group)
+    return None if value is None else int(value) - 10**15
+
+
+async def test_a_run_of_one_group_shares_one_transaction_in_order_and_moves_its_position_to_the_last(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    store = await _store(database_url)
+    try:
+        results = await store.apply_many([_in_group("hot", s) for s in range(10)] + [_in_group("other", 0)])
+    finally:
+        await store.close()
+    assert results == [Outcome.COMMITTED] * 11
+    assert await db.fetchval("SELECT count(DISTINCT xmin::text) FROM events") == 1  # one transaction
+    assert await _applied_seqs(db, "hot") == list(range(10))
+    assert await _position(db, "hot") == 9 and await _position(db, "other") == 0
+
+
+async def test_a_run_that_fails_in_the_middle_applies_what_came_before_and_tries_nothing_after(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    """The third of a run is not JSON: the shared transaction is rolled back, the first two are applied one at a
+    time, the third gets its own error, and the ones after it are Behind (not tried: they go back behind it)."""
+    store = await _store(database_url)
+    try:
+        run = [_in_group("g", 0), _in_group("g", 1), _in_group("g", 2, "not json"), _in_group("g", 3)]
+        results = await store.apply_many([*run, _in_group("h", 0)])
+    finally:
+        await store.close()
+    assert results[:2] == [Outcome.COMMITTED] * 2 and results[4] is Outcome.COMMITTED
+    assert isinstance(results[2], InvalidMessage) and isinstance(results[3], Behind)
+    assert await _applied_seqs(db, "g") == [0, 1]
+    assert await _position(db, "g") == 1  # never past what was applied
+    assert await db.fetchval("SELECT count(*) FROM sqs2pg_idempotency WHERE idempotency_key = 'g-3'") == 0
+
+
+async def test_a_run_whose_first_is_older_than_its_group_is_never_applied_and_its_followers_wait(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    """The group applied 5 already; a run 3, 6, 7 arrives (a server that broke the group's order): 3 is out of
+    order, and 6 and 7 are not tried behind it (nothing applied out of order, nothing applied before its turn)."""
+    store = await _store(database_url)
+    try:
+        assert await store.apply(_in_group("g", 5)) is Outcome.COMMITTED
+        results = await store.apply_many([_in_group("g", 3), _in_group("g", 6), _in_group("g", 7)])
+        again = await store.apply_many([_in_group("g", 6), _in_group("g", 7)])  # their turn, after 3 settled
+    finally:
+        await store.close()
+    assert isinstance(results[0], OutOfOrder) and [type(r) for r in results[1:]] == [Behind, Behind]
+    assert again == [Outcome.COMMITTED] * 2
+    assert await _applied_seqs(db, "g") == [5, 6, 7] and await _position(db, "g") == 7

@@ -21,7 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqs2pg.errors import Outcome, PermanentError, Sqs2pgError, classify
+from sqs2pg.db.runs import Passes
+from sqs2pg.errors import Behind, Outcome, PermanentError, Sqs2pgError, classify
 from sqs2pg.message import Message, queue_name
 from sqs2pg.sqs.queues import QueueInfo
 
@@ -257,18 +258,23 @@ class FakeStore:
     async def apply_many(self, messages: list[Message]) -> list[Outcome | Sqs2pgError]:
         await asyncio.sleep(self.delay_s)  # a transaction is a round trip
         results: list[Outcome | Sqs2pgError] = []
+        passes = Passes()  # the store's rule for a group's later messages once one failed (db/runs.py)
         for message in messages:
             error = self.fail(message)
-            if error is not None:
-                results.append(classify(error))  # as the store classifies what fails a transaction
+            if passes.behind(message):
+                results.append(Behind())
+            elif error is not None:
+                results.append(passes.result(message, classify(error)))  # as the store classifies a failure
             elif message.idempotency_key in self.keys:
                 results.append(Outcome.DUPLICATE)
             elif message.idempotency_key in self.dead_lettered and not message.redriven:
                 copied = self.dead_lettered[message.idempotency_key]
-                results.append(Outcome.DUPLICATE if copied else PermanentError("dead-lettered before", kind="data"))
+                before = Outcome.DUPLICATE if copied else PermanentError("dead-lettered before", kind="data")
+                results.append(passes.result(message, before))
             else:
                 if not message.is_json:
-                    results.append(PermanentError("body is not valid JSON", kind="invalid_message"))
+                    invalid = PermanentError("body is not valid JSON", kind="invalid_message")
+                    results.append(passes.result(message, invalid))
                     continue
                 self.keys.add(message.idempotency_key)
                 self.dead_lettered.pop(message.idempotency_key, None)  # a redriven copy, applied

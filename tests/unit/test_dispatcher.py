@@ -124,19 +124,65 @@ async def _next_or_none(d: Dispatcher) -> Message | None:
         return None
 
 
-async def test_a_batch_takes_one_head_per_ready_group_up_to_the_limit() -> None:
+def _seqs(batch: list[Message]) -> list[tuple[str, int]]:
+    return [(m.group_id, int(m.body.split(": ")[1].rstrip("}"))) for m in batch]
+
+
+async def test_a_batch_takes_one_head_per_ready_group_up_to_the_limit_before_any_run() -> None:
     d = Dispatcher(capacity=100)
     for g in "abcd":
         for s in range(2):
             d.add(msg(g, s))
     batch = await d.next_batch(3)
-    assert [(m.group_id, m.body) for m in batch] == [("a", '{"seq": 0}'), ("b", '{"seq": 0}'), ("c", '{"seq": 0}')]
-    rest = await d.next_batch(10)  # only "d" is ready: a, b, c are busy until done()
-    assert [(m.group_id, m.body) for m in rest] == [("d", '{"seq": 0}')]
+    assert _seqs(batch) == [("a", 0), ("b", 0), ("c", 0)]
+    # only "d" is ready (a, b, c are busy until done()): its head, then the message right behind it (a run)
+    rest = await d.next_batch(10)
+    assert _seqs(rest) == [("d", 0), ("d", 1)]
     for m in batch:
         d.done(m)
     again = await d.next_batch(10)
-    assert [(m.group_id, m.body) for m in again] == [("a", '{"seq": 1}'), ("b", '{"seq": 1}'), ("c", '{"seq": 1}')]
+    assert _seqs(again) == [("a", 1), ("b", 1), ("c", 1)]
+
+
+async def test_a_hot_group_goes_in_runs_in_order_and_is_busy_until_the_whole_run_is_done() -> None:
+    d = Dispatcher(capacity=100)
+    for s in range(25):
+        d.add(msg("hot", s))
+    run = await d.next_batch(10)
+    assert _seqs(run) == [("hot", s) for s in range(10)]
+    for m in run[:9]:
+        d.done(m)
+    assert await _next_or_none(d) is None  # the run's last one is not done: the group stays busy
+    d.done(run[9])
+    assert d.held == 15
+    assert _seqs(await d.next_batch(10)) == [("hot", s) for s in range(10, 20)]
+
+
+async def test_a_run_that_fails_in_the_middle_keeps_its_group_in_order() -> None:
+    """The run's third fails transiently: the first two are done, the two after it go back behind it (put back),
+    and after the backoff the same message heads the next run, its followers behind it in their order."""
+    d = Dispatcher(capacity=100)
+    for s in range(6):
+        d.add(msg("g", s))
+    run = await d.next_batch(5)
+    assert _seqs(run) == [("g", s) for s in range(5)]
+    d.done(run[0])
+    d.done(run[1])
+    d.put_back(run[3:])
+    d.retry_later(run[2], 0.01)
+    assert d.held == 4 and not any(d.is_busy(m) for m in run)
+    again = await asyncio.wait_for(d.next_batch(10), 1)
+    assert again[0] is run[2] and _seqs(again) == [("g", s) for s in range(2, 6)]
+
+
+async def test_put_back_after_the_failed_one_was_settled_still_hands_the_group_out() -> None:
+    d = Dispatcher(capacity=100)
+    for s in range(3):
+        d.add(msg("g", s))
+    run = await d.next_batch(3)
+    d.done(run[0])  # dead-lettered, say, before its followers were put back
+    d.put_back(run[1:])
+    assert _seqs(await asyncio.wait_for(d.next_batch(10), 1)) == [("g", 1), ("g", 2)]
 
 
 async def test_closing_ends_batches_for_every_waiting_worker() -> None:
