@@ -72,7 +72,9 @@ async def test_sigterm_during_an_idle_long_poll_exits_zero_within_10_s_and_ready
 
         await wait_until(polling, timeout_s=10)
         polls = await receive_calls()
-        assert ready_after_s < 5 and float(polls[0].split()[-1]) == 1.0, (ready_after_s, polls)
+        # Ready came while the first long poll was still out: had readiness waited for a poll to come back, the
+        # second one would be counted by now. (Not a time bound: a loaded machine takes seconds to start Python.)
+        assert float(polls[0].split()[-1]) == 1.0, (ready_after_s, polls)
 
         stop_sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)
