@@ -10,7 +10,7 @@ import pytest
 
 from sqs2pg.db import records as writes
 from sqs2pg.db.store import Store
-from sqs2pg.errors import Behind, InvalidMessage, OutOfOrder, Outcome
+from sqs2pg.errors import Behind, InvalidMessage, Outcome, OutOfOrder
 from sqs2pg.handler import insert_event
 from sqs2pg.message import Message
 
