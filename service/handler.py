@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Callable, Sequence
-from typing import Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import asyncpg
 
@@ -69,6 +69,26 @@ ON CONFLICT (idempotency_key) DO NOTHING
 """
 
 
+class Fused(NamedTuple):
+    """A batch form as one INSERT ... SELECT that sqs2pg runs inside the statement claiming a shared transaction's
+    keys (db/records.py, claim_many), saving a round trip. It reads the claim's ``input`` (k: key, q: queue, g:
+    group, m: message id, i: position) and its own arrays from $9 on, by position; ``check`` runs first on each
+    message, ``args`` gives the arrays. Its rows must be one per message, or the transaction is not shared."""
+
+    sql: str
+    check: Callable[[Message], None]
+    args: Callable[[Sequence[Message]], list[Any]]
+
+
+_FUSED_EVENTS = """
+INSERT INTO events (idempotency_key, queue_name, message_group_id, message_id, body, sent_at, envelope)
+SELECT input.k, input.q, input.g, input.m, x.b::jsonb, to_timestamp(x.s / 1000.0), x.e
+FROM input JOIN unnest($9::text[], $10::bigint[], $11::text[]) WITH ORDINALITY AS x(b, s, e, i) ON x.i = input.i
+ORDER BY input.i
+ON CONFLICT (idempotency_key) DO NOTHING
+"""
+
+
 def _object(message: Message) -> None:
     if not isinstance(message.json, dict):
         raise InvalidMessage("body must be a JSON object")
@@ -92,6 +112,10 @@ async def insert_events(conn: asyncpg.Connection, messages: Sequence[Message]) -
         raise AlreadyApplied()  # some event was there already: let each message find out alone which
 
 
+def _event_arrays(messages: Sequence[Message]) -> list[Any]:
+    return [[m.body for m in messages], [m.sent_timestamp_ms for m in messages], [m.envelope for m in messages]]
+
+
 @handles_many(insert_events)
 async def insert_event(conn: asyncpg.Connection, message: Message) -> None:
     """The built-in handler: append the JSON object body to table ``events`` (with the envelope it came in, if
@@ -111,6 +135,14 @@ async def insert_event(conn: asyncpg.Connection, message: Message) -> None:
     if status.endswith(" 0"):
         # The idempotency record was pruned but the event is still there (e.g. a redrive months later).
         raise AlreadyApplied()
+
+
+insert_event.fused = Fused(_FUSED_EVENTS, _object, _event_arrays)  # type: ignore[attr-defined]
+
+
+def fused_form(handler: Handler) -> Fused | None:
+    """The handler's fused form, if it offers one (the built-in handler does)."""
+    return getattr(handler, "fused", None)
 
 
 def load_handler(path: str) -> Handler:

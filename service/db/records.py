@@ -52,10 +52,10 @@ ON CONFLICT (queue_name, message_group_id) DO UPDATE
     WHERE NOT ({_SAME_QUEUE} AND {{older}})
 """
 _MOVE = _MOVE_WHERE.format(older=_OLDER.format(new="EXCLUDED", pos="p"))
-# A run moves its group's position to its last message where its first (``firsts``, in CLAIM_MANY) is not older.
-_RUN_OLDER = "EXISTS (SELECT FROM firsts f WHERE f.q = p.queue_name AND f.g = p.message_group_id AND {})"
-_MOVE_RUN = _MOVE_WHERE.format(older=_RUN_OLDER.format(_OLDER.format(new="f", pos="p")))
-_POSITIONS = (
+# A run moves its group's position to its last message where its first (``firsts``, runs.CLAIM_MANY) is not older.
+RUN_OLDER = "EXISTS (SELECT FROM firsts f WHERE f.q = p.queue_name AND f.g = p.message_group_id AND {})"
+MOVE_RUN = _MOVE_WHERE.format(older=RUN_OLDER.format(_OLDER.format(new="f", pos="p")))
+POSITIONS = (
     "sqs2pg_group_positions AS p (queue_name, message_group_id, queue_created, sequence_number, sent_ms, message_id)"
 )
 # Claim a message's key and move its group's position to the message, in one round trip. ``new``: the key was not
@@ -70,7 +70,7 @@ WITH claimed AS (
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING 1
 ), moved AS (
-    INSERT INTO {_POSITIONS}
+    INSERT INTO {POSITIONS}
     SELECT $3, $5, $6, $7, $8, $4
     WHERE ($7::numeric IS NOT NULL OR $8::bigint IS NOT NULL) AND EXISTS (SELECT FROM claimed)
     {_MOVE}
@@ -79,51 +79,22 @@ WITH claimed AS (
 SELECT EXISTS (SELECT FROM claimed) AS new,
        ($7::numeric IS NULL AND $8::bigint IS NULL OR EXISTS (SELECT FROM moved)) AS in_order
 """
-# The same for a shared transaction (heads of different groups, and runs of a group in order, db/runs.py): all keys
-# claimed, each group's position moved once, to its last message where its first is not older, in one round trip.
-# Every key new and every group in order, or the transaction is not shared. SequenceNumbers travel as text.
-CLAIM_MANY = f"""
-WITH input AS (
-    SELECT * FROM unnest(
-        $1::text[], $2::bytea[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[]::numeric[], $8::bigint[]
-    ) WITH ORDINALITY AS t(k, h, q, m, g, c, s, ms, i)
-), claimed AS (
-    INSERT INTO sqs2pg_idempotency (idempotency_key, body_sha256, queue_name, message_id)
-    SELECT k, h, q, m FROM input
-    ON CONFLICT (idempotency_key) DO NOTHING
-    RETURNING 1
-), ordered AS (
-    SELECT * FROM input WHERE s IS NOT NULL OR ms IS NOT NULL
-), firsts AS (
-    SELECT DISTINCT ON (q, g) q, g, s AS sequence_number, ms AS sent_ms FROM ordered ORDER BY q, g, i
-), lasts AS (
-    SELECT DISTINCT ON (q, g) q, g, c, s, ms, m FROM ordered ORDER BY q, g, i DESC
-), moved AS (
-    INSERT INTO {_POSITIONS}
-    SELECT q, g, c, s, ms, m FROM lasts
-    {_MOVE_RUN}
-    RETURNING 1
-)
-SELECT (SELECT count(*) FROM claimed) = cardinality($1::text[])
-   AND (SELECT count(*) FROM moved) = (SELECT count(*) FROM lasts) AS together
-"""
 # Where a group stands: the newest message it applied (to name it when an older one arrives after it).
 POSITION = """
 SELECT message_id, sequence_number, sent_ms FROM sqs2pg_group_positions
 WHERE queue_name = $1 AND message_group_id = $2
 """
-# A dead-lettered message moves its group's position too: a message older than it that arrives later is out of
-# order as much as one older than a commit.
+# A dead-lettered message moves its group's position too: one older than it is out of order as after a commit.
 ADVANCE = f"""
-INSERT INTO {_POSITIONS} VALUES ($1, $2, $3, $4, $5, $6)
+INSERT INTO {POSITIONS} VALUES ($1, $2, $3, $4, $5, $6)
 {_MOVE}
 """
 KEY_RECORD = """
 SELECT body_sha256, status, error_kind, reason, dead_letter_copied FROM sqs2pg_idempotency WHERE idempotency_key = $1
 """
-# A dead-lettering is recorded before the copy to the DLQ. A record of an earlier dead-lettering of the same
-# key (a redriven copy that failed again) is taken over; a committed one is never touched (a key reused
-# with another body is dead-lettered without a record: the commit keeps the key).
+# A dead-lettering is recorded before the copy to the DLQ. A record of an earlier dead-lettering of the key (a
+# redriven copy that failed again) is taken over; a committed one never (a key reused with another body is
+# dead-lettered without a record).
 RECORD_DEAD_LETTER = """
 INSERT INTO sqs2pg_idempotency
     (idempotency_key, body_sha256, queue_name, message_id, status, error_kind, reason, attributes)
@@ -144,9 +115,8 @@ SET status = 'committed', error_kind = NULL, reason = NULL, dead_letter_copied =
     message_id = $2, body_sha256 = $3
 WHERE idempotency_key = $1 AND status = 'dead_lettered'
 """
-# The handler found the message's effect already there (AlreadyApplied): its transaction was rolled back, and
-# this records the key as a duplicate, so its status can be told. A dead-lettered record (a redriven copy whose
-# effect was there) becomes the duplicate's; a committed one stays.
+# The handler found the message's effect already there (AlreadyApplied): after the rollback, the key is recorded
+# as a duplicate (a dead-lettered record, a redriven copy whose effect was there, becomes it; a committed stays).
 RECORD_DUPLICATE = """
 INSERT INTO sqs2pg_idempotency (idempotency_key, body_sha256, queue_name, message_id, status)
 VALUES ($1, $2, $3, $4, 'duplicate')
@@ -155,8 +125,7 @@ ON CONFLICT (idempotency_key) DO UPDATE
         message_id = EXCLUDED.message_id, body_sha256 = EXCLUDED.body_sha256
     WHERE sqs2pg_idempotency.status = 'dead_lettered'
 """
-# 0 when the table is missing, 1 when it is there but older than this version, 2 when it is current (the
-# newest migration's table, 0004's, is there).
+# 0: the table is missing; 1: older than this version; 2: current (0004's table, the newest, is there).
 MIGRATED = """
 SELECT CASE WHEN to_regclass('sqs2pg_idempotency') IS NULL THEN 0
             WHEN to_regclass('sqs2pg_group_positions') IS NOT NULL THEN 2
@@ -167,8 +136,7 @@ SELECT idempotency_key, status, queue_name, message_id, committed_at, error_kind
 FROM sqs2pg_idempotency WHERE idempotency_key = ANY($1::text[])
 """
 MAX_KEYS = 1000  # per lookup
-# Each queue's verdict on its server's SequenceNumbers (consume/order.py), as the first replica to judge it wrote
-# it; "sent" (the numbers are not in order) replaces "sequence", never the other way round.
+# Each queue's verdict on its SequenceNumbers (consume/order.py): "sent" replaces "sequence", never the reverse.
 QUEUE_ORDERS = "SELECT queue_name, queue_created, verdict FROM sqs2pg_queue_order"
 JUDGED = """
 INSERT INTO sqs2pg_queue_order AS o (queue_name, queue_created, verdict) VALUES ($1, $2, $3)

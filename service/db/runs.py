@@ -1,8 +1,9 @@
-"""Runs: several consecutive messages of one group in one transaction (consume/dispatcher.py hands them out when
-they are held right behind their group's head), and the two rules that keep the group's order while they are.
+"""Shared transactions: the statement that claims their keys, and runs, several consecutive messages of one group
+in one (consume/dispatcher.py hands them out when they are held right behind their group's head), with the two
+rules that keep the group's order while they are.
 
-- Together, a group's messages go in their order, each newer than the one before it (``in_order``); records.py's
-  CLAIM_MANY then checks the first against the group's position and moves the position to the last.
+- Together, a group's messages go in their order, each newer than the one before it (``in_order``); CLAIM_MANY
+  then checks the first against the group's position and moves the position to the last.
 - One at a time (the shared transaction failed, or could not be tried), a group's messages are tried in order,
   and once one of them fails the ones after it are not tried (``Passes``): they are ``Behind`` it, and go back
   into the group behind it, whatever becomes of it (retried, dead-lettered, held, released).
@@ -12,6 +13,44 @@ from __future__ import annotations
 
 from ..errors import Behind, Outcome, Sqs2pgError
 from ..message import Message
+from .records import MOVE_RUN, POSITIONS
+
+# records.CLAIM for a shared transaction (heads of different groups, and runs of a group in order): all keys
+# claimed, each group's position moved once, to its last message where its first is not older, in one round trip.
+# Every key new and every group in order, or the transaction is not shared. SequenceNumbers travel as text. A
+# handler's fused form (handler.py) goes in the same statement (claim_many): its rows counted as ``applied``.
+_CLAIM_MANY = f"""
+WITH input AS (
+    SELECT * FROM unnest(
+        $1::text[], $2::bytea[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[]::numeric[], $8::bigint[]
+    ) WITH ORDINALITY AS t(k, h, q, m, g, c, s, ms, i)
+), claimed AS (
+    INSERT INTO sqs2pg_idempotency (idempotency_key, body_sha256, queue_name, message_id)
+    SELECT k, h, q, m FROM input
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING 1
+), ordered AS (
+    SELECT * FROM input WHERE s IS NOT NULL OR ms IS NOT NULL
+), firsts AS (
+    SELECT DISTINCT ON (q, g) q, g, s AS sequence_number, ms AS sent_ms FROM ordered ORDER BY q, g, i
+), lasts AS (
+    SELECT DISTINCT ON (q, g) q, g, c, s, ms, m FROM ordered ORDER BY q, g, i DESC
+), moved AS (
+    INSERT INTO {POSITIONS}
+    SELECT q, g, c, s, ms, m FROM lasts
+    {MOVE_RUN}
+    RETURNING 1
+){{fused}}
+SELECT (SELECT count(*) FROM claimed) = cardinality($1::text[])
+   AND (SELECT count(*) FROM moved) = (SELECT count(*) FROM lasts) AS together{{applied}}
+"""
+CLAIM_MANY = _CLAIM_MANY.format(fused="", applied="")
+
+
+def claim_many(fused: str) -> str:
+    return _CLAIM_MANY.format(
+        fused=f", fused AS ({fused} RETURNING 1)", applied=", (SELECT count(*) FROM fused) AS applied"
+    )
 
 
 def in_order(messages: list[Message]) -> bool:

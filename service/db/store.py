@@ -9,15 +9,12 @@ it twice. That is the whole exactly-once argument.
 In the statement that claims its key, a message moves its group's position (records.py): one older than what
 its group already applied is never applied but dead-lettered as ``out_of_order``, whichever replica applied it.
 
-Several messages may share one transaction (the heads of different groups, and the messages held right behind
-a head: a run of its group, in order, runs.py): BEGIN, their idempotency records and positions in one
-statement, the handler's batch form in one call when it offers one (handler.handles_many; else each one's
-handler, in order), one COMMIT: four round trips for ten messages instead of forty. If anything fails in it (a
-bad body, a constraint, a duplicate, a lost connection, a COMMIT never answered), it is rolled back or its
-outcome is unknown, and each message is then applied at once in a transaction of its own, so every message
-gets its own outcome exactly as if it had been alone, and the argument above holds for each of them (a shared
-COMMIT that did happen shows up as duplicates); once one of a group's fails, the group's later ones are not
-tried (``Behind``).
+Several messages may share one transaction (heads of different groups, and runs of a group in order, runs.py):
+BEGIN, their records and positions in one statement with the built-in handler's rows (handler.Fused; another
+handler's batch form, or each one's handler, in a statement of its own), COMMIT: three round trips for ten
+messages. If anything fails in it (a bad body, a constraint, a duplicate, a lost connection, a COMMIT never
+answered), each message is then applied at once alone, getting its own outcome as if it had been alone (a
+shared COMMIT that did happen shows up as duplicates); once one of a group's fails, its later ones are Behind.
 """
 
 from __future__ import annotations
@@ -43,7 +40,7 @@ from ..errors import (
     with_text,
     without_values,
 )
-from ..handler import Handler, batch_form
+from ..handler import Handler, batch_form, fused_form
 from ..message import Message
 from ..observe import logs
 from . import drill, quarantine, records, retention, runs
@@ -67,6 +64,8 @@ class Store(Connections):
         # drill messages (`sqs2pg drill`) go to sqs2pg's drill table, never to the user's handler
         self._handler = drill.routed(handler)
         self._many = drill.routed_many(handler, batch_form(handler))
+        self._fused = fused_form(handler)  # its rows in the statement that claims the keys: three round trips
+        self._claim_fused = runs.claim_many(self._fused.sql) if self._fused is not None else ""
 
     async def apply(self, message: Message) -> Outcome:
         """Apply one message in one transaction with its idempotency record: COMMITTED or DUPLICATE, or it raises."""
@@ -112,7 +111,7 @@ class Store(Connections):
     async def _apply_many(self, messages: list[Message]) -> list[Outcome | Sqs2pgError]:
         if not messages:
             return []
-        if len(messages) > 1:
+        if len(messages) > 1 or self._fused is not None:  # fused, one message alone costs a round trip less too
             try:
                 return await self._apply_together(messages)
             except Exception as exc:  # noqa: BLE001 - nothing was committed (or, at COMMIT, idempotency decides)
@@ -154,29 +153,33 @@ class Store(Connections):
 
     async def _apply_together(self, messages: list[Message]) -> list[Outcome | Sqs2pgError]:
         """One transaction for all of them, or an exception (then apply_many tries them one by one)."""
-        keys = [m.idempotency_key for m in messages]
-        groups = [m.group_id for m in messages]
         if not runs.in_order(messages):
             raise _Separately()  # a run whose order cannot be told: each message checked on its own
         order_keys = [m.order_keys for m in messages]
+        claim = (
+            [m.idempotency_key for m in messages],
+            [m.body_sha256 for m in messages],
+            [m.queue_name for m in messages],
+            [m.message_id for m in messages],
+            [m.group_id for m in messages],
+            [m.queue_created for m in messages],
+            [None if sequence is None else str(sequence) for sequence, _ in order_keys],
+            [sent for _, sent in order_keys],
+        )
+        fused = None if any(drill.is_drill(m) for m in messages) else self._fused
+        if fused is not None:
+            for message in messages:  # a body it cannot take: one by one, where it gets its own error
+                fused.check(message)
         async with self._connection() as conn:
             await conn.execute(self._begin)
             try:
-                together = await conn.fetchval(
-                    records.CLAIM_MANY,
-                    keys,
-                    [m.body_sha256 for m in messages],
-                    [m.queue_name for m in messages],
-                    [m.message_id for m in messages],
-                    groups,
-                    [m.queue_created for m in messages],
-                    [None if sequence is None else str(sequence) for sequence, _ in order_keys],
-                    [sent for _, sent in order_keys],
-                )
-                if not together:
-                    # a duplicate, a key twice, a message out of order: settled each in its own transaction
-                    raise _Separately()
-                if self._many is not None:  # several of a group go in their order
+                if fused is not None:
+                    row = await conn.fetchrow(self._claim_fused, *claim, *fused.args(messages))
+                    if not row["together"] or row["applied"] != len(messages):
+                        raise _Separately()  # a duplicate, out of order, an effect there already: one by one
+                elif not await conn.fetchval(runs.CLAIM_MANY, *claim):
+                    raise _Separately()  # a duplicate, a key twice, out of order: each in its own transaction
+                elif self._many is not None:  # several of a group go in their order
                     await self._many(conn, messages)
                 else:
                     for message in messages:
@@ -244,12 +247,10 @@ class Store(Connections):
 
     async def record_dead_letter(self, message: Message, error: Sqs2pgError) -> bool:
         """Record, durably and before the copy to the DLQ, that this message is dead-lettered and why (records.py);
-        with SQS2PG_ON_PERMANENT_ERROR=quarantine_group, quarantine its group in the same transaction. Returns
-        whether a record was written. Raises a classified error when the database cannot take it (the message
-        then waits, and is tried again)."""
-        quarantining = self._settings.on_permanent_error == "quarantine_group" and not isinstance(
-            error, GroupQuarantined
-        )
+        with SQS2PG_ON_PERMANENT_ERROR=quarantine_group, quarantine its group in the same transaction. Whether a
+        record was written; a classified error when the database cannot take it (the message waits, tried again)."""
+        quarantine_group = self._settings.on_permanent_error == "quarantine_group"
+        quarantining = quarantine_group and not isinstance(error, GroupQuarantined)
         if message.recorded_key is None and not quarantining and message.order_keys == (None, None):
             return False
         try:
