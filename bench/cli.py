@@ -141,6 +141,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             async def fresh_queue() -> workloads.Queue:
                 return await workloads.make_queue(sqs, f"bench-{uuid.uuid4().hex[:12]}")
 
+            async def headline(suffix: str, service_env: dict[str, str], **disturbed: Any) -> None:
+                """sqs2pg on the headline group count's backlog, disturbed (a flood, a pooler), recorded as
+                sqs2pg_gN plus ``suffix``."""
+                q = await fresh_queue()
+                g = groups[0]
+                figures = await workloads.sqs2pg_backlog(
+                    sqs, env, db_url, q, backlog(g), g, uuid.uuid4().hex, log, service_env, **disturbed
+                )
+                record(f"sqs2pg_g{g}{suffix}", figures)
+                await workloads.drop_queue(sqs, q)
+
             only = (
                 set(args.only.split(","))
                 if args.only
@@ -184,42 +195,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     )
                     await workloads.drop_queue(sqs, q)
                 if "flood" in only:  # the same backlog while clients hammer /metrics: the HTTP port must not starve it
-                    q = await fresh_queue()
-                    record(
-                        f"sqs2pg_g{groups[0]}_flood{args.flood_clients}",
-                        await workloads.sqs2pg_backlog(
-                            sqs,
-                            env,
-                            db_url,
-                            q,
-                            backlog(groups[0]),
-                            groups[0],
-                            uuid.uuid4().hex,
-                            log,
-                            extra_env,
-                            flood=args.flood_clients,
-                        ),
-                    )
-                    await workloads.drop_queue(sqs, q)
+                    await headline(f"_flood{args.flood_clients}", extra_env, flood=args.flood_clients)
                 if "pgbouncer" in only:  # the same backlog through PgBouncer in transaction mode (as RDS Proxy pools)
-                    q = await fresh_queue()
                     with servers.pgbouncer(db_url, POOLER_CONNECTIONS) as through:
-                        record(
-                            f"sqs2pg_g{groups[0]}_pgbouncer",
-                            await workloads.sqs2pg_backlog(
-                                sqs,
-                                env,
-                                db_url,
-                                q,
-                                backlog(groups[0]),
-                                groups[0],
-                                uuid.uuid4().hex,
-                                log,
-                                {**extra_env, "SQS2PG_DB_POOLER": "transaction"},
-                                service_db_url=through,
-                            ),
-                        )
-                    await workloads.drop_queue(sqs, q)
+                        pooler_env = {**extra_env, "SQS2PG_DB_POOLER": "transaction"}
+                        await headline("_pgbouncer", pooler_env, service_db_url=through)
                 for g, d in [(g, d) for g in delay_groups for d in delays] if "delays" in only else ():
                     with servers.delayed(endpoint, d) as far:
                         # the queue alone through the same proxy: what the emulator allows at this delay

@@ -18,12 +18,12 @@ import os
 import statistics
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import aioboto3
 from botocore.config import Config
 
-from tests.support.servers import start_moto
+from tests.support.helpers import through_local_port
 
 from . import servers, workloads
 
@@ -33,13 +33,6 @@ ONE_PER_TRANSACTION = {"SQS2PG_TRANSACTION_MAX_MESSAGES": "1"}
 def _host_port(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.hostname or '127.0.0.1'}:{parts.port or 5432}"
-
-
-def _through(url: str, host_port: str) -> str:
-    """url, connecting to host_port instead (the delaying proxy), with its user and the rest kept."""
-    parts = urlsplit(url)
-    user = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
-    return urlunsplit(parts._replace(netloc=user + host_port))
 
 
 async def main() -> None:
@@ -55,8 +48,7 @@ async def main() -> None:
     args = p.parse_args()
     log = Path(args.log)
     log.parent.mkdir(parents=True, exist_ok=True)
-    port = servers.free_port()
-    with servers._serving(start_moto(port), port) as endpoint:
+    with servers.moto_launcher() as endpoint:
         env = servers.aws_env(endpoint)
         os.environ.update(env)
         db_url = await servers.fresh_database(args.database_url, "sqs2pg_bench_far")
@@ -66,7 +58,7 @@ async def main() -> None:
             for r in range(args.runs):
                 for delay in (float(d) for d in args.delays.split(",")):
                     with servers.delayed(f"tcp://{_host_port(db_url)}", delay) as far:
-                        far_db = _through(db_url, urlsplit(far).netloc)
+                        far_db = through_local_port(db_url, urlsplit(far).port or 0)
                         for groups in (int(g) for g in args.groups.split(",")):
                             for mode, extra in (("as shipped", {}), ("one per transaction", ONE_PER_TRANSACTION)):
                                 q = await workloads.make_queue(sqs, f"far-{uuid.uuid4().hex[:10]}")

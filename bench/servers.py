@@ -12,7 +12,7 @@ import asyncpg
 from tests.support.helpers import migrate_by_cli, with_database
 from tests.support.pgbouncer import PgBouncer
 from tests.support.pgbouncer import binary as pgbouncer_binary
-from tests.support.servers import ROOT, fauxqs_installed, free_port, start_fauxqs, wait_for_port
+from tests.support.servers import ROOT, fauxqs_installed, free_port, start_fauxqs, start_moto, wait_for_port
 
 REGION = "us-east-1"
 __all__ = ["ROOT", "free_port", "wait_for_port"]
@@ -28,6 +28,15 @@ def fauxqs(endpoint: str | None) -> Iterator[str]:
         raise SystemExit("fauxqs is not installed: run scripts/bootstrap.sh (needs npm)")
     port = free_port()
     with _serving(start_fauxqs(port), port) as url:
+        yield url
+
+
+@contextmanager
+def moto_launcher() -> Iterator[str]:
+    """An SQS endpoint: the project's moto launcher (`sqs2pg local-sqs`), which hands out up to 10 messages of a
+    group per receive as SQS does, started for this run."""
+    port = free_port()
+    with _serving(start_moto(port), port) as url:
         yield url
 
 

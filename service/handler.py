@@ -55,13 +55,15 @@ def batch_form(handler: Handler) -> HandlesMany | None:
     return getattr(handler, "many", None)
 
 
-_INSERT_EVENT = """
-INSERT INTO events (idempotency_key, queue_name, message_group_id, message_id, body, sent_at, envelope)
+# The built-in handler's three statements (one message, a batch, fused into the claim) write the same columns.
+_INTO_EVENTS = "INSERT INTO events (idempotency_key, queue_name, message_group_id, message_id, body, sent_at, envelope)"
+_INSERT_EVENT = f"""
+{_INTO_EVENTS}
 VALUES ($1, $2, $3, $4, $5::jsonb, to_timestamp($6::bigint / 1000.0), $7)
 ON CONFLICT (idempotency_key) DO NOTHING
 """
-_INSERT_EVENTS = """
-INSERT INTO events (idempotency_key, queue_name, message_group_id, message_id, body, sent_at, envelope)
+_INSERT_EVENTS = f"""
+{_INTO_EVENTS}
 SELECT k, q, g, m, b::jsonb, to_timestamp(s / 1000.0), e
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[])
     AS t(k, q, g, m, b, s, e)
@@ -71,7 +73,7 @@ ON CONFLICT (idempotency_key) DO NOTHING
 
 class Fused(NamedTuple):
     """A batch form as one INSERT ... SELECT that sqs2pg runs inside the statement claiming a shared transaction's
-    keys (db/records.py, claim_many), saving a round trip. It reads the claim's ``input`` (k: key, q: queue, g:
+    keys (db/runs.py, claim_many), saving a round trip. It reads the claim's ``input`` (k: key, q: queue, g:
     group, m: message id, i: position) and its own arrays from $9 on, by position; ``check`` runs first on each
     message, ``args`` gives the arrays. Its rows must be one per message, or the transaction is not shared."""
 
@@ -80,8 +82,8 @@ class Fused(NamedTuple):
     args: Callable[[Sequence[Message]], list[Any]]
 
 
-_FUSED_EVENTS = """
-INSERT INTO events (idempotency_key, queue_name, message_group_id, message_id, body, sent_at, envelope)
+_FUSED_EVENTS = f"""
+{_INTO_EVENTS}
 SELECT input.k, input.q, input.g, input.m, x.b::jsonb, to_timestamp(x.s / 1000.0), x.e
 FROM input JOIN unnest($9::text[], $10::bigint[], $11::text[]) WITH ORDINALITY AS x(b, s, e, i) ON x.i = input.i
 ORDER BY input.i
@@ -94,6 +96,11 @@ def _object(message: Message) -> None:
         raise InvalidMessage("body must be a JSON object")
 
 
+def _event_arrays(messages: Sequence[Message]) -> list[Any]:
+    """What an event holds beside the claim's columns: the body, SentTimestamp and envelope of each message."""
+    return [[m.body for m in messages], [m.sent_timestamp_ms for m in messages], [m.envelope for m in messages]]
+
+
 async def insert_events(conn: asyncpg.Connection, messages: Sequence[Message]) -> None:
     """The built-in handler's batch form: every event in one INSERT ... SELECT FROM unnest(...)."""
     for message in messages:
@@ -104,16 +111,10 @@ async def insert_events(conn: asyncpg.Connection, messages: Sequence[Message]) -
         [m.queue_name for m in messages],
         [m.group_id for m in messages],
         [m.message_id for m in messages],
-        [m.body for m in messages],
-        [m.sent_timestamp_ms for m in messages],
-        [m.envelope for m in messages],
+        *_event_arrays(messages),
     )
     if int(status.rsplit(" ", 1)[-1]) != len(messages):
         raise AlreadyApplied()  # some event was there already: let each message find out alone which
-
-
-def _event_arrays(messages: Sequence[Message]) -> list[Any]:
-    return [[m.body for m in messages], [m.sent_timestamp_ms for m in messages], [m.envelope for m in messages]]
 
 
 @handles_many(insert_events)

@@ -37,6 +37,14 @@ def with_database(url: str, dbname: str) -> str:
     return urlunsplit(parts._replace(path="/" + dbname))
 
 
+def through_local_port(url: str, port: int) -> str:
+    """url reached through 127.0.0.1:port (a pooler or a proxy in front of its server): user, database and query
+    kept."""
+    parts = urlsplit(url)
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{userinfo}{at}127.0.0.1:{port}"))
+
+
 def migrate_by_cli(url: str) -> None:
     """`sqs2pg migrate` on url, as a user runs it (the benchmark and the chaos soak prepare their databases so)."""
     subprocess.run(

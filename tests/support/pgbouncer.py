@@ -8,8 +8,9 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
+from .helpers import through_local_port
 from .servers import free_port, wait_for_port
 
 
@@ -29,9 +30,7 @@ class PgBouncer:
 
     def url(self, database_url: str) -> str:
         """``database_url`` through the pooler: the same user and database, the pooler's address."""
-        parts = urlsplit(database_url)
-        userinfo, at, _ = parts.netloc.rpartition("@")
-        return urlunsplit(parts._replace(netloc=f"{userinfo}{at}127.0.0.1:{self.port}"))
+        return through_local_port(database_url, self.port)
 
     def start(self) -> None:
         user = unquote(self._server.username or "postgres")

@@ -14,6 +14,8 @@ import struct
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
 
+from .helpers import through_local_port
+
 WAITS = {ord("S"), ord("Q"), ord("H")}
 
 
@@ -62,11 +64,10 @@ async def counting(database_url: str) -> AsyncIterator[tuple[str, RoundTrips]]:
     server = await asyncio.start_server(
         lambda r, w: trips._serve(parts.hostname or "127.0.0.1", parts.port or 5432, r, w), "127.0.0.1", 0
     )
-    port = server.sockets[0].getsockname()[1]
-    user = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
+    proxied = urlsplit(through_local_port(database_url, server.sockets[0].getsockname()[1]))
     query = "&".join([q for q in parts.query.split("&") if q and not q.startswith("sslmode=")] + ["sslmode=disable"])
     try:
-        yield urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{port}", query=query)), trips
+        yield urlunsplit(proxied._replace(query=query)), trips
     finally:
         server.close()
         await server.wait_closed()
