@@ -322,8 +322,8 @@ async def check_exactly_once(conn: asyncpg.Connection, n: int) -> dict[str, int]
     return {"lost": check.lost, "duplicates": check.duplicates, "order_violations": check.order_violations}
 
 
-async def reset_tables(conn: asyncpg.Connection) -> None:
-    await conn.execute("TRUNCATE events, sqs2pg_idempotency")
+async def reset_tables(conn: asyncpg.Connection, keep_records: bool = False) -> None:
+    await conn.execute("TRUNCATE events" if keep_records else "TRUNCATE events, sqs2pg_idempotency")
 
 
 def _stop_flood(flooding: subprocess.Popen[bytes] | None) -> dict[str, int]:
@@ -348,16 +348,22 @@ async def sqs2pg_backlog(
     profile: Path | None = None,
     flood: int = 0,
     service_db_url: str | None = None,
+    keep_records: bool = False,
+    started: asyncio.Event | None = None,
 ) -> dict[str, Any]:
     """A backlog of n messages waiting, then sqs2pg started: throughput (first to last commit) and peak RSS.
     ``flood``: that many HTTP clients hammer its /metrics from the moment its port answers (bench/flood.py).
-    ``service_db_url``: the service's DATABASE_URL, when it is not db_url (a pooler in front of it)."""
+    ``service_db_url``: the service's DATABASE_URL, when it is not db_url (a pooler in front of it).
+    ``keep_records``: the idempotency records already there stay (bench/scale.py); ``started`` is set as the
+    service is started."""
     await fill(sqs, q, n, groups, tag)
     conn = await asyncpg.connect(db_url)
     flooding: subprocess.Popen[bytes] | None = None
     try:
-        await reset_tables(conn)
+        await reset_tables(conn, keep_records)
         t0 = time.perf_counter()
+        if started is not None:
+            started.set()
         service = Service(endpoint_env, service_db_url or db_url, q, log, extra_env, profile)
         try:
             if flood:
@@ -386,7 +392,7 @@ async def sqs2pg_backlog(
             **({"flood_answered_per_s": flood_counts["answered"] / wall} if flood else {}),
             **await check_exactly_once(conn, n),
         }
-        await reset_tables(conn)
+        await reset_tables(conn, keep_records)
         return result
     finally:
         await conn.close()

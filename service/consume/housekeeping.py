@@ -5,7 +5,7 @@
 - depth sampling: queue and dead-letter queue depths (and quarantined groups) into gauges, for alerts and
   dashboards. SQS reports depths only through GetQueueAttributes (or CloudWatch, which Prometheus does not
   see): one call per queue and per dead-letter queue every interval, well under 1 call/s at the default 15 s;
-- pruning expired idempotency records, one replica at a time.
+- retention: expired idempotency records dropped a day at a time (db/retention.py), one replica at a time.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 
 from ..observe import logs
@@ -93,8 +92,8 @@ async def sample_quarantines_forever(
 async def prune_forever(
     store: Database, metrics: Metrics, retention_s: float, interval_s: float, batch_size: int
 ) -> None:
-    # Start at a random point of the interval so replicas started together do not all try at once.
-    await asyncio.sleep(random.uniform(0, min(interval_s, 60)))
+    # A pass at start (today's partition, and what expired while no replica ran), then one per interval; replicas
+    # started together each try, and the pruning lock lets one through.
     while True:
         try:
             deleted = await store.prune(retention_s, batch_size)

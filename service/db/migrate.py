@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.resources
 import os
 from pathlib import Path
@@ -14,6 +15,7 @@ from alembic.script import ScriptDirectory
 
 from ..config import Settings
 from ..errors import StartupError
+from . import retention
 from .pool import describe_database_error
 
 VERSION_TABLE = "sqs2pg_alembic_version"  # as in migrations/env.py: alembic_version is the application's
@@ -44,11 +46,22 @@ def upgrade(settings: Settings, revision: str = "head") -> None:
         raise StartupError(f"{exc}: reinstall sqs2pg, or point MIGRATIONS_DIR at a migrations folder") from exc
     try:
         command.upgrade(migrations, revision)
+        if revision == "head":
+            asyncio.run(_prepare(settings))
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, sqlalchemy.exc.DBAPIError) as exc:
         cause = _driver_error(exc)
         raise StartupError(
             f"cannot migrate: {describe_database_error(cause, settings.redacted_database_url())}"
         ) from exc
+
+
+async def _prepare(settings: Settings) -> None:
+    """The idempotency records' partitions for today and the days just ahead (the service keeps creating them)."""
+    conn = await connect(settings)
+    try:
+        await retention.prepare(conn, settings.begin())
+    finally:
+        await conn.close()
 
 
 def _driver_error(exc: BaseException) -> BaseException:

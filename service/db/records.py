@@ -65,10 +65,7 @@ POSITIONS = (
 # id, group, queue CreatedTimestamp, SequenceNumber, SentTimestamp (Message.order_keys).
 CLAIM = f"""
 WITH claimed AS (
-    INSERT INTO sqs2pg_idempotency (idempotency_key, body_sha256, queue_name, message_id)
-    VALUES ($1, $2, $3, $4)
-    ON CONFLICT (idempotency_key) DO NOTHING
-    RETURNING 1
+    SELECT FROM sqs2pg_claim(ARRAY[$1::text], ARRAY[$2::bytea], ARRAY[$3::text], ARRAY[$4::text])
 ), moved AS (
     INSERT INTO {POSITIONS}
     SELECT $3, $5, $6, $7, $8, $4
@@ -94,16 +91,8 @@ SELECT body_sha256, status, error_kind, reason, dead_letter_copied FROM sqs2pg_i
 """
 # A dead-lettering is recorded before the copy to the DLQ. A record of an earlier dead-lettering of the key (a
 # redriven copy that failed again) is taken over; a committed one never (a key reused with another body is
-# dead-lettered without a record).
-RECORD_DEAD_LETTER = """
-INSERT INTO sqs2pg_idempotency
-    (idempotency_key, body_sha256, queue_name, message_id, status, error_kind, reason, attributes)
-VALUES ($1, $2, $3, $4, 'dead_lettered', $5, $6, $7::jsonb)
-ON CONFLICT (idempotency_key) DO UPDATE
-    SET body_sha256 = EXCLUDED.body_sha256, message_id = EXCLUDED.message_id, error_kind = EXCLUDED.error_kind,
-        reason = EXCLUDED.reason, attributes = EXCLUDED.attributes, dead_letter_copied = false, committed_at = now()
-    WHERE sqs2pg_idempotency.status = 'dead_lettered'
-"""
+# dead-lettered without a record). sqs2pg_record (migration 0005) locks the key as a claim does.
+RECORD_DEAD_LETTER = "SELECT sqs2pg_record($1, $2, $3, $4, 'dead_lettered', $5, $6, $7::jsonb)"
 DEAD_LETTER_COPIED = """
 UPDATE sqs2pg_idempotency SET dead_letter_copied = true WHERE idempotency_key = $1 AND status = 'dead_lettered'
 """
@@ -117,18 +106,11 @@ WHERE idempotency_key = $1 AND status = 'dead_lettered'
 """
 # The handler found the message's effect already there (AlreadyApplied): after the rollback, the key is recorded
 # as a duplicate (a dead-lettered record, a redriven copy whose effect was there, becomes it; a committed stays).
-RECORD_DUPLICATE = """
-INSERT INTO sqs2pg_idempotency (idempotency_key, body_sha256, queue_name, message_id, status)
-VALUES ($1, $2, $3, $4, 'duplicate')
-ON CONFLICT (idempotency_key) DO UPDATE
-    SET status = 'duplicate', error_kind = NULL, reason = NULL, dead_letter_copied = false, committed_at = now(),
-        message_id = EXCLUDED.message_id, body_sha256 = EXCLUDED.body_sha256
-    WHERE sqs2pg_idempotency.status = 'dead_lettered'
-"""
-# 0: the table is missing; 1: older than this version; 2: current (0004's table, the newest, is there).
+RECORD_DUPLICATE = "SELECT sqs2pg_record($1, $2, $3, $4, 'duplicate', NULL, NULL, NULL)"
+# 0: the table is missing; 1: older than this version; 2: current (0005's partitioned table).
 MIGRATED = """
 SELECT CASE WHEN to_regclass('sqs2pg_idempotency') IS NULL THEN 0
-            WHEN to_regclass('sqs2pg_group_positions') IS NOT NULL THEN 2
+            WHEN (SELECT relkind FROM pg_class WHERE oid = to_regclass('sqs2pg_idempotency')) = 'p' THEN 2
             ELSE 1 END
 """
 _LOOKUP = """
@@ -170,10 +152,10 @@ async def record_dead_letter(
     if key is not None and (stored := storable_key(key)) != key:
         reason = f"{reason[:900]} (its idempotency key cannot be stored as it is: recorded as {stored})"
         key = stored
-    status = ""
+    written = False
     async with transaction(conn, begin):
         if key is not None:
-            status = await conn.execute(
+            written = await conn.fetchval(
                 RECORD_DEAD_LETTER,
                 key,
                 message.body_sha256,
@@ -202,7 +184,7 @@ async def record_dead_letter(
                 error.kind,
                 reason,
             )
-    return str(status).endswith(" 1")
+    return bool(written)
 
 
 async def kept_attributes(conn: asyncpg.Connection, key: str) -> dict[str, Any] | None:

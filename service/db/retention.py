@@ -1,69 +1,223 @@
-"""Retention: expired idempotency records, and the positions of groups that applied nothing for as long, are
-deleted, by one replica at a time, in small batches."""
+"""Retention: idempotency records past SQS2PG_IDEMPOTENCY_RETENTION_DAYS go a day at a time, and the positions of
+groups that applied nothing for as long go with them; by one replica at a time.
+
+The records live in daily partitions (migration 0005). A pass:
+
+1. makes sure today's partition and the next ``AHEAD_DAYS`` exist (a day's rows that reached the default
+   partition before it did are moved into it);
+2. truncates and drops every day that ended more than the retention ago: its records are gone at once, however
+   many (a record lives for at least the retention and less than a day more);
+3. empties the partitions no day bounds (the default, and 0.3's table attached as ``_before``): truncated when all
+   they hold has expired, otherwise their expired rows deleted in small batches, as 0.3 pruned;
+4. deletes groups' positions not moved for the retention, in batches.
+
+Each step runs in its own short transaction holding the pruning lock (transaction-scoped: behind a transaction
+pooler a session lock would stay on whichever server connection took it) with a lock timeout, so a partition's
+DDL never queues the claims behind it for long; what could not be done is tried again on the next pass.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import datetime as dt
+import re
+from dataclasses import dataclass
 
 import asyncpg
 
 from .tx import transaction
 
-_PRUNE_BATCH = """
-DELETE FROM sqs2pg_idempotency WHERE idempotency_key IN (
-    SELECT idempotency_key FROM sqs2pg_idempotency
-    WHERE committed_at < now() - make_interval(secs => $1)
-    ORDER BY committed_at
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
-)
+TABLE = "sqs2pg_idempotency"
+AHEAD_DAYS = 2
+_DAILY = re.compile(rf"^{TABLE}_p(\d{{8}})$")
+_LOCK_TIMEOUT = "SET LOCAL lock_timeout = '2s'"
+# Any 64-bit number unique to sqs2pg: a replica holds it for each step, so two never prune at once.
+PRUNE_LOCK_ID = int.from_bytes(b"sqs2pg", "big")
+_LOCK = "SELECT pg_try_advisory_xact_lock($1)"
+_PARTITIONS = f"""
+SELECT c.relname, c.relnamespace::regnamespace::text AS schema, greatest(c.reltuples, 0)::bigint AS estimate
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = to_regclass('{TABLE}')
+"""
+_NOW = f"""
+SELECT (now() AT TIME ZONE 'UTC')::date AS today, now() - make_interval(secs => $1) AS cutoff,
+       (SELECT relnamespace::regnamespace::text FROM pg_class WHERE oid = to_regclass('{TABLE}')) AS schema
 """
 # A group's position goes with its records: a message older than the retention could be applied again anyway.
 _PRUNE_POSITIONS_BATCH = """
 DELETE FROM sqs2pg_group_positions WHERE (queue_name, message_group_id) IN (
     SELECT queue_name, message_group_id FROM sqs2pg_group_positions
-    WHERE updated_at < now() - make_interval(secs => $1)
+    WHERE updated_at < $1
     LIMIT $2
     FOR UPDATE SKIP LOCKED
 )
 """
-# Any 64-bit number unique to sqs2pg: a replica holds it for each batch it deletes, so two never prune at once.
-# Transaction-scoped: behind a transaction pooler a session lock would stay on whichever server connection took
-# it, and its unlock could land on another.
-PRUNE_LOCK_ID = int.from_bytes(b"sqs2pg", "big")
-_LOCK = "SELECT pg_try_advisory_xact_lock($1)"
 
 
 class _Busy(Exception):
     """Another replica holds the pruning lock."""
 
 
+@dataclass(frozen=True)
+class Partition:
+    schema: str
+    name: str
+    estimate: int  # rows, as the planner last counted them
+
+    @property
+    def qualified(self) -> str:
+        return f'{self.schema}."{self.name}"'
+
+    @property
+    def day(self) -> dt.date | None:
+        """The UTC day a daily partition holds; None for the default and 0.3's table."""
+        found = _DAILY.match(self.name)
+        return None if found is None else dt.datetime.strptime(found[1], "%Y%m%d").date()
+
+
+def daily_name(day: dt.date) -> str:
+    return f"{TABLE}_p{day:%Y%m%d}"
+
+
 async def prune(
     pool: asyncpg.Pool, retention_s: float, batch_size: int, pause_s: float = 0.05, begin: str = "BEGIN"
 ) -> int | None:
-    """Delete expired idempotency records (how many: the result) and groups' positions in small batches, each in
-    a transaction of its own that holds the pruning lock; None if another replica was pruning. One that starts
-    while this one pauses between batches takes over, and this one stops: together they delete each row once."""
+    """One pass (see above). How many records went (a dropped day's as the planner last counted them), or None if
+    another replica was pruning. One that starts while this one pauses takes over, and this one stops."""
+    total: int | None = None
     async with pool.acquire() as conn:
         try:
-            total = await _in_batches(conn, begin, _PRUNE_BATCH, retention_s, batch_size, pause_s)
-        except _Busy as busy:
-            return busy.args[0] or None
-        with contextlib.suppress(_Busy):  # the other replica prunes the positions too
-            await _in_batches(conn, begin, _PRUNE_POSITIONS_BATCH, retention_s, batch_size, pause_s)
-        return total
+            today, cutoff, schema = await _locked(conn, begin, _NOW, float(retention_s))
+            total = 0
+            for day in (today + dt.timedelta(days=n) for n in range(AHEAD_DAYS + 1)):
+                await create_day(conn, begin, schema, day)
+            for part in await _partitions(conn):
+                if part.day is None:
+                    total += await _empty(conn, begin, part, cutoff, batch_size, pause_s)
+                elif dt.datetime.combine(part.day + dt.timedelta(days=1), dt.time(), dt.timezone.utc) <= cutoff:
+                    total += await _drop_day(conn, begin, part)
+            await _in_batches(conn, begin, _PRUNE_POSITIONS_BATCH, cutoff, batch_size, pause_s)
+        except _Busy as busy:  # another replica took over between two steps: it goes on from here
+            if total is not None and busy.args:
+                total += busy.args[0]
+    return total
+
+
+async def prepare(conn: asyncpg.Connection, begin: str = "BEGIN") -> list[str]:
+    """Create today's partition and the next AHEAD_DAYS where missing (`sqs2pg migrate` after the migrations);
+    the names of those created."""
+    created: list[str] = []
+    try:
+        today, _, schema = await _locked(conn, begin, _NOW, 0.0)
+        for day in (today + dt.timedelta(days=n) for n in range(AHEAD_DAYS + 1)):
+            if await create_day(conn, begin, schema, day):
+                created.append(daily_name(day))
+    except _Busy:  # a running service is pruning: it creates them
+        pass
+    return created
+
+
+async def _partitions(conn: asyncpg.Connection) -> list[Partition]:
+    return [Partition(r["schema"], r["relname"], r["estimate"]) for r in await conn.fetch(_PARTITIONS)]
+
+
+async def _locked(conn: asyncpg.Connection, begin: str, query: str, *args: object) -> asyncpg.Record:
+    async with transaction(conn, begin):
+        if not await conn.fetchval(_LOCK, PRUNE_LOCK_ID):
+            raise _Busy()
+        return await conn.fetchrow(query, *args)
+
+
+async def create_day(conn: asyncpg.Connection, begin: str, schema: str, day: dt.date) -> bool:
+    """Attach ``day``'s partition unless there is one: built beside the table and attached (which locks the table
+    only against other DDL), after moving in any of its rows the default partition took meanwhile. False when it
+    exists, or when its range is another partition's (0.3's table covers the days it was migrated in)."""
+    name = daily_name(day)
+    qualified = f'{schema}."{name}"'
+    start, end = day.isoformat(), (day + dt.timedelta(days=1)).isoformat()
+    bounds = f"FROM ('{start} 00:00:00+00') TO ('{end} 00:00:00+00')"
+    async with transaction(conn, begin):
+        if not await conn.fetchval(_LOCK, PRUNE_LOCK_ID):
+            raise _Busy(0)
+        if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", qualified):
+            return False
+        await conn.execute(_LOCK_TIMEOUT)
+        await conn.execute(f"""
+            CREATE TABLE {qualified} (LIKE {schema}.{TABLE} INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
+            ALTER TABLE {qualified} ADD PRIMARY KEY (idempotency_key),
+                ADD CONSTRAINT "{name}_range" CHECK (committed_at >= '{start} 00:00:00+00'
+                                                      AND committed_at < '{end} 00:00:00+00');
+            LOCK TABLE {schema}.{TABLE}_default IN ACCESS EXCLUSIVE MODE;
+            WITH moved AS (
+                DELETE FROM {schema}.{TABLE}_default
+                WHERE committed_at >= '{start} 00:00:00+00' AND committed_at < '{end} 00:00:00+00'
+                RETURNING *
+            )
+            INSERT INTO {qualified} SELECT * FROM moved;
+        """)
+        await conn.execute("SAVEPOINT attach")
+        try:
+            await conn.execute(f"ALTER TABLE {schema}.{TABLE} ATTACH PARTITION {qualified} FOR VALUES {bounds}")
+        except asyncpg.InvalidObjectDefinitionError:  # 42P17: overlaps 0.3's table, which holds these days
+            await conn.execute("ROLLBACK TO SAVEPOINT attach")
+            await conn.execute(f"DROP TABLE {qualified}")
+            return False
+    return True
+
+
+async def _drop_day(conn: asyncpg.Connection, begin: str, part: Partition) -> int:
+    """Truncate a day past the retention (its records gone at once; the lock is on the day alone), then drop it
+    (which locks the whole table for a moment: if that times out, the next pass drops it)."""
+    async with transaction(conn, begin):
+        if not await conn.fetchval(_LOCK, PRUNE_LOCK_ID):
+            raise _Busy(0)
+        await conn.execute(_LOCK_TIMEOUT)
+        count = part.estimate or await conn.fetchval(f"SELECT count(*) FROM {part.qualified}")
+        await conn.execute(f"TRUNCATE {part.qualified}")
+    try:
+        async with transaction(conn, begin):
+            if not await conn.fetchval(_LOCK, PRUNE_LOCK_ID):
+                raise _Busy(count)
+            await conn.execute(_LOCK_TIMEOUT)
+            await conn.execute(f"DROP TABLE {part.qualified}")
+    except asyncpg.LockNotAvailableError:
+        pass
+    return int(count)
+
+
+async def _empty(
+    conn: asyncpg.Connection, begin: str, part: Partition, cutoff: dt.datetime, batch_size: int, pause_s: float
+) -> int:
+    """A partition no day bounds: truncated if all it holds has expired, else its expired rows deleted."""
+    async with transaction(conn, begin):
+        if not await conn.fetchval(_LOCK, PRUNE_LOCK_ID):
+            raise _Busy(0)
+        newest = await conn.fetchval(f"SELECT max(committed_at) FROM {part.qualified}")
+        if newest is None:
+            return 0
+        if newest < cutoff:
+            count = part.estimate or await conn.fetchval(f"SELECT count(*) FROM {part.qualified}")
+            await conn.execute(_LOCK_TIMEOUT)
+            await conn.execute(f"TRUNCATE {part.qualified}")
+            return int(count)
+    batch = f"""
+    DELETE FROM {part.qualified} WHERE idempotency_key IN (
+        SELECT idempotency_key FROM {part.qualified} WHERE committed_at < $1
+        ORDER BY committed_at LIMIT $2 FOR UPDATE SKIP LOCKED
+    )
+    """
+    return await _in_batches(conn, begin, batch, cutoff, batch_size, pause_s)
 
 
 async def _in_batches(
-    conn: asyncpg.Connection, begin: str, statement: str, retention_s: float, batch_size: int, pause_s: float
+    conn: asyncpg.Connection, begin: str, statement: str, cutoff: dt.datetime, batch_size: int, pause_s: float
 ) -> int:
     total = 0
     while True:
         async with transaction(conn, begin):
             if not await conn.fetchval(_LOCK, PRUNE_LOCK_ID):
                 raise _Busy(total)
-            status = await conn.execute(statement, float(retention_s), batch_size)
+            status = await conn.execute(statement, cutoff, batch_size)
         deleted = int(status.rsplit(" ", 1)[-1])
         total += deleted
         if deleted < batch_size:

@@ -17,6 +17,7 @@ from .records import MOVE_RUN, POSITIONS
 
 # records.CLAIM for a shared transaction (heads of different groups, and runs of a group in order): all keys
 # claimed, each group's position moved once, to its last message where its first is not older, in one round trip.
+# The keys are locked (sqs2pg_claim, migration 0005) before any position is, in every claim: no two deadlock.
 # Every key new and every group in order, or the transaction is not shared. SequenceNumbers travel as text. A
 # handler's fused form (handler.py) goes in the same statement (claim_many): its rows counted as ``applied``.
 _CLAIM_MANY = f"""
@@ -25,10 +26,7 @@ WITH input AS (
         $1::text[], $2::bytea[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[]::numeric[], $8::bigint[]
     ) WITH ORDINALITY AS t(k, h, q, m, g, c, s, ms, i)
 ), claimed AS (
-    INSERT INTO sqs2pg_idempotency (idempotency_key, body_sha256, queue_name, message_id)
-    SELECT k, h, q, m FROM input
-    ON CONFLICT (idempotency_key) DO NOTHING
-    RETURNING 1
+    SELECT FROM sqs2pg_claim($1, $2, $3, $4)
 ), ordered AS (
     SELECT * FROM input WHERE s IS NOT NULL OR ms IS NOT NULL
 ), firsts AS (
@@ -37,7 +35,7 @@ WITH input AS (
     SELECT DISTINCT ON (q, g) q, g, c, s, ms, m FROM ordered ORDER BY q, g, i DESC
 ), moved AS (
     INSERT INTO {POSITIONS}
-    SELECT q, g, c, s, ms, m FROM lasts
+    SELECT q, g, c, s, ms, m FROM lasts WHERE EXISTS (SELECT FROM claimed)
     {MOVE_RUN}
     RETURNING 1
 ){{fused}}

@@ -198,8 +198,8 @@ class Store(Connections):
         # database error leaves the transaction aborted, and PostgreSQL answers that COMMIT with ROLLBACK.
         await conn.execute(self._begin)
         try:
-            # Claiming the key first also serialises two replicas that got the same key: the second waits on
-            # the unique index until the first commits, then sees the conflict.
+            # Claiming the key first also serialises two replicas that got the same key: the second waits on the
+            # key's lock (sqs2pg_claim) until the first commits, then finds its record.
             claim = await conn.fetchrow(
                 records.CLAIM,
                 key,

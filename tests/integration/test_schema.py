@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
 import asyncpg
 import pytest
@@ -16,7 +17,15 @@ from ..support.helpers import make_settings, scratch_database
 
 pytestmark = pytest.mark.integration
 
-TABLES = "SELECT array_agg(tablename::text ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'"
+TABLES = (
+    "SELECT array_agg(relname::text ORDER BY relname) FROM pg_class"
+    " WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p') AND NOT relispartition"
+)
+# The idempotency records' partitions (migration 0005), oldest first
+PARTITIONS = (
+    "SELECT array_agg(c.relname::text ORDER BY c.relname) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+    " WHERE i.inhparent = 'sqs2pg_idempotency'::regclass"
+)
 
 
 async def test_upgrade_from_empty_to_head_then_downgrade_and_upgrade_again(postgres_admin_url: str) -> None:
@@ -36,6 +45,10 @@ async def test_upgrade_from_empty_to_head_then_downgrade_and_upgrade_again(postg
                 "sqs2pg_quarantined_groups",
                 "sqs2pg_queue_order",
             ]
+            # 0005: the records in daily partitions, today's and the next two made by the migration
+            today = await conn.fetchval("SELECT (now() AT TIME ZONE 'UTC')::date")
+            days = [f"sqs2pg_idempotency_p{today + dt.timedelta(days=n):%Y%m%d}" for n in range(3)]
+            assert await conn.fetchval(PARTITIONS) == ["sqs2pg_idempotency_default", *days]
             columns = await conn.fetch(
                 "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'events'"
             )
