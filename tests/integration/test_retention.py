@@ -68,28 +68,34 @@ async def test_two_replicas_racing_on_a_key_across_a_partition_boundary_apply_it
     after the boundary, so its record would go to another partition, which no unique index shares: it must wait
     for the first and then find the key, alone or in a shared transaction."""
     boundary = await _split_today(db)
+    # the handlers write to a table with no unique key: only sqs2pg's claim stands between a key and a second write
+    await db.execute("CREATE TABLE race_writes (key text)")
     entered, release = asyncio.Event(), asyncio.Event()
 
+    async def write(conn: asyncpg.Connection, message: Message) -> None:
+        await conn.execute("INSERT INTO race_writes VALUES ($1)", message.idempotency_key)
+
     async def slow(conn: asyncpg.Connection, message: Message) -> None:
-        await insert_event(conn, message)
+        await write(conn, message)
         entered.set()
         await release.wait()
 
-    first, other = await _store(database_url, slow), await _store(database_url)
+    first, other = await _store(database_url, slow), await _store(database_url, write)
     try:
         one = asyncio.create_task(first.apply(_message("k")))
         await asyncio.wait_for(entered.wait(), 10)
         await wait_until(lambda: _past(db, boundary))
         batch = [_message("k")] if second == "alone" else [_message("k"), _message("x")]
         two = asyncio.create_task(other.apply_many(batch))
-        await wait_until(lambda: _waiting_on_a_key(db))  # the second replica is at the key's lock
+        # the second replica waits at the key's lock (without one, it would be done: a second commit of the key)
+        await wait_until(lambda: _waiting_on_a_key(db, two))
         release.set()
         assert await one == Outcome.COMMITTED
         assert (await two)[0] == Outcome.DUPLICATE
     finally:
         await first.close()
         await other.close()
-    assert await db.fetchval("SELECT count(*) FROM events WHERE idempotency_key = 'k'") == 1
+    assert await db.fetchval("SELECT count(*) FROM race_writes WHERE key = 'k'") == 1
     assert [r[0] for r in await db.fetch(WHERE, "k")] == ["race_before"]
     if second == "shared":
         assert [r[0] for r in await db.fetch(WHERE, "x")] == ["race_after"]
@@ -99,8 +105,9 @@ async def _past(db: asyncpg.Connection, moment: dt.datetime) -> bool:
     return bool(await db.fetchval("SELECT now() > $1", moment))
 
 
-async def _waiting_on_a_key(db: asyncpg.Connection) -> bool:
-    return bool(await db.fetchval("SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)"))
+async def _waiting_on_a_key(db: asyncpg.Connection, second: asyncio.Task[object]) -> bool:
+    waiting = "SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)"
+    return second.done() or bool(await db.fetchval(waiting))
 
 
 async def test_a_redelivery_days_later_finds_its_key_in_an_older_partition(
