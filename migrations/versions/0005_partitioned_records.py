@@ -54,14 +54,16 @@ CREATE OR REPLACE FUNCTION sqs2pg_claim(keys text[], hashes bytea[], queues text
 RETURNS SETOF text LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
     PERFORM sqs2pg_lock_keys(keys);
+    -- Each key looked up on its own, by each partition's primary key: a plan that hashes the whole table (which
+    -- the planner picks for a NOT EXISTS while a day's partition is new and looks empty) cannot be chosen.
     RETURN QUERY
     WITH given AS (
         SELECT DISTINCT ON (k) k, h, q, m FROM unnest(keys, hashes, queues, ids) WITH ORDINALITY AS t(k, h, q, m, i)
+        WHERE (SELECT true FROM sqs2pg_idempotency r WHERE r.idempotency_key = t.k LIMIT 1) IS NULL
         ORDER BY k, i
     ), claimed AS (
         INSERT INTO sqs2pg_idempotency (idempotency_key, body_sha256, queue_name, message_id)
         SELECT k, h, q, m FROM given
-        WHERE NOT EXISTS (SELECT FROM sqs2pg_idempotency r WHERE r.idempotency_key = given.k)
         RETURNING idempotency_key
     )
     SELECT idempotency_key FROM claimed;
