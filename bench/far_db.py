@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import os
 import statistics
 import uuid
@@ -75,18 +76,27 @@ async def main() -> None:
                                     f"{result['msgs_per_s']:,.0f} msgs/s",
                                     flush=True,
                                 )
-    print("\n| ms added per PostgreSQL round trip | groups | as shipped, msgs/s | one per transaction | vs 0 ms |")
-    print("| ---: | ---: | ---: | ---: | ---: |")
+    lines = [
+        f"`python -m bench.far_db --delays {args.delays} --groups {args.groups} --runs {args.runs}"
+        f" --messages {args.messages}` ({dt.datetime.now(dt.UTC):%Y-%m-%d}, the moto launcher; medians and ranges)",
+        "",
+        "| ms added per PostgreSQL round trip | groups | as shipped, msgs/s | one per transaction | vs 0 ms |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+    ]
     for (delay, groups, mode), rates in sorted(figures.items()):
         if mode != "as shipped":
             continue
         shipped, single = rates, figures[(delay, groups, "one per transaction")]
         base = figures.get((0.0, groups, "as shipped"))
         vs = f"{statistics.median(shipped) / statistics.median(base):.2f}" if base else "-"
-        print(
+        lines.append(
             f"| {delay:g} | {groups} | {statistics.median(shipped):,.0f} ({min(shipped):,.0f}-{max(shipped):,.0f}) "
             f"| {statistics.median(single):,.0f} ({min(single):,.0f}-{max(single):,.0f}) | {vs} |"
         )
+    print("\n" + "\n".join(lines))
+    out = Path("bench/results/far_db.md")
+    out.write_text("# PostgreSQL milliseconds away\n\n" + "\n".join(lines) + "\n")
+    print(f"written to {out}")
 
 
 if __name__ == "__main__":

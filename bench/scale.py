@@ -47,7 +47,7 @@ async def prepare(url: str, records: int, expired: int) -> None:
             await retention.create_day(conn, "BEGIN", "public", day)
         step = 1_000_000
         for n, start in enumerate(range(0, records, step)):
-            noon = dt.datetime.combine(days[n % len(days)], dt.time(12), dt.timezone.utc)
+            noon = dt.datetime.combine(days[n % len(days)], dt.time(12), dt.UTC)
             await conn.execute(FILL, start, min(records, start + step) - 1, "live-", noon)
         for start in range(0, expired, step):
             eight_days = await conn.fetchval("SELECT now() - interval '8 days'")
@@ -116,17 +116,23 @@ async def main() -> None:
                     after = "" if seconds is None else f", expired gone {seconds:.1f} s after the start"
                     print(f"run {r + 1}: {name}: {result['msgs_per_s']:,.0f} msgs/s{after}", flush=True)
     base = statistics.median(rates["empty"])
-    print(f"\n| records ({args.groups} groups) | msgs/s (median, range) | vs empty | expired gone after (s) |")
-    print("| --- | ---: | ---: | ---: |")
+    lines = [
+        f"`python -m bench.scale --records {args.records} --expired {args.expired} --messages {args.messages}"
+        f" --runs {args.runs}` ({dt.datetime.now(dt.UTC):%Y-%m-%d}, fauxqs, {args.groups} groups)",
+        "",
+        "| records | msgs/s (median, range) | vs empty | expired gone after (s, longest) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
     for name, _, _ in sizes:
-        got = rates[name]
-        secs = gone.get(name)
-        print(
+        got, secs = rates[name], gone.get(name)
+        lines.append(
             f"| {name} | {statistics.median(got):,.0f} ({min(got):,.0f}-{max(got):,.0f}) "
-            f"| {statistics.median(got) / base:.2f} | {max(secs):.1f} |" if secs else
-            f"| {name} | {statistics.median(got):,.0f} ({min(got):,.0f}-{max(got):,.0f}) "
-            f"| {statistics.median(got) / base:.2f} | - |"
-        )  # fmt: skip
+            f"| {statistics.median(got) / base:.2f} | {f'{max(secs):.1f}' if secs else '-'} |"
+        )
+    print("\n" + "\n".join(lines))
+    out = Path("bench/results/scale.md")
+    out.write_text("# Idempotency records at scale, retention running\n\n" + "\n".join(lines) + "\n")
+    print(f"written to {out}")
 
 
 if __name__ == "__main__":

@@ -117,7 +117,11 @@ async def fresh_database(admin_url: str, dbname: str) -> str:
         await conn.execute("CREATE TABLE IF NOT EXISTS bench_naive (LIKE events INCLUDING ALL)")
         # the peer's tables (bench/peer.py): the same work as sqs2pg, an idempotency record and an event
         await conn.execute("CREATE TABLE IF NOT EXISTS bench_peer (LIKE events INCLUDING ALL)")
-        await conn.execute("CREATE TABLE IF NOT EXISTS bench_peer_keys (LIKE sqs2pg_idempotency INCLUDING ALL)")
+        # (sqs2pg_idempotency is partitioned, with no key of its own: the peer's keys are one table with one)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS bench_peer_keys"
+            " (LIKE sqs2pg_idempotency INCLUDING DEFAULTS INCLUDING CONSTRAINTS, PRIMARY KEY (idempotency_key))"
+        )
     finally:
         await conn.close()
     return url

@@ -102,9 +102,15 @@ class Settings:
         0,
         1000,
     )
-    idempotency_retention_days: float = _knob(7.0, "how long idempotency records are kept", 0.0, 3650)
-    prune_interval_s: float = _knob(600.0, "how often one replica prunes expired idempotency records", 1.0, 86400)
-    prune_batch_size: int = _knob(1000, "rows deleted per pruning transaction", 1, 100000)
+    idempotency_retention_days: float = _knob(
+        7.0, "how long idempotency records are kept (they go by the UTC day); 0 keeps them for ever", 0.0, 3650
+    )
+    prune_interval_s: float = _knob(
+        600.0, "how often one replica drops expired days of records and creates the next (also at start)", 1.0, 86400
+    )
+    prune_batch_size: int = _knob(
+        1000, "rows deleted per transaction where records are deleted one by one (the default partition)", 1, 100000
+    )
     depth_sample_interval_s: float = _knob(
         15.0, "how often queue and dead-letter queue depths are sampled into metrics; 0 turns it off", 0.0, 3600
     )

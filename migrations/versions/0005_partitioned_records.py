@@ -133,6 +133,7 @@ def _attach_existing() -> None:
     boundary = bind.execute(
         sa.text("SELECT (date_trunc('day', now() AT TIME ZONE 'UTC') + interval '2 days') AT TIME ZONE 'UTC'")
     ).scalar()
+    assert boundary is not None
     literal = boundary.isoformat()
     with op.get_context().autocommit_block():
         _execute(f"ALTER TABLE {_TABLE} DROP CONSTRAINT IF EXISTS {_RANGE_CHECK}")

@@ -148,19 +148,18 @@ class App:
                     tg.create_task(self._tick(), name="loop-tick"),
                     tg.create_task(self.breaker.run(), name="breaker"),
                 ]
-                if s.idempotency_retention_days > 0:
-                    background.append(
-                        tg.create_task(
-                            prune_forever(
-                                self.store,
-                                self.metrics,
-                                s.idempotency_retention_days * 86400,
-                                s.prune_interval_s,
-                                s.prune_batch_size,
-                            ),
-                            name="prune",
-                        )
+                background.append(  # with retention 0, records are kept: the days are still created ahead
+                    tg.create_task(
+                        prune_forever(
+                            self.store,
+                            self.metrics,
+                            s.idempotency_retention_days * 86400 or None,
+                            s.prune_interval_s,
+                            s.prune_batch_size,
+                        ),
+                        name="prune",
                     )
+                )
                 if s.depth_sample_interval_s > 0:
                     background.append(
                         tg.create_task(

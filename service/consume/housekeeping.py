@@ -90,7 +90,7 @@ async def sample_quarantines_forever(
 
 
 async def prune_forever(
-    store: Database, metrics: Metrics, retention_s: float, interval_s: float, batch_size: int
+    store: Database, metrics: Metrics, retention_s: float | None, interval_s: float, batch_size: int
 ) -> None:
     # A pass at start (today's partition, and what expired while no replica ran), then one per interval; replicas
     # started together each try, and the pruning lock lets one through.

@@ -80,21 +80,24 @@ def daily_name(day: dt.date) -> str:
 
 
 async def prune(
-    pool: asyncpg.Pool, retention_s: float, batch_size: int, pause_s: float = 0.05, begin: str = "BEGIN"
+    pool: asyncpg.Pool, retention_s: float | None, batch_size: int, pause_s: float = 0.05, begin: str = "BEGIN"
 ) -> int | None:
-    """One pass (see above). How many records went (a dropped day's as the planner last counted them), or None if
-    another replica was pruning. One that starts while this one pauses takes over, and this one stops."""
+    """One pass (see above; with ``retention_s`` None, records are kept for ever: the days are only created). How
+    many records went (a dropped day's as the planner last counted them), or None if another replica was pruning.
+    One that starts while this one pauses takes over, and this one stops."""
     total: int | None = None
     async with pool.acquire() as conn:
         try:
-            today, cutoff, schema = await _locked(conn, begin, _NOW, float(retention_s))
+            today, cutoff, schema = await _locked(conn, begin, _NOW, float(retention_s or 0))
             total = 0
             for day in (today + dt.timedelta(days=n) for n in range(AHEAD_DAYS + 1)):
                 await create_day(conn, begin, schema, day)
+            if retention_s is None:
+                return total
             for part in await _partitions(conn):
                 if part.day is None:
                     total += await _empty(conn, begin, part, cutoff, batch_size, pause_s)
-                elif dt.datetime.combine(part.day + dt.timedelta(days=1), dt.time(), dt.timezone.utc) <= cutoff:
+                elif dt.datetime.combine(part.day + dt.timedelta(days=1), dt.time(), dt.UTC) <= cutoff:
                     total += await _drop_day(conn, begin, part)
             await _in_batches(conn, begin, _PRUNE_POSITIONS_BATCH, cutoff, batch_size, pause_s)
         except _Busy as busy:  # another replica took over between two steps: it goes on from here

@@ -295,6 +295,6 @@ class Store(Connections):
                 **message.log_fields(),
             )
 
-    async def prune(self, retention_s: float, batch_size: int, pause_s: float = 0.05) -> int | None:
+    async def prune(self, retention_s: float | None, batch_size: int, pause_s: float = 0.05) -> int | None:
         """Delete expired idempotency records (retention.py); None if another replica is pruning."""
         return await retention.prune(self.pool, retention_s, batch_size, pause_s, self._begin)

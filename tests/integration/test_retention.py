@@ -17,7 +17,7 @@ from sqs2pg.errors import Outcome
 from sqs2pg.handler import insert_event
 from sqs2pg.message import Message
 
-from ..support.helpers import make_settings, scratch_database, wait_until
+from ..support.helpers import Queues, make_settings, running, scratch_database, wait_until
 
 pytestmark = pytest.mark.integration
 URL = "https://sqs.us-east-1.amazonaws.com/123456789012/q.fifo"
@@ -53,9 +53,7 @@ async def _split_today(db: asyncpg.Connection) -> dt.datetime:
     start, end = f"{today} 00:00:00+00", f"{today + dt.timedelta(days=1)} 00:00:00+00"
     await db.execute(f"DROP TABLE {retention.daily_name(today)}")
     for name, low, high in (("race_before", start, boundary.isoformat()), ("race_after", boundary.isoformat(), end)):
-        await db.execute(
-            f"CREATE TABLE {name} PARTITION OF sqs2pg_idempotency FOR VALUES FROM ('{low}') TO ('{high}')"
-        )
+        await db.execute(f"CREATE TABLE {name} PARTITION OF sqs2pg_idempotency FOR VALUES FROM ('{low}') TO ('{high}')")
         await db.execute(f"ALTER TABLE {name} ADD PRIMARY KEY (idempotency_key)")
     return boundary
 
@@ -156,6 +154,42 @@ async def test_expired_records_go_a_day_at_a_time_and_the_rest_stay(database_url
         assert await db.fetchval("SELECT to_regclass($1)", name) is not None
 
 
+async def test_records_that_expired_while_nothing_ran_are_gone_soon_after_the_service_starts(
+    database_url: str, db: asyncpg.Connection, queues: Queues
+) -> None:
+    """As after `sqs2pg migrate`: records 8 days old inserted with a plain INSERT (bench/scale.py does 2,000,000)
+    are gone within a minute of the service starting, with no prune interval passing."""
+    await db.execute(
+        "INSERT INTO sqs2pg_idempotency (idempotency_key, body_sha256, queue_name, message_id, committed_at)"
+        " SELECT 'old-' || i, '\\x00'::bytea, 'q', 'm', now() - interval '8 days' FROM generate_series(1, 20000) i"
+    )
+    expired = "SELECT count(*) FROM sqs2pg_idempotency WHERE committed_at < now() - interval '7 days'"
+    async with running(make_settings(database_url, [queues.url], prune_interval_s="3600")):
+        await wait_until(lambda: _none(db, expired), timeout_s=60)
+
+
+async def _none(db: asyncpg.Connection, count: str) -> bool:
+    return await db.fetchval(count) == 0
+
+
+async def test_with_retention_0_records_are_kept_and_the_days_still_made(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    await db.execute(
+        "INSERT INTO sqs2pg_idempotency (idempotency_key, body_sha256, queue_name, message_id, committed_at)"
+        " VALUES ('ancient', '\\x00', 'q', 'm', now() - interval '3 years')"
+    )
+    tomorrow = await db.fetchval("SELECT (now() AT TIME ZONE 'UTC')::date + 1")
+    await db.execute(f"DROP TABLE {retention.daily_name(tomorrow)}")
+    store = await _store(database_url)
+    try:
+        assert await store.prune(None, 1000) == 0
+    finally:
+        await store.close()
+    assert await db.fetchval("SELECT count(*) FROM sqs2pg_idempotency") == 1
+    assert await db.fetchval("SELECT to_regclass($1)", retention.daily_name(tomorrow)) is not None
+
+
 async def test_a_day_missed_by_the_default_partition_is_moved_into_its_own(
     database_url: str, db: asyncpg.Connection
 ) -> None:
@@ -182,9 +216,9 @@ async def test_a_03_table_with_records_is_taken_over_as_it_is(postgres_admin_url
         try:
             await conn.execute(
                 "INSERT INTO sqs2pg_idempotency (idempotency_key, body_sha256, queue_name, message_id, committed_at)"
-                " SELECT 'old-' || i, '\\x00'::bytea, 'q', 'm', now() - interval '8 days' FROM generate_series(1, 2500) i"
-                " UNION ALL SELECT 'recent-' || i, '\\x00', 'q', 'm', now() - interval '1 hour'"
-                " FROM generate_series(1, 2500) i"
+                " SELECT 'old-' || i, '\\x00'::bytea, 'q', 'm', now() - interval '8 days'"
+                " FROM generate_series(1, 2500) i UNION ALL"
+                " SELECT 'recent-' || i, '\\x00', 'q', 'm', now() - interval '1 hour' FROM generate_series(1, 2500) i"
             )
             await conn.execute(
                 "INSERT INTO sqs2pg_idempotency (idempotency_key, body_sha256, queue_name, message_id)"
@@ -205,7 +239,9 @@ async def test_a_03_table_with_records_is_taken_over_as_it_is(postgres_admin_url
                 assert await store.prune(RETENTION_S, 1000, pause_s=0) == 2500
             finally:
                 await store.close()
-            assert await conn.fetchval("SELECT count(*) FROM sqs2pg_idempotency WHERE idempotency_key LIKE 'old-%'") == 0
+            assert (
+                await conn.fetchval("SELECT count(*) FROM sqs2pg_idempotency WHERE idempotency_key LIKE 'old-%'") == 0
+            )
             assert await conn.fetchval("SELECT count(*) FROM sqs2pg_idempotency") == 2502
             await asyncio.to_thread(migrate.downgrade, settings, "0004")
             assert await conn.fetchval("SELECT relkind::text FROM pg_class WHERE relname = 'sqs2pg_idempotency'") == "r"

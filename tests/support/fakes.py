@@ -305,7 +305,7 @@ class FakeStore:
     async def ping(self, timeout_s: float = 2.0) -> bool:
         return self.down is None
 
-    async def prune(self, retention_s: float, batch_size: int, pause_s: float = 0.05) -> int | None:
+    async def prune(self, retention_s: float | None, batch_size: int, pause_s: float = 0.05) -> int | None:
         return 0
 
     async def quarantined_counts(self) -> dict[str, int]:
