@@ -90,8 +90,7 @@ async def prune(
         try:
             today, cutoff, schema = await _locked(conn, begin, _NOW, float(retention_s or 0))
             total = 0
-            for day in (today + dt.timedelta(days=n) for n in range(AHEAD_DAYS + 1)):
-                await create_day(conn, begin, schema, day)
+            await _create_days(conn, begin, schema, today)
             if retention_s is None:
                 return total
             for part in await _partitions(conn):
@@ -109,15 +108,16 @@ async def prune(
 async def prepare(conn: asyncpg.Connection, begin: str = "BEGIN") -> list[str]:
     """Create today's partition and the next AHEAD_DAYS where missing (`sqs2pg migrate` after the migrations);
     the names of those created."""
-    created: list[str] = []
     try:
         today, _, schema = await _locked(conn, begin, _NOW, 0.0)
-        for day in (today + dt.timedelta(days=n) for n in range(AHEAD_DAYS + 1)):
-            if await create_day(conn, begin, schema, day):
-                created.append(daily_name(day))
+        return await _create_days(conn, begin, schema, today)
     except _Busy:  # a running service is pruning: it creates them
-        pass
-    return created
+        return []
+
+
+async def _create_days(conn: asyncpg.Connection, begin: str, schema: str, today: dt.date) -> list[str]:
+    days = [today + dt.timedelta(days=n) for n in range(AHEAD_DAYS + 1)]
+    return [daily_name(day) for day in days if await create_day(conn, begin, schema, day)]
 
 
 async def _partitions(conn: asyncpg.Connection) -> list[Partition]:
