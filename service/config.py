@@ -75,17 +75,11 @@ class Settings:
         15.0, "time allowed for one statement (client side and server side)", 0.5, 3600
     )
     transaction_timeout_s: float = _knob(
-        60.0,
-        "longest one transaction (its handler calls included) may run; then it is rolled back and retried later",
-        1.0,
-        3600,
+        60.0, "longest a transaction (handler included) may run; then it is rolled back and retried later", 1.0, 3600
     )
     breaker_threshold: int = _knob(3, "consecutive database-unavailable failures that pause receiving", 1, 1000)
     retry_base_s: float = _knob(
-        2.0,
-        "first retry delay after a transient failure; doubles per attempt (a message is retried in place)",
-        0.0,
-        43200,
+        2.0, "first retry delay after a transient failure; doubles per attempt (retried in place)", 0.0, 43200
     )
     retry_max_s: float = _knob(300.0, "cap on the retry delay", 1.0, 43200)
     retry_max_attempts: int = _knob(
@@ -139,6 +133,9 @@ class Settings:
         "on a connection between transactions (no prepared statements, timeouts set in each transaction, locks "
         "taken per transaction), so the pooler multiplexes instead of pinning",
         choices=("none", "transaction"),
+    )
+    mapping: str = _knob(
+        "", "a TOML file naming the tables each message writes (docs/mapping.md): instead of HANDLER, no code"
     )
     writes_endpoint: str = _knob(
         "off",
@@ -290,6 +287,8 @@ def load(env: Mapping[str, str] | None = None, require_database: bool = True, re
         named = [f"{k} (did you mean {close}?)" if (close := _close_to(k, known)) else k for k in unknown]
         problems.append(f"unknown setting(s): {', '.join(named)}")
 
+    if values.get("mapping") and "HANDLER" in env:
+        problems.append("HANDLER and SQS2PG_MAPPING are both set: a message is applied by one of them, unset the other")
     settings = None if problems else Settings(**values)
     if settings is not None and settings.retry_max_s < settings.retry_base_s:
         problems.append("SQS2PG_RETRY_MAX_S is below SQS2PG_RETRY_BASE_S")

@@ -9,9 +9,8 @@ store for a transaction, the SQS client for a call), into one of two branches:
   an idempotency key reused with another body, a message older than what its group already applied). The
   message goes to the dead-letter queue at once.
 
-Each error carries a short ``kind`` used as the metric label and the log field ``error_kind``, and says whether
-the database itself failed (``from_database``: counted in sqs2pg_db_errors and by the circuit breaker).
-What is then done with the message is consume/policy.py's ``decide``, and only its.
+Each error carries a ``kind`` (metric label and log field ``error_kind``) and whether the database itself failed
+(``from_database``: sqs2pg_db_errors, the circuit breaker). What then happens is consume/policy.py's ``decide``.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ import botocore.exceptions
 
 
 class Outcome(enum.StrEnum):
-    """Log field ``outcome`` and metric label ``outcome`` alike."""
+    """Log field and metric label ``outcome`` alike."""
 
     COMMITTED = "committed"  # applied and committed; deleted from the queue
     DUPLICATE = "duplicate"  # its key was already committed; deleted without applying again
@@ -104,6 +103,12 @@ class InvalidMessage(PermanentError):
     kind = "invalid_message"
 
 
+class NoMapping(InvalidMessage):
+    """No [[table]] (and no [[skip]]) of SQS2PG_MAPPING matches the message."""
+
+    kind = "no_mapping"
+
+
 class IdempotencyKeyReused(PermanentError):
     """The idempotency key was already committed with a different body."""
 
@@ -111,8 +116,7 @@ class IdempotencyKeyReused(PermanentError):
 
 
 class GroupQuarantined(PermanentError):
-    """SQS2PG_ON_PERMANENT_ERROR=quarantine_group: an earlier message of the group was dead-lettered; this one
-    follows it to the DLQ, in order, until an operator releases the group."""
+    """An earlier message of the group was dead-lettered (quarantine_group): this one follows it, until released."""
 
     kind = "group_quarantined"
 
@@ -135,8 +139,7 @@ class DeadLetteredBefore(PermanentError):
 
 
 class SchemaMissing(Exception):
-    """The database answers but sqs2pg's tables are not there, or older than this version: `sqs2pg migrate`
-    has not run."""
+    """The database answers but sqs2pg's tables are missing or older than this version: run `sqs2pg migrate`."""
 
 
 class AlreadyApplied(Exception):
@@ -144,9 +147,7 @@ class AlreadyApplied(Exception):
 
 
 class StartupError(Exception):
-    """sqs2pg cannot start (or a command cannot run): the message names the problem and what to do.
-
-    The command line prints it as one line and exits 2, so a restart loop is easy to tell from a crash."""
+    """sqs2pg cannot start (or a command cannot run): said in one line with what to do, then exit 2 (not a crash)."""
 
 
 # SQLSTATEs (or their two-character classes) that mean "try again later".
@@ -285,9 +286,8 @@ def _classify_other(exc: BaseException) -> Sqs2pgError:
 
 def classify_sqs(exc: botocore.exceptions.ClientError) -> Sqs2pgError:
     """Translate an SQS error response."""
-    err = exc.response.get("Error", {})
-    status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-    return sqs_error(str(err.get("Code", "")), str(err.get("Message", "")), status)
+    err, status = exc.response.get("Error", {}), exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")
+    return sqs_error(str(err.get("Code", "")), str(err.get("Message", "")), str(status))
 
 
 def sqs_error(code: str, message: str, status: str = "") -> Sqs2pgError:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 import asyncpg
 
 from .errors import AlreadyApplied, InvalidMessage, StartupError
 from .message import Message
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 
 class Handler(Protocol):
@@ -177,3 +180,12 @@ def load_handler(path: str) -> Handler:
     if not inspect.iscoroutinefunction(target):
         raise StartupError(f"HANDLER={path!r} must be an async function taking (conn, message)")
     return handler  # type: ignore[no-any-return]
+
+
+def configured_handler(settings: Settings) -> Handler:
+    """SQS2PG_MAPPING's handler (its file read and checked here, its tables at the first probe), else HANDLER's."""
+    if settings.mapping:
+        from .mapping import apply, spec  # noqa: PLC0415 - only with a mapping
+
+        return apply.MappingHandler(spec.load(settings.mapping))
+    return load_handler(settings.handler)

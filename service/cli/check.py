@@ -10,6 +10,7 @@ from ..database_url import scrub
 from ..db import migrate
 from ..db.pool import describe_database_error
 from ..errors import StartupError
+from ..mapping import schema, spec
 from ..observe.metrics import Metrics
 from ..sqs.client import Sqs
 from .common import EXIT_FAILED, RAW, REQUIRED, Command
@@ -39,11 +40,17 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
         print(scrub(f"{'ok  ' if ok else 'FAIL'}  {what}"), flush=True)
 
     report(True, f"configuration ({len(settings.queue_urls)} queue(s), database {settings.redacted_database_url()})")
+    mapping = None
     try:
-        load_handler(settings.handler)
-        report(True, f"handler {settings.handler}")
+        if settings.mapping:
+            mapping = spec.load(settings.mapping)
+            report(True, f"mapping {settings.mapping} ({len(mapping.tables)} table rule(s))")
+        else:
+            load_handler(settings.handler)
+            report(True, f"handler {settings.handler}")
     except StartupError as exc:
-        report(False, str(exc))
+        for line in str(exc).splitlines():
+            report(False, line)
     try:
         conn = await migrate.connect(settings)
     except Exception as exc:  # noqa: BLE001 - reported, not raised
@@ -59,6 +66,12 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
                 f"migrations current (database {at}, code at {head})"
                 + ("" if current == head else ": run `sqs2pg migrate`"),
             )
+            if mapping is not None:
+                _, problems = await schema.inspect(conn, mapping)
+                for problem in problems:
+                    report(False, f"SQS2PG_MAPPING={mapping.path}: {problem}")
+                if not problems:
+                    report(True, f"mapping matches the database ({len(mapping.tables)} table rule(s))")
         finally:
             await conn.close()
     sqs = Sqs(settings, Metrics())

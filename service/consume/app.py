@@ -14,7 +14,7 @@ from ..config import Settings
 from ..db.pool import database_misconfigured, describe_database_error
 from ..db.store import Store
 from ..errors import StartupError
-from ..handler import Handler, load_handler
+from ..handler import Handler, configured_handler
 from ..message import queue_name
 from ..observe import http, logs
 from ..observe.metrics import Metrics
@@ -47,7 +47,7 @@ class App:
         """``store`` and ``sqs`` replace the real ones (the unit tests' in-memory fakes, tests/support/fakes.py)."""
         self.settings = settings
         self.metrics = Metrics([queue_name(u) for u in settings.queue_urls])
-        self.store: Database = store or Store(settings, handler or load_handler(settings.handler))
+        self.store: Database = store or Store(settings, handler or configured_handler(settings))
         self.sqs: Queues = sqs or Sqs(settings, self.metrics)
         self.dispatcher = Dispatcher(settings.max_in_memory_messages)
         self.breaker = Breaker(settings.breaker_threshold, self.store.unavailable, self.metrics)
@@ -121,6 +121,8 @@ class App:
             # created yet, a schema not migrated yet): say so now, start with the circuit open (nothing is
             # received, so no receive count grows) and let the breaker's probe find it.
             if (problem := await self.store.probe(s.db_connect_timeout_s)) is not None:
+                if isinstance(problem, StartupError):  # SQS2PG_MAPPING does not match the tables
+                    raise problem
                 reason = describe_database_error(problem, s.redacted_database_url())
                 if database_misconfigured(problem):
                     # Waiting cannot fix these; exiting lets the orchestrator restart the task with fresh settings

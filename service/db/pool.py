@@ -9,7 +9,7 @@ import contextlib
 import re
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 
@@ -38,6 +38,9 @@ class Connections:
         self._begin = settings.begin()
         self._pool: asyncpg.Pool | None = None
         self.last_success = 0.0  # monotonic time of the last successful transaction
+        # what must read the database before the first message (SQS2PG_MAPPING's tables): done by the first probe
+        # that reaches it; until it succeeds the database counts as unavailable, with its reason
+        self.prepare: Callable[[asyncpg.Connection], Awaitable[None]] | None = None
 
     async def open(self) -> None:
         # min_size=0: the service starts (and reports not ready) while the database is still down.
@@ -107,6 +110,9 @@ class Connections:
         try:
             async with self.pool.acquire(timeout=timeout_s) as conn:
                 migrated = await conn.fetchval(records.MIGRATED, timeout=timeout_s)
+                if migrated == 2 and self.prepare is not None:
+                    await self.prepare(conn)
+                    self.prepare = None
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; the reason is for the log
             return exc
         if migrated != 2:

@@ -66,6 +66,7 @@ class Store(Connections):
         self._many = drill.routed_many(handler, batch_form(handler))
         self._fused = fused_form(handler)  # its rows in the statement that claims the keys: three round trips
         self._claim_fused = runs.claim_many(self._fused.sql) if self._fused is not None else ""
+        self.prepare = getattr(handler, "prepare", None)  # SQS2PG_MAPPING reads its tables' columns first
 
     async def apply(self, message: Message) -> Outcome:
         """Apply one message in one transaction with its idempotency record: COMMITTED or DUPLICATE, or it raises."""

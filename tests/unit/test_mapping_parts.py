@@ -175,3 +175,13 @@ def test_a_file_that_is_missing_or_not_toml_is_one_line(tmp_path) -> None:  # ty
     (tmp_path / "bad.toml").write_text("[[table]\n")
     with pytest.raises(StartupError, match="not TOML"):
         spec.load(str(tmp_path / "bad.toml"))
+
+
+def test_handler_and_mapping_together_are_refused_in_one_line() -> None:
+    from sqs2pg import config
+
+    env = {"DATABASE_URL": "postgresql://x/y", "SQS_QUEUE_URLS": "https://sqs.us-east-1.amazonaws.com/1/q.fifo"}
+    assert config.load({**env, "SQS2PG_MAPPING": "m.toml"}).mapping == "m.toml"
+    with pytest.raises(config.ConfigError, match="HANDLER and SQS2PG_MAPPING are both set") as refused:
+        config.load({**env, "SQS2PG_MAPPING": "m.toml", "HANDLER": "app.handlers:apply"})
+    assert "\n" not in str(refused.value)
