@@ -130,10 +130,8 @@ async def test_orders_and_their_lines_land_in_their_tables_and_newer_versions_wi
     lines = [tuple(r) for r in await db.fetch("SELECT order_id, line_no, sku, qty FROM order_lines ORDER BY 1, 2")]
     # o-1's version 2 is stale for orders, but order_lines has no newer: its lines are the last ones applied
     assert lines == [("o-1", 0, "a", 1), ("o-1", 1, "b", 2), ("o-2", 0, "a", 1), ("o-2", 1, "b", 2)]
-    dead = {
-        r["message_id"]: (r["error_kind"], r["reason"])
-        for r in await db.fetch("SELECT message_id, error_kind, reason FROM sqs2pg_idempotency WHERE status = 'dead_lettered'")
-    }
+    dead_lettered = "SELECT message_id, error_kind, reason FROM sqs2pg_idempotency WHERE status = 'dead_lettered'"
+    dead = {r["message_id"]: (r["error_kind"], r["reason"]) for r in await db.fetch(dead_lettered)}
     assert sorted(kind for kind, _ in dead.values()) == ["invalid_message", "invalid_message", "no_mapping"]
     reasons = " | ".join(reason for _, reason in dead.values())
     assert "column amount_cents from /amount_cents: expected an integer, got a string" in reasons
