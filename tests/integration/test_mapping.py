@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -84,7 +85,7 @@ def _type(kind: str) -> dict[str, dict[str, str]]:
     return {"type": {"DataType": "String", "StringValue": kind}}
 
 
-def _order(oid: str, version: int, status: str, **extra: object) -> dict[str, object]:
+def _order(oid: str, version: int, status: str, **extra: Any) -> dict[str, Any]:
     return {
         "id": oid,
         "customer": {"id": "c-1"},
@@ -108,7 +109,7 @@ async def test_orders_and_their_lines_land_in_their_tables_and_newer_versions_wi
     await db.execute(TABLES)
     (tmp_path / "m.toml").write_text(ORDERS)
     # o-1's versions arrive 1, 3, 2 in its group: 2 is stale when it comes, a no-op that still commits
-    sends = [
+    sends: list[tuple[dict[str, Any], str, str]] = [
         (_order("o-1", 1, "new"), "o-1", "order"),
         (_order("o-1", 3, "shipped", lines=[{"sku": "a", "qty": 5}]), "o-1", "order"),
         (_order("o-1", 2, "paid"), "o-1", "order"),
@@ -145,7 +146,7 @@ async def test_put_and_delete_by_key_and_deleting_a_missing_row_is_not_an_error(
 ) -> None:
     await db.execute(TABLES)
     (tmp_path / "kv.toml").write_text(KV)
-    ops = [
+    ops: list[dict[str, Any]] = [
         {"op": "put", "k": "a", "v": {"n": 1}},
         {"op": "put", "k": "b", "v": [1, 2]},
         {"op": "del", "k": "a"},
