@@ -24,6 +24,8 @@ from .report import TARGETS, cost, render
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 # The queue ceiling behind the delay proxy: enough pollers that the delay, not their number, is what limits.
 DELAY_CEILING_POLLERS = 32
+# The mapping series' SQS2PG_MAPPING: the built-in handler's rows, written by a mapping instead.
+MAPPING = Path(__file__).with_name("mapping_events.toml")
 # Server connections PgBouncer keeps for the pgbouncer series: fewer than the service's pool (SQS2PG_POOL_SIZE),
 # so that the pooler multiplexes, as RDS Proxy does for several tasks.
 POOLER_CONNECTIONS = 4
@@ -79,9 +81,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--only",
-        help="for tuning: run only these measurements (comma-separated: ceilings,naive,peer,sqs2pg,flood,pgbouncer,"
-        "latency,delays); "
-        "the ratios then cannot be computed",
+        help="for tuning: run only these measurements (comma-separated: ceilings,naive,peer,sqs2pg,flood,mapping,"
+        "pgbouncer,latency,delays); the ratios then cannot be computed",
     )
     p.add_argument(
         "--flood-clients",
@@ -155,7 +156,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             only = (
                 set(args.only.split(","))
                 if args.only
-                else {"ceilings", "naive", "peer", "sqs2pg", "flood", "pgbouncer", "latency", "delays"}
+                else {"ceilings", "naive", "peer", "sqs2pg", "flood", "mapping", "pgbouncer", "latency", "delays"}
             )
             delays = [float(d) for d in args.delays.split(",")] if args.delays else []
             delay_groups = [int(g) for g in args.delay_groups.split(",")]
@@ -196,6 +197,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     await workloads.drop_queue(sqs, q)
                 if "flood" in only:  # the same backlog while clients hammer /metrics: the HTTP port must not starve it
                     await headline(f"_flood{args.flood_clients}", extra_env, flood=args.flood_clients)
+                if "mapping" in only:  # the same rows written by SQS2PG_MAPPING instead of the built-in handler
+                    await headline("_mapping", {**extra_env, "SQS2PG_MAPPING": str(MAPPING)})
                 if "pgbouncer" in only:  # the same backlog through PgBouncer in transaction mode (as RDS Proxy pools)
                     with servers.pgbouncer(db_url, POOLER_CONNECTIONS) as through:
                         pooler_env = {**extra_env, "SQS2PG_DB_POOLER": "transaction"}
@@ -273,6 +276,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         ratios[f"sqs2pg_over_queue_ceiling_g{g}"] = rate[f"sqs2pg_g{g}"] / rate[f"queue_ceiling_g{g}"]
     if (flooded := f"sqs2pg_g{head}_flood{args.flood_clients}") in rate:
         ratios["flood_over_quiet"] = rate[flooded] / rate[f"sqs2pg_g{head}"]
+    if (mapped := f"sqs2pg_g{head}_mapping") in rate:
+        ratios["mapping_over_handler"] = rate[mapped] / rate[f"sqs2pg_g{head}"]
     if (pooled := f"sqs2pg_g{head}_pgbouncer") in rate:
         ratios["pgbouncer_over_direct"] = rate[pooled] / rate[f"sqs2pg_g{head}"]
     far_groups = int(args.delay_groups.split(",")[0])

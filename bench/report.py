@@ -91,6 +91,7 @@ def render(result: dict[str, Any]) -> str:
             f"sqs2pg_g{head}_flood{s.get('flood_clients', 200)}",
             f"{s.get('flood_clients', 200)} clients hammering /metrics",
         ),
+        (f"sqs2pg_g{head}_mapping", "the same rows written by SQS2PG_MAPPING (bench/mapping_events.toml)"),
         (
             f"sqs2pg_g{head}_pgbouncer",
             "through PgBouncer, transaction mode, 4 server connections (SQS2PG_DB_POOLER=transaction)",

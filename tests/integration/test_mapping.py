@@ -208,3 +208,30 @@ async def test_a_mapping_the_schema_does_not_match_fails_check_and_stops_run(
     ran = await run_cli("run", env=env)
     assert ran.returncode == 2 and "Traceback" not in ran.stderr, ran.stderr
     assert "no column colour" in ran.stderr
+
+
+def _blocks(markdown: str, language: str) -> list[str]:
+    parts = markdown.split(f"```{language}\n")[1:]
+    return [part.split("```", 1)[0] for part in parts]
+
+
+async def test_the_worked_example_in_docs_mapping_md_works_as_pasted(
+    database_url: str, db: asyncpg.Connection, queues: Queues, tmp_path: Path
+) -> None:
+    docs = (Path(__file__).parents[2] / "docs" / "mapping.md").read_text()
+    await db.execute(_blocks(docs, "sql")[0])
+    (tmp_path / "mapping.toml").write_text(_blocks(docs, "toml")[0])
+    example = json.loads(_blocks(docs, "json")[0])
+    older = {**example, "version": 2, "status": "paid", "customer": {**example["customer"], "version": 16}}
+    await queues.send(example, "o-1", "e-1", _type("order"))
+    await queues.send(older, "o-1", "e-2", _type("order"))  # stale for orders and customers
+    await queues.send({"id": "o-2", **{k: v for k, v in example.items() if k != "id"}}, "o-2", "e-3", _type("order"))
+    await queues.send({"id": "o-2"}, "o-2", "e-4", _type("order_deleted"))
+    await queues.send({}, "p", "e-5", _type("ping"))
+    async with running(make_settings(database_url, [queues.url], mapping=str(tmp_path / "mapping.toml"))):
+        await wait_until(lambda: _records(db, 5), timeout_s=60)
+    assert [tuple(r) for r in await db.fetch("SELECT order_id, status, version FROM orders")] == [("o-1", "shipped", 3)]
+    assert [tuple(r) for r in await db.fetch("SELECT id, name, version FROM customers")] == [("c-1", "Ada", 17)]
+    lines = await db.fetch("SELECT order_id, line_no, sku, qty FROM order_lines ORDER BY 1, 2")
+    assert [tuple(r) for r in lines] == [("o-1", 0, "a", 1), ("o-1", 1, "b", 2), ("o-2", 0, "a", 1), ("o-2", 1, "b", 2)]
+    assert await db.fetchval("SELECT count(*) FROM sqs2pg_idempotency WHERE status = 'committed'") == 5
