@@ -1,6 +1,6 @@
 """A JSON value made into what a PostgreSQL column of a given type takes, by the rules docs/mapping.md states:
 
-- text kinds: a string, or a number or boolean as its JSON text; never an object or an array;
+- text kinds: a string, or a number or boolean as the body wrote it; never an object or an array;
 - integer kinds: an integral number, or a string of digits, within the type's range;
 - numeric, real, double: a number or a numeric string (numbers are read from the body exactly, as Decimal);
 - boolean: true or false only;
@@ -52,14 +52,14 @@ def loads(body: str) -> Any:
 
 
 def dumps(value: Any) -> str:
-    """JSON text of a value parsed by loads (Decimals written as the numbers they were)."""
-    return json.dumps(value, default=_number, ensure_ascii=False)
-
-
-def _number(value: Any) -> Any:
+    """JSON text of a value parsed by loads, its numbers exactly as they were read (jsonb keeps them so too)."""
     if isinstance(value, Decimal):
-        return float(value) if value != value.to_integral_value() or "e" in str(value).lower() else int(value)
-    raise TypeError(f"{type(value).__name__} is not JSON")
+        return str(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k, ensure_ascii=False)}: {dumps(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(dumps(v) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
 
 
 def to_column(value: Any, typname: str, element: str | None = None) -> Any:
@@ -72,8 +72,10 @@ def to_column(value: Any, typname: str, element: str | None = None) -> Any:
     if typname in TEXT:
         if isinstance(value, str):
             return value
-        if isinstance(value, (bool, int, Decimal, float)):
-            return dumps(value)
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, (int, Decimal, float)):
+            return str(value)  # as the body wrote it: read as a Decimal, 2.50 stays 2.50
         raise ValueError(f"expected a string, got {kind(value)}")
     if typname in INTEGERS:
         return _integer(value, INTEGERS[typname], typname)
