@@ -47,7 +47,11 @@ class App:
         """``store`` and ``sqs`` replace the real ones (the unit tests' in-memory fakes, tests/support/fakes.py)."""
         self.settings = settings
         self.metrics = Metrics([queue_name(u) for u in settings.queue_urls])
-        self.store: Database = store or Store(settings, handler or configured_handler(settings))
+        if store is None:
+            handler = handler or configured_handler(settings)
+            if (count_stale := getattr(handler, "count_stale", None)) is not None:  # SQS2PG_MAPPING's
+                count_stale(self.metrics.mapping_stale)
+        self.store: Database = store or Store(settings, handler)  # type: ignore[arg-type]
         self.sqs: Queues = sqs or Sqs(settings, self.metrics)
         self.dispatcher = Dispatcher(settings.max_in_memory_messages)
         self.breaker = Breaker(settings.breaker_threshold, self.store.unavailable, self.metrics)

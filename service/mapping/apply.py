@@ -32,9 +32,17 @@ class MappingHandler:
         self.mapping = mapping
         self.targets: list[Target] | None = None
         self._sql: dict[tuple[str, tuple[str, ...]], str] = {}
+        self._stale: Any = None  # sqs2pg_mapping_stale_rows_total, by table
         names = [(t.schema, t.relname) for t in mapping.tables]
         if len(set(names)) == len(names):
             self.many = self._apply_many
+
+    def count_stale(self, counter: Any) -> None:
+        """Count rows an upsert's ``newer`` left as they were (one series per table, from 0)."""
+        self._stale = counter
+        for table in self.mapping.tables:
+            if table.newer:
+                counter.labels(table.name)
 
     async def prepare(self, conn: asyncpg.Connection) -> None:
         targets, problems = await inspect(conn, self.mapping)
@@ -57,13 +65,24 @@ class MappingHandler:
             rows = by_target.get(target.table.number)
             if not rows:
                 continue
-            merged = rows if target.table.mode == "insert" else _once_per_key(target, rows)
+            merged = (rows, 0) if target.table.mode == "insert" else _once_per_key(target, rows)
             # rows that could not be merged: one statement each, in their order
-            groups = [[row] for row in rows] if merged is None else list(_by_columns(merged).values())
+            groups = [[row] for row in rows] if merged is None else list(_by_columns(merged[0]).values())
+            self._count_stale(target, 0 if merged is None else merged[1])
             for group in groups:
                 columns = tuple(group[0])
                 arrays = [[_param(target.columns[c], row[c]) for row in group] for c in columns]
-                await conn.execute(self._statement(target, columns), *arrays)
+                if target.table.newer is None:
+                    await conn.execute(self._statement(target, columns), *arrays)
+                    continue
+                written = len(await conn.fetch(self._statement(target, columns), *arrays))
+                self._count_stale(target, len(group) - written)
+
+    def _count_stale(self, target: Target, rows: int) -> None:
+        """Counted as the statements run: a shared transaction rolled back and applied again one by one counts its
+        stale rows again. Rows merged away by ``newer`` are stale too (in order, they would change nothing)."""
+        if self._stale is not None and target.table.newer and rows > 0:
+            self._stale.labels(target.table.name).inc(rows)
 
     def _targets(self) -> list[Target]:
         if self.targets is None:
@@ -159,11 +178,13 @@ def _value(source: spec.Source, column: Column, message: Message, body: Any, ele
     }[source.field]
 
 
-def _once_per_key(target: Target, rows: list[Row]) -> list[Row] | None:
+def _once_per_key(target: Target, rows: list[Row]) -> tuple[list[Row], int] | None:
     """One row per key, as applying them in order would leave it: the last (with ``newer``, the first with the
-    greatest value); None where rows cannot be merged so (one key with different columns, a key left out)."""
+    greatest value), and how many ``newer`` turned away (stale); None where rows cannot be merged so (one key with
+    different columns, a key left out)."""
     table = target.table
     kept: dict[tuple[Any, ...], Row] = {}
+    stale = 0
     for row in rows:
         if any(k not in row for k in table.key):
             return None
@@ -174,7 +195,9 @@ def _once_per_key(target: Target, rows: list[Row]) -> list[Row] | None:
         newer = table.newer
         if before is None or newer is None or _greater(row.get(newer), before.get(newer)):
             kept[key] = row
-    return list(kept.values())
+        else:
+            stale += 1
+    return list(kept.values()), stale
 
 
 def _greater(value: Any, than: Any) -> bool:
@@ -223,7 +246,9 @@ def _compile(target: Target, columns: tuple[str, ...]) -> str:
     keys = ", ".join(f'"{k}"' for k in table.key)
     rest = [c for c in columns if c not in table.key]
     if not rest:
-        return f"{insert} ON CONFLICT ({keys}) DO NOTHING"
+        return f"{insert} ON CONFLICT ({keys}) DO NOTHING" + (" RETURNING 1" if table.newer else "")
     sets = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in rest)
-    newer = f' WHERE m."{table.newer}" IS NULL OR m."{table.newer}" < EXCLUDED."{table.newer}"' if table.newer else ""
-    return f"{insert} ON CONFLICT ({keys}) DO UPDATE SET {sets}{newer}"
+    if not table.newer:
+        return f"{insert} ON CONFLICT ({keys}) DO UPDATE SET {sets}"
+    newer = f'm."{table.newer}" IS NULL OR m."{table.newer}" < EXCLUDED."{table.newer}"'
+    return f"{insert} ON CONFLICT ({keys}) DO UPDATE SET {sets} WHERE {newer} RETURNING 1"

@@ -31,6 +31,20 @@ GROUP BY i.indexrelid
 _ORDERABLE = frozenset({*convert.INTEGERS, *convert.FLOATS, "timestamptz", "timestamp", "date", *convert.TEXT})
 
 
+_NUMBERS = frozenset({"sent_at", "receive_count", "index"})  # the message fields that are numbers; the rest strings
+
+
+def _takes(column: Column, field: str) -> bool:
+    """Whether a column can ever take a message field's value (a pointer's can only be judged per message)."""
+    if column.element is not None:
+        return False
+    if field == "body":
+        return column.typname in convert.TEXT | convert.JSON_TYPES
+    if field in _NUMBERS:
+        return column.typname not in {"bool", "date", "uuid"}
+    return column.typname not in {*convert.INTEGERS, *convert.FLOATS, "bool", "date", "timestamptz", "timestamp"}
+
+
 @dataclass(frozen=True)
 class Column:
     name: str
@@ -72,6 +86,11 @@ async def inspect(conn: asyncpg.Connection, mapping: Mapping) -> tuple[list[Targ
                 problems.append(f"{table.label}: no column {column} (it has {', '.join(found)})")
             elif found[column].generated:
                 problems.append(f"{table.label}: column {column} is generated: it cannot be written, unmap it")
+            elif (field := table.columns[column].field) is not None and not _takes(found[column], field):
+                problems.append(
+                    f"{table.label}: column {column} ({found[column].sql_type}) cannot take ${field}, which is "
+                    f"{'the body' if field == 'body' else 'a number' if field in _NUMBERS else 'a string'}"
+                )
         if table.mode != "delete":
             for have in found.values():
                 if have.not_null and not have.has_default and have.name not in table.columns:

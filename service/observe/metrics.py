@@ -99,6 +99,12 @@ class Metrics:
             registry=r,
         )
         self.pruned = Counter("sqs2pg_idempotency_pruned", "Expired idempotency records deleted", registry=r)
+        self.mapping_stale = Counter(
+            "sqs2pg_mapping_stale_rows",
+            "Rows SQS2PG_MAPPING did not update because the table's newer column was not older (the message commits)",
+            ["table"],
+            registry=r,
+        )
         self.order_inversions = Counter(
             "sqs2pg_order_inversions",
             "Messages that arrived older than what their group already applied (the SQS server broke FIFO order): "

@@ -14,7 +14,7 @@ import pytest
 
 from sqs2pg.errors import StartupError
 
-from ..support.helpers import Queues, make_settings, run_cli, running, wait_until
+from ..support.helpers import Queues, make_settings, metric, run_cli, running, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -28,6 +28,7 @@ CREATE TABLE order_lines (
     PRIMARY KEY (order_id, line_no)
 );
 CREATE TABLE kv (k text PRIMARY KEY, v jsonb);
+CREATE TABLE order_events (id bigserial PRIMARY KEY, order_id text NOT NULL, status text, message_id text NOT NULL);
 """
 ORDERS = """
 [[table]]
@@ -57,6 +58,14 @@ order_id = "$body/id"
 line_no = "$index"
 sku = "/sku"
 qty = "/qty"
+
+[[table]]
+name = "order_events"
+when = { attribute = "type", equals = "order" }
+[table.columns]
+order_id = "/id"
+status = "/status"
+message_id = "$message_id"
 
 [[skip]]
 when = { attribute = "type", equals = "ping" }
@@ -121,8 +130,9 @@ async def test_orders_and_their_lines_land_in_their_tables_and_newer_versions_wi
     ]
     for i, (body, group, kind) in enumerate(sends):
         await queues.send(body, group, f"m-{i}", _type(kind))
-    async with running(make_settings(database_url, [queues.url], mapping=str(tmp_path / "m.toml"))):
+    async with running(make_settings(database_url, [queues.url], mapping=str(tmp_path / "m.toml"))) as app:
         await wait_until(lambda: _records(db, len(sends)), timeout_s=60)
+        assert metric(app, "sqs2pg_mapping_stale_rows_total", table="orders") == 1  # o-1's version 2
     orders = {r["order_id"]: r for r in await db.fetch("SELECT * FROM orders")}
     assert set(orders) == {"o-1", "o-2"}
     assert (orders["o-1"]["version"], orders["o-1"]["status"]) == (3, "shipped")
@@ -139,6 +149,9 @@ async def test_orders_and_their_lines_land_in_their_tables_and_newer_versions_wi
     assert "column customer from /customer/id: the message has no value there, and the column is NOT NULL" in reasons
     assert "lots-of-money" not in reasons
     assert await db.fetchval("SELECT count(*) FROM sqs2pg_idempotency WHERE status = 'committed'") == 5
+    # insert mode: one row per committed order message, the stale one too; none for the dead-lettered ones
+    events = await db.fetch("SELECT order_id, status FROM order_events ORDER BY id")
+    assert sorted(tuple(r) for r in events) == [("o-1", "new"), ("o-1", "paid"), ("o-1", "shipped"), ("o-2", "new")]
 
 
 async def test_put_and_delete_by_key_and_deleting_a_missing_row_is_not_an_error(
@@ -177,6 +190,7 @@ order_id = "/id"
 status = "/status"
 colour = "/colour"
 tags = "/tags"
+placed = "$message_id"
 """
 
 
@@ -198,6 +212,7 @@ async def test_a_mapping_the_schema_does_not_match_fails_check_and_stops_run(
         "[[table]] #2 (orders): column version is NOT NULL with no default: map it",
         "[[table]] #2 (orders): key (status) is not a primary key or unique constraint of the table (it has: order_id)",
         "[[table]] #2 (orders): newer column tags is text[], which sqs2pg does not compare",
+        "[[table]] #2 (orders): column placed (date) cannot take $message_id, which is a string",
     ]
     for problem in expected:
         assert any(problem in line for line in failed), (problem, failed)
