@@ -47,8 +47,13 @@ def kind(value: Any) -> str:
 
 
 def loads(body: str) -> Any:
-    """A body parsed with its numbers exact (Decimal), as the mapping reads it."""
-    return json.loads(body, parse_float=Decimal)
+    """A body parsed with its numbers exact (Decimal), as the mapping reads it; an integer longer than Python
+    parses by default (4,300 digits) is a Decimal too."""
+    return json.loads(body, parse_float=Decimal, parse_int=_whole)
+
+
+def _whole(text: str) -> int | Decimal:
+    return int(text) if len(text) < 4000 else Decimal(text)
 
 
 def dumps(value: Any) -> str:

@@ -185,3 +185,12 @@ def test_handler_and_mapping_together_are_refused_in_one_line() -> None:
     with pytest.raises(config.ConfigError, match="HANDLER and SQS2PG_MAPPING are both set") as refused:
         config.load({**env, "SQS2PG_MAPPING": "m.toml", "HANDLER": "app.handlers:apply"})
     assert "\n" not in str(refused.value)
+
+
+def test_a_huge_integer_is_read_and_refused_by_an_integer_column_without_quoting_it() -> None:
+    huge = convert.loads('{"n": ' + "9" * 5000 + "}")["n"]
+    assert isinstance(huge, Decimal)
+    with pytest.raises(ValueError, match="out of its range") as refused:
+        convert.to_column(huge, "int8")
+    assert "999" not in str(refused.value)
+    assert convert.to_column(huge, "numeric") == huge
