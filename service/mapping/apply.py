@@ -92,8 +92,11 @@ class MappingHandler:
     def _rows(self, message: Message) -> dict[int, list[Row]]:
         """Each matching table's rows for this message (by the table's number); InvalidMessage saying which column
         and source could not be filled, never with the value."""
-        message.json  # noqa: B018 - raises InvalidMessage for a body that is not JSON
-        body = convert.loads(message.body)
+        try:
+            body = convert.loads(message.body)
+        except (ValueError, RecursionError):
+            message.json  # noqa: B018 - raises InvalidMessage saying why the body is not JSON
+            raise
         matched = [t for t in self._targets() if _matches(t.table.when, message, body)]
         if not matched:
             if any(_matches(when, message, body) for when in self.mapping.skips):
@@ -143,39 +146,49 @@ def _row(target: Target, wanted: tuple[str, ...], message: Message, body: Any, e
     for name in wanted:
         source, column = target.table.columns[name], target.columns[name]
         value = _value(source, column, message, body, element, index)
-        where = f"{target.table.label}: column {name} from {source.written}"
         if value is pointer.MISSING:
             if column.has_default and target.table.mode != "delete":
                 continue  # the column's default
             if column.not_null:
-                raise InvalidMessage(f"{where}: the message has no value there, and the column is NOT NULL")
+                raise InvalidMessage(
+                    f"{_where(target, name)}: the message has no value there, and the column is NOT NULL"
+                )
             value = None
         if value is None:
             if column.not_null:
-                raise InvalidMessage(f"{where}: null, and the column is NOT NULL")
+                raise InvalidMessage(f"{_where(target, name)}: null, and the column is NOT NULL")
             row[name] = None
-            continue
-        try:
-            row[name] = convert.to_column(value, column.typname, column.element)
-        except ValueError as exc:
-            raise InvalidMessage(f"{where}: {exc}") from None
+        elif source.field == "body" and column.typname in convert.JSON_TYPES:
+            row[name] = message.body  # the body as sent: valid JSON, its numbers as written
+        else:
+            try:
+                row[name] = convert.to_column(value, column.typname, column.element)
+            except ValueError as exc:
+                raise InvalidMessage(f"{_where(target, name)}: {exc}") from None
     return row
 
 
+def _where(target: Target, name: str) -> str:
+    return f"{target.table.label}: column {name} from {target.table.columns[name].written}"
+
+
 def _value(source: spec.Source, column: Column, message: Message, body: Any, element: Any, index: int) -> Any:
-    if source.field is None:
+    field = source.field
+    if field is None:
         return pointer.resolve(body if source.from_body else element, source.tokens)
-    if source.field == "body":
+    if field == "body":
         return message.body if column.typname in convert.TEXT else body
-    return {
-        "idempotency_key": message.idempotency_key,
-        "group_id": message.group_id,
-        "message_id": message.message_id,
-        "queue": message.queue_name,
-        "sent_at": pointer.MISSING if message.sent_timestamp_ms is None else message.sent_timestamp_ms,
-        "receive_count": message.receive_count,
-        "index": index,
-    }[source.field]
+    if field == "idempotency_key":
+        return message.idempotency_key
+    if field == "group_id":
+        return message.group_id
+    if field == "message_id":
+        return message.message_id
+    if field == "queue":
+        return message.queue_name
+    if field == "sent_at":
+        return pointer.MISSING if message.sent_timestamp_ms is None else message.sent_timestamp_ms
+    return message.receive_count if field == "receive_count" else index
 
 
 def _once_per_key(target: Target, rows: list[Row]) -> tuple[list[Row], int] | None:

@@ -58,12 +58,19 @@ def _whole(text: str) -> int | Decimal:
 
 def dumps(value: Any) -> str:
     """JSON text of a value parsed by loads, its numbers exactly as they were read (jsonb keeps them so too)."""
+    try:
+        return json.dumps(value, ensure_ascii=False)  # no Decimal in it: the C encoder
+    except TypeError:
+        return _exact(value)
+
+
+def _exact(value: Any) -> str:
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{json.dumps(k, ensure_ascii=False)}: {dumps(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{json.dumps(k, ensure_ascii=False)}: {_exact(v)}" for k, v in value.items()) + "}"
     if isinstance(value, list):
-        return "[" + ", ".join(dumps(v) for v in value) + "]"
+        return "[" + ", ".join(_exact(v) for v in value) + "]"
     return json.dumps(value, ensure_ascii=False)
 
 
