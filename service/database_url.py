@@ -145,11 +145,13 @@ def server_timeouts(statement_timeout_s: float) -> dict[str, str]:
 
 
 def begin(statement_timeout_s: float, pooler: str) -> str:
-    """What opens a transaction: BEGIN, and behind a transaction pooler (SQS2PG_DB_POOLER=transaction) the server's
-    timeouts with it, in one simple query (no round trip more)."""
+    """What opens a transaction: BEGIN, read committed whatever the server's default (a key's claim looks for its
+    record in a fresh snapshot after taking the key's lock: migration 0005), and behind a transaction pooler
+    (SQS2PG_DB_POOLER=transaction) the server's timeouts with it, in one simple query (no round trip more)."""
+    opening = "BEGIN ISOLATION LEVEL READ COMMITTED"
     if pooler == "none":
-        return "BEGIN"
-    return "BEGIN; " + "; ".join(f"SET LOCAL {k} = {v}" for k, v in server_timeouts(statement_timeout_s).items())
+        return opening
+    return f"{opening}; " + "; ".join(f"SET LOCAL {k} = {v}" for k, v in server_timeouts(statement_timeout_s).items())
 
 
 def connect_kwargs(url: str, connect_timeout_s: float, statement_timeout_s: float, pooler: str) -> dict[str, Any]:

@@ -270,8 +270,9 @@ def _classify_other(exc: BaseException) -> Sqs2pgError:
         if kind:
             return RetryableError(detail, kind=kind)
         return PermanentError(detail, kind=_sqlstate_kind(state, _PERMANENT_SQLSTATES) or "database")
-    if isinstance(exc, (asyncpg.InterfaceError, asyncpg.InternalClientError)):
-        # connection closed under us, pool closing, protocol trouble: all about the link
+    if isinstance(exc, asyncpg.DataError):  # a value the driver cannot encode for its parameter: the message's
+        return PermanentError(f"{type(exc).__name__}: {exc}", kind="data")
+    if isinstance(exc, (asyncpg.InterfaceError, asyncpg.InternalClientError)):  # the link: closed, protocol
         return RetryableError(f"{type(exc).__name__}: {exc}", kind="connection")
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
         return RetryableError("timed out", kind="timeout")

@@ -139,44 +139,49 @@ async def create_day(conn: asyncpg.Connection, begin: str, schema: str, day: dt.
     qualified = f'{schema}."{name}"'
     start, end = day.isoformat(), (day + dt.timedelta(days=1)).isoformat()
     bounds = f"FROM ('{start} 00:00:00+00') TO ('{end} 00:00:00+00')"
-    async with transaction(conn, begin):
-        if not await conn.fetchval(_LOCK, PRUNE_LOCK_ID):
-            raise _Busy(0)
-        if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", qualified):
-            return False
-        await conn.execute(_LOCK_TIMEOUT)
-        await conn.execute(f"""
-            CREATE TABLE {qualified} (LIKE {schema}.{TABLE} INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
-            ALTER TABLE {qualified} ADD PRIMARY KEY (idempotency_key),
-                ADD CONSTRAINT "{name}_range" CHECK (committed_at >= '{start} 00:00:00+00'
-                                                      AND committed_at < '{end} 00:00:00+00');
-            LOCK TABLE {schema}.{TABLE}_default IN ACCESS EXCLUSIVE MODE;
-            WITH moved AS (
-                DELETE FROM {schema}.{TABLE}_default
-                WHERE committed_at >= '{start} 00:00:00+00' AND committed_at < '{end} 00:00:00+00'
-                RETURNING *
-            )
-            INSERT INTO {qualified} SELECT * FROM moved;
-        """)
-        await conn.execute("SAVEPOINT attach")
-        try:
-            await conn.execute(f"ALTER TABLE {schema}.{TABLE} ATTACH PARTITION {qualified} FOR VALUES {bounds}")
-        except asyncpg.InvalidObjectDefinitionError:  # 42P17: overlaps 0.3's table, which holds these days
-            await conn.execute("ROLLBACK TO SAVEPOINT attach")
-            await conn.execute(f"DROP TABLE {qualified}")
-            return False
+    in_day = f"committed_at >= '{start} 00:00:00+00' AND committed_at < '{end} 00:00:00+00'"
+    try:
+        async with transaction(conn, begin):
+            if not await conn.fetchval(_LOCK, PRUNE_LOCK_ID):
+                raise _Busy(0)
+            if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", qualified):
+                return False
+            await conn.execute(_LOCK_TIMEOUT)
+            await conn.execute("SAVEPOINT day")
+            await conn.execute(f"""
+                CREATE TABLE {qualified} (LIKE {schema}.{TABLE} INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
+                ALTER TABLE {qualified} ADD PRIMARY KEY (idempotency_key),
+                    ADD CONSTRAINT "{name}_range" CHECK ({in_day})
+            """)
+            if await conn.fetchval(f"SELECT EXISTS (SELECT FROM {schema}.{TABLE}_default WHERE {in_day})"):
+                # no claim may look for a key while its record moves: the whole table, for a moment
+                await conn.execute(f"LOCK TABLE {schema}.{TABLE} IN ACCESS EXCLUSIVE MODE")
+                await conn.execute(f"""
+                    WITH moved AS (DELETE FROM {schema}.{TABLE}_default WHERE {in_day} RETURNING *)
+                    INSERT INTO {qualified} SELECT * FROM moved
+                """)
+            try:
+                await conn.execute(f"ALTER TABLE {schema}.{TABLE} ATTACH PARTITION {qualified} FOR VALUES {bounds}")
+            except asyncpg.InvalidObjectDefinitionError:  # 42P17: 0.3's table holds these days
+                await conn.execute("ROLLBACK TO SAVEPOINT day")  # the table, and any rows moved, undone
+                return False
+    except asyncpg.LockNotAvailableError:  # claims held the table for 2 s: the next pass tries again
+        return False
     return True
 
 
 async def _drop_day(conn: asyncpg.Connection, begin: str, part: Partition) -> int:
     """Truncate a day past the retention (its records gone at once; the lock is on the day alone), then drop it
     (which locks the whole table for a moment: if that times out, the next pass drops it)."""
-    async with transaction(conn, begin):
-        if not await conn.fetchval(_LOCK, PRUNE_LOCK_ID):
-            raise _Busy(0)
-        await conn.execute(_LOCK_TIMEOUT)
-        count = part.estimate or await conn.fetchval(f"SELECT count(*) FROM {part.qualified}")
-        await conn.execute(f"TRUNCATE {part.qualified}")
+    try:
+        async with transaction(conn, begin):
+            if not await conn.fetchval(_LOCK, PRUNE_LOCK_ID):
+                raise _Busy(0)
+            await conn.execute(_LOCK_TIMEOUT)
+            count = part.estimate or await conn.fetchval(f"SELECT count(*) FROM {part.qualified}")
+            await conn.execute(f"TRUNCATE {part.qualified}")
+    except asyncpg.LockNotAvailableError:
+        return 0
     try:
         async with transaction(conn, begin):
             if not await conn.fetchval(_LOCK, PRUNE_LOCK_ID):
@@ -192,17 +197,27 @@ async def _empty(
     conn: asyncpg.Connection, begin: str, part: Partition, cutoff: dt.datetime, batch_size: int, pause_s: float
 ) -> int:
     """A partition no day bounds: truncated if all it holds has expired, else its expired rows deleted."""
+    newest = f"SELECT max(committed_at) FROM {part.qualified}"
     async with transaction(conn, begin):
         if not await conn.fetchval(_LOCK, PRUNE_LOCK_ID):
             raise _Busy(0)
-        newest = await conn.fetchval(f"SELECT max(committed_at) FROM {part.qualified}")
-        if newest is None:
+        if (seen := await conn.fetchval(newest)) is None:
             return 0
-        if newest < cutoff:
-            count = part.estimate or await conn.fetchval(f"SELECT count(*) FROM {part.qualified}")
-            await conn.execute(_LOCK_TIMEOUT)
-            await conn.execute(f"TRUNCATE {part.qualified}")
-            return int(count)
+    if seen < cutoff:
+        try:
+            async with transaction(conn, begin):
+                if not await conn.fetchval(_LOCK, PRUNE_LOCK_ID):
+                    raise _Busy(0)
+                await conn.execute(_LOCK_TIMEOUT)
+                # locked first: a claim still in flight into this partition commits before max() is read again,
+                # and is seen (a TRUNCATE that waited for it would take it with the expired)
+                await conn.execute(f"LOCK TABLE {part.qualified} IN ACCESS EXCLUSIVE MODE")
+                if (await conn.fetchval(newest) or cutoff) < cutoff:
+                    count = part.estimate or await conn.fetchval(f"SELECT count(*) FROM {part.qualified}")
+                    await conn.execute(f"TRUNCATE {part.qualified}")
+                    return int(count)
+        except asyncpg.LockNotAvailableError:
+            return 0
     batch = f"""
     DELETE FROM {part.qualified} WHERE idempotency_key IN (
         SELECT idempotency_key FROM {part.qualified} WHERE committed_at < $1

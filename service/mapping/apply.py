@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -22,6 +23,12 @@ from .schema import Column, Target, inspect
 
 _SCALAR = frozenset({*convert.KNOWN})
 Row = dict[str, Any]
+# ``newer`` compared in Python to merge a shared transaction's rows only where Python compares as SQL does
+_EXACT_ORDER = frozenset(convert.INTEGERS)
+
+
+class _OneByOne(Exception):
+    """The batch form declines: applied one by one, the messages keep one-at-a-time semantics."""
 
 
 class MappingHandler:
@@ -31,8 +38,9 @@ class MappingHandler:
     def __init__(self, mapping: spec.Mapping) -> None:
         self.mapping = mapping
         self.targets: list[Target] | None = None
-        self._sql: dict[tuple[str, tuple[str, ...]], str] = {}
+        self._sql: dict[tuple[int, tuple[str, ...]], str] = {}
         self._stale: Any = None  # sqs2pg_mapping_stale_rows_total, by table
+        self._one_table_twice = False
         names = [(t.schema, t.relname) for t in mapping.tables]
         if len(set(names)) == len(names):
             self.many = self._apply_many
@@ -48,12 +56,17 @@ class MappingHandler:
         targets, problems = await inspect(conn, self.mapping)
         if problems:
             raise StartupError("\n".join(f"SQS2PG_MAPPING={self.mapping.path}: {p}" for p in problems))
+        # one table under two spellings (orders, public.orders) is one table too
+        tables = [await conn.fetchval("SELECT $1::regclass::oid", t.qualified) for t in targets]
+        self._one_table_twice = len(set(tables)) < len(tables)
         self.targets = targets
 
     async def __call__(self, conn: asyncpg.Connection, message: Message) -> None:
         await self._write(conn, self._rows(message))
 
     async def _apply_many(self, conn: asyncpg.Connection, messages: Sequence[Message]) -> None:
+        if self._one_table_twice:
+            raise _OneByOne()  # sqs2pg rolls back and applies them one by one, each in its order
         by_target: dict[int, list[Row]] = {}
         for message in messages:
             for number, rows in self._rows(message).items():
@@ -94,9 +107,9 @@ class MappingHandler:
         and source could not be filled, never with the value."""
         try:
             body = convert.loads(message.body)
-        except (ValueError, RecursionError):
+        except (ValueError, RecursionError) as exc:
             message.json  # noqa: B018 - raises InvalidMessage saying why the body is not JSON
-            raise
+            raise InvalidMessage(f"body: {exc}" if isinstance(exc, convert.NotJson) else "body is not JSON") from None
         matched = [t for t in self._targets() if _matches(t.table.when, message, body)]
         if not matched:
             if any(_matches(when, message, body) for when in self.mapping.skips):
@@ -121,9 +134,10 @@ class MappingHandler:
         return out
 
     def _statement(self, target: Target, columns: tuple[str, ...]) -> str:
-        cached = self._sql.get((target.qualified, columns))
+        key = (target.table.number, columns)  # per rule: two rules on one table differ in mode, key, newer
+        cached = self._sql.get(key)
         if cached is None:
-            cached = self._sql[(target.qualified, columns)] = _compile(target, columns)
+            cached = self._sql[key] = _compile(target, columns)
         return cached
 
 
@@ -138,6 +152,8 @@ def _matches(when: spec.When | None, message: Message, body: Any) -> bool:
         return False
     if isinstance(found, bool) or isinstance(when.equals, bool):  # JSON's true is not 1
         return found is when.equals
+    if isinstance(when.equals, float):  # the body's numbers are Decimals: 0.1 as written
+        return isinstance(found, (int, Decimal)) and found == Decimal(repr(when.equals))
     return bool(found == when.equals)
 
 
@@ -198,14 +214,16 @@ def _once_per_key(target: Target, rows: list[Row]) -> tuple[list[Row], int] | No
     table = target.table
     kept: dict[tuple[Any, ...], Row] = {}
     stale = 0
+    newer = table.newer
+    if newer is not None and target.columns[newer].typname not in _EXACT_ORDER:
+        return None  # text collations, rounding to the column's precision: SQL must compare them
     for row in rows:
-        if any(k not in row for k in table.key):
-            return None
+        if any(row.get(k) is None for k in table.key) or (newer is not None and newer not in row):
+            return None  # NULLs in a unique key are all distinct; a newer left to its default is SQL's to judge
         key = tuple(row[k] for k in table.key)
         before = kept.get(key)
         if before is not None and set(before) != set(row):
             return None
-        newer = table.newer
         if before is None or newer is None or _greater(row.get(newer), before.get(newer)):
             kept[key] = row
         else:
@@ -238,9 +256,9 @@ def _compile(target: Target, columns: tuple[str, ...]) -> str:
         column = target.columns[name]
         if column.element is not None:
             params.append(f"${n}::text[]")
+            elements = f"SELECT array_agg(e #>> '{{}}') FROM jsonb_array_elements(t.c{n}::jsonb) e"
             exprs.append(
-                f"coalesce((SELECT array_agg(e #>> '{{}}') FROM jsonb_array_elements(t.c{n}::jsonb) e), '{{}}')"
-                f"::{column.sql_type}"
+                f"CASE WHEN t.c{n} IS NULL THEN NULL ELSE coalesce(({elements}), '{{}}') END::{column.sql_type}"
             )
         elif column.typname in _SCALAR:
             params.append(f"${n}::{column.sql_type}[]")

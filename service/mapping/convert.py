@@ -30,6 +30,7 @@ JSON_TYPES = frozenset({"json", "jsonb"})
 KNOWN = TEXT | set(INTEGERS) | FLOATS | JSON_TYPES | {"bool", "timestamptz", "timestamp", "date", "uuid"}
 _DIGITS = re.compile(r"-?[0-9]+")
 _NUMBER = re.compile(r"-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
+_YEAR_9999_MS = Decimal(253_402_300_799_999)
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
@@ -46,10 +47,18 @@ def kind(value: Any) -> str:
     return "an array" if isinstance(value, list) else "an object"
 
 
+class NotJson(ValueError):
+    """What Python's json reads but JSON does not allow (NaN, Infinity)."""
+
+
 def loads(body: str) -> Any:
     """A body parsed with its numbers exact (Decimal), as the mapping reads it; an integer longer than Python
-    parses by default (4,300 digits) is a Decimal too."""
-    return json.loads(body, parse_float=Decimal, parse_int=_whole)
+    parses by default (4,300 digits) is a Decimal too; NaN and Infinity are refused (JSON has neither)."""
+    return json.loads(body, parse_float=Decimal, parse_int=_whole, parse_constant=_constant)
+
+
+def _constant(name: str) -> Any:
+    raise NotJson(f"{name} is not a JSON value")
 
 
 def _whole(text: str) -> int | Decimal:
@@ -92,7 +101,15 @@ def to_column(value: Any, typname: str, element: str | None = None) -> Any:
     if typname in INTEGERS:
         return _integer(value, INTEGERS[typname], typname)
     if typname in FLOATS:
-        return _decimal(value) if typname == "numeric" else float(_decimal(value))
+        number = _decimal(value)
+        if typname == "numeric":
+            if not -16000 < number.adjusted() < 100000:  # PostgreSQL's numeric takes about these exponents
+                raise ValueError("expected a number numeric can hold, got one out of its range")
+            return number
+        limit = 3.4e38 if typname == "float4" else 1.7e308
+        if number.adjusted() > 308 or abs(float(number)) > limit:
+            raise ValueError(f"expected a number {typname} can hold, got one out of its range")
+        return float(number)
     if typname == "bool":
         if isinstance(value, bool):
             return value
@@ -127,6 +144,8 @@ def _not_one(value: Any) -> str:
 def _integer(value: Any, bound: int, typname: str) -> int:
     if isinstance(value, bool):
         raise ValueError("expected an integer, got a boolean")
+    if isinstance(value, Decimal) and value.adjusted() > 20:  # int() of 1e999999999 would take minutes
+        raise ValueError(f"expected an integer that fits {typname}, got one out of its range")
     if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
         number = int(value)
     elif isinstance(value, int):
@@ -157,9 +176,13 @@ def _decimal(value: Any) -> Decimal:
 
 
 def _timestamp(value: Any, aware: bool) -> dt.datetime:
-    if isinstance(value, (int, Decimal)) and not isinstance(value, bool) and value == int(value):
-        utc = dt.datetime.fromtimestamp(int(value) / 1000, dt.UTC)
-        return utc if aware else utc.replace(tzinfo=None)
+    if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
+        number = Decimal(value)
+        if number.adjusted() > 15 or number.copy_abs() > _YEAR_9999_MS:
+            raise ValueError("expected epoch milliseconds up to the year 9999, got a number beyond it")
+        if value == int(value):
+            utc = dt.datetime.fromtimestamp(int(value) / 1000, dt.UTC)
+            return utc if aware else utc.replace(tzinfo=None)
     moment = _iso(value) if isinstance(value, str) else None
     if moment is None:
         raise ValueError(f"expected an ISO 8601 time or epoch milliseconds, got {kind(value)}" + _not_one(value))

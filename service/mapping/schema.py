@@ -13,19 +13,24 @@ from . import convert
 from .spec import Mapping, Table
 
 _COLUMNS = """
-SELECT a.attname, t.typname, format_type(a.atttypid, NULL) AS sql_type,
+SELECT a.attname, t.typname,
+       -- cast to the type without its length: char and bit without one mean char(1) and bit(1) in a cast
+       CASE t.typname WHEN 'bpchar' THEN 'bpchar' WHEN '_bpchar' THEN 'bpchar[]' WHEN 'bit' THEN 'varbit'
+                      WHEN '_bit' THEN 'varbit[]' ELSE format_type(a.atttypid, NULL) END AS sql_type,
        CASE WHEN t.typcategory = 'A' THEN e.typname END AS element,
        a.attnotnull AS not_null, (a.atthasdef OR a.attidentity <> '') AS has_default, a.attgenerated <> '' AS generated
 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid LEFT JOIN pg_type e ON e.oid = t.typelem
 WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum
 """
-# Each unique index usable as ON CONFLICT's target: no predicate, no expression.
+# Each unique index usable as ON CONFLICT's target: valid, not deferrable, no predicate, no expression; its key
+# columns (not its INCLUDE ones).
 _UNIQUE = """
 SELECT array_agg(a.attname::text ORDER BY k.ord) AS columns
-FROM pg_index i CROSS JOIN unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+FROM pg_index i CROSS JOIN unnest((i.indkey::int2[])[0:i.indnkeyatts - 1]) WITH ORDINALITY AS k(attnum, ord)
 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-WHERE i.indrelid = $1::regclass AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+WHERE i.indrelid = $1::regclass AND i.indisunique AND i.indimmediate AND i.indisvalid
+  AND i.indpred IS NULL AND i.indexprs IS NULL
 GROUP BY i.indexrelid
 """
 _ORDERABLE = frozenset({*convert.INTEGERS, *convert.FLOATS, "timestamptz", "timestamp", "date", *convert.TEXT})

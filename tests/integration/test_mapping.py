@@ -6,13 +6,14 @@ a reason naming the column and where it came from, never the value; a mapping th
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
-from sqs2pg.errors import StartupError
+from sqs2pg.errors import Outcome, StartupError
 
 from ..support.helpers import Queues, make_settings, metric, run_cli, running, wait_until
 
@@ -250,3 +251,64 @@ async def test_the_worked_example_in_docs_mapping_md_works_as_pasted(
     lines = await db.fetch("SELECT order_id, line_no, sku, qty FROM order_lines ORDER BY 1, 2")
     assert [tuple(r) for r in lines] == [("o-1", 0, "a", 1), ("o-1", 1, "b", 2), ("o-2", 0, "a", 1), ("o-2", 1, "b", 2)]
     assert await db.fetchval("SELECT count(*) FROM sqs2pg_idempotency WHERE status = 'committed'") == 5
+
+
+EDGES = """
+[[table]]
+name = "flags"
+when = { field = "/op", equals = "put" }
+mode = "upsert"
+key = ["id"]
+[table.columns]
+id = "/id"
+enabled = "/enabled"
+currency = "/currency"
+tags = "/tags"
+
+[[table]]
+name = "flags"
+when = { field = "/op", equals = "del" }
+mode = "delete"
+key = ["id"]
+[table.columns]
+id = "/id"
+"""
+
+
+async def test_two_rules_on_one_table_char_columns_and_null_arrays_keep_their_meaning(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    """A delete rule and an upsert rule on one table with the same columns each keep their own statement; char(3)
+    keeps all three characters; a null array stays NULL."""
+    from sqs2pg.db.store import Store
+    from sqs2pg.mapping.apply import MappingHandler
+    from sqs2pg.mapping.spec import parse
+    from sqs2pg.message import Message
+
+    await db.execute(
+        "CREATE TABLE flags (id text PRIMARY KEY, enabled boolean NOT NULL DEFAULT false,"
+        " currency char(3) DEFAULT 'EUR', tags text[] DEFAULT '{x}')"
+    )
+    handler = MappingHandler(parse(tomllib.loads(EDGES)))
+    await handler.prepare(db)
+    store = Store(make_settings(database_url, ["https://sqs.us-east-1.amazonaws.com/1/q.fifo"]), handler)
+    await store.open()
+    bodies = [
+        {"op": "put", "id": "a", "currency": "USD", "tags": None},
+        {"op": "del", "id": "a"},  # compiles the delete for columns (id)
+        {"op": "put", "id": "b"},  # every other column defaulted: columns (id), as the delete's
+    ]
+    try:
+        for i, body in enumerate(bodies):
+            message = Message(
+                queue_url="https://sqs.us-east-1.amazonaws.com/1/q.fifo", queue_name="q.fifo", message_id=f"m{i}",
+                receipt_handle="r", body=json.dumps(body), group_id="g", deduplication_id=f"d{i}", receive_count=1,
+                sent_timestamp_ms=None, attributes={},
+            )  # fmt: skip
+            assert await store.apply(message) == Outcome.COMMITTED
+            if i == 0:
+                row = await db.fetchrow("SELECT currency, tags FROM flags WHERE id = 'a'")
+                assert (row["currency"], row["tags"]) == ("USD", None)
+    finally:
+        await store.close()
+    assert [tuple(r) for r in await db.fetch("SELECT id, enabled, currency FROM flags")] == [("b", False, "EUR")]

@@ -194,3 +194,22 @@ def test_a_huge_integer_is_read_and_refused_by_an_integer_column_without_quoting
         convert.to_column(huge, "int8")
     assert "999" not in str(refused.value)
     assert convert.to_column(huge, "numeric") == huge
+
+
+@pytest.mark.parametrize(
+    ("value", "typname", "message"),
+    [
+        (Decimal("1e999999999"), "int4", "out of its range"),  # refused at once, not after building the integer
+        (Decimal("1e999999999"), "timestamptz", "up to the year 9999"),
+        (Decimal("1e39"), "float4", "float4 can hold"),
+        (Decimal("1e-20000"), "numeric", "numeric can hold"),
+    ],
+)
+def test_numbers_no_column_can_hold_are_refused_quickly(value: Decimal, typname: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        convert.to_column(value, typname)
+
+
+def test_nan_and_infinity_are_not_json() -> None:
+    with pytest.raises(convert.NotJson, match="NaN is not a JSON value"):
+        convert.loads('{"a": NaN}')
