@@ -393,7 +393,7 @@ variable "image_tag" {
   description = "Tag of the sqs2pg image in this stack's ECR repository (tags are immutable: use a version or commit id). Ignored when container_image is set."
   type        = string
   # The package version (pyproject.toml), which tests/deploy keeps in step: README step 3 pushes that tag.
-  default = "0.3.0"
+  default = "0.4.0"
 
   validation {
     condition     = can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.image_tag)) && var.image_tag != "latest"
