@@ -165,14 +165,14 @@ async def test_a_transient_failure_keeps_the_head_in_memory_and_its_group_waits_
         Behind(),  # not tried: the store stops a group's run at its first failure
         Behind(),
     ]
+    started = time.monotonic()  # g's backoff starts as it is settled
     held = await settler.settle(batch, results, 0.001)
     assert held == [] and dispatcher.held == 3  # g's three, still in memory
     assert not [op for op, _ in sqs.calls if op == "change_visibility"]  # nothing handed back to SQS
     q = queue_name(QUEUE_URL)
     assert metrics.registry.get_sample_value("sqs2pg_messages_total", {"queue": q, "outcome": "retried"}) == 1
     assert metrics.registry.get_sample_value("sqs2pg_in_flight_messages", {"queue": q}) == 3
-    # g waits out its backoff (0.1 to 0.2 s) holding no worker: nothing is ready before it
-    started = time.monotonic()
+    # g waits out its backoff (0.1 to 0.2 s from its settling) holding no worker: nothing is ready before it
     again = await asyncio.wait_for(dispatcher.next(), 5)
     assert again is batch[0] and again.attempts == 1 and time.monotonic() - started >= 0.09
     assert [m.body for m in dispatcher.held_messages()] == [m.body for m in received[:3]]  # the head, then its rest
