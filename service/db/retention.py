@@ -19,8 +19,10 @@ DDL never queues the claims behind it for long; what could not be done is tried 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import asyncpg
@@ -100,7 +102,7 @@ async def prune(
                     total += await _drop_day(conn, begin, part)
             await _in_batches(conn, begin, _PRUNE_POSITIONS_BATCH, cutoff, batch_size, pause_s)
         except _Busy as busy:  # another replica took over between two steps: it goes on from here
-            if total is not None and busy.args:
+            if total is not None:
                 total += busy.args[0]
     return total
 
@@ -124,11 +126,26 @@ async def _partitions(conn: asyncpg.Connection) -> list[Partition]:
     return [Partition(r["schema"], r["relname"], r["estimate"]) for r in await conn.fetch(_PARTITIONS)]
 
 
-async def _locked(conn: asyncpg.Connection, begin: str, query: str, *args: object) -> asyncpg.Record:
+@contextlib.asynccontextmanager
+async def _step(conn: asyncpg.Connection, begin: str, done: int = 0, ddl: bool = False) -> AsyncIterator[None]:
+    """One step of a pass: a transaction holding the pruning lock (``_Busy(done)`` when another replica holds it:
+    ``done``, what this pass did so far), with the lock timeout where the step takes a table's lock."""
     async with transaction(conn, begin):
         if not await conn.fetchval(_LOCK, PRUNE_LOCK_ID):
-            raise _Busy()
+            raise _Busy(done)
+        if ddl:
+            await conn.execute(_LOCK_TIMEOUT)
+        yield
+
+
+async def _locked(conn: asyncpg.Connection, begin: str, query: str, *args: object) -> asyncpg.Record:
+    async with _step(conn, begin):
         return await conn.fetchrow(query, *args)
+
+
+async def _rows(conn: asyncpg.Connection, part: Partition) -> int:
+    """How many records a partition holds, as the planner last counted them (counted if it never did)."""
+    return int(part.estimate or await conn.fetchval(f"SELECT count(*) FROM {part.qualified}"))
 
 
 async def create_day(conn: asyncpg.Connection, begin: str, schema: str, day: dt.date) -> bool:
@@ -141,12 +158,9 @@ async def create_day(conn: asyncpg.Connection, begin: str, schema: str, day: dt.
     bounds = f"FROM ('{start} 00:00:00+00') TO ('{end} 00:00:00+00')"
     in_day = f"committed_at >= '{start} 00:00:00+00' AND committed_at < '{end} 00:00:00+00'"
     try:
-        async with transaction(conn, begin):
-            if not await conn.fetchval(_LOCK, PRUNE_LOCK_ID):
-                raise _Busy(0)
+        async with _step(conn, begin, ddl=True):
             if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", qualified):
                 return False
-            await conn.execute(_LOCK_TIMEOUT)
             await conn.execute("SAVEPOINT day")
             await conn.execute(f"""
                 CREATE TABLE {qualified} (LIKE {schema}.{TABLE} INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
@@ -174,23 +188,15 @@ async def _drop_day(conn: asyncpg.Connection, begin: str, part: Partition) -> in
     """Truncate a day past the retention (its records gone at once; the lock is on the day alone), then drop it
     (which locks the whole table for a moment: if that times out, the next pass drops it)."""
     try:
-        async with transaction(conn, begin):
-            if not await conn.fetchval(_LOCK, PRUNE_LOCK_ID):
-                raise _Busy(0)
-            await conn.execute(_LOCK_TIMEOUT)
-            count = part.estimate or await conn.fetchval(f"SELECT count(*) FROM {part.qualified}")
+        async with _step(conn, begin, ddl=True):
+            count = await _rows(conn, part)
             await conn.execute(f"TRUNCATE {part.qualified}")
     except asyncpg.LockNotAvailableError:
         return 0
-    try:
-        async with transaction(conn, begin):
-            if not await conn.fetchval(_LOCK, PRUNE_LOCK_ID):
-                raise _Busy(count)
-            await conn.execute(_LOCK_TIMEOUT)
+    with contextlib.suppress(asyncpg.LockNotAvailableError):
+        async with _step(conn, begin, done=count, ddl=True):
             await conn.execute(f"DROP TABLE {part.qualified}")
-    except asyncpg.LockNotAvailableError:
-        pass
-    return int(count)
+    return count
 
 
 async def _empty(
@@ -198,24 +204,19 @@ async def _empty(
 ) -> int:
     """A partition no day bounds: truncated if all it holds has expired, else its expired rows deleted."""
     newest = f"SELECT max(committed_at) FROM {part.qualified}"
-    async with transaction(conn, begin):
-        if not await conn.fetchval(_LOCK, PRUNE_LOCK_ID):
-            raise _Busy(0)
+    async with _step(conn, begin):
         if (seen := await conn.fetchval(newest)) is None:
             return 0
     if seen < cutoff:
         try:
-            async with transaction(conn, begin):
-                if not await conn.fetchval(_LOCK, PRUNE_LOCK_ID):
-                    raise _Busy(0)
-                await conn.execute(_LOCK_TIMEOUT)
+            async with _step(conn, begin, ddl=True):
                 # locked first: a claim still in flight into this partition commits before max() is read again,
                 # and is seen (a TRUNCATE that waited for it would take it with the expired)
                 await conn.execute(f"LOCK TABLE {part.qualified} IN ACCESS EXCLUSIVE MODE")
                 if (await conn.fetchval(newest) or cutoff) < cutoff:
-                    count = part.estimate or await conn.fetchval(f"SELECT count(*) FROM {part.qualified}")
+                    count = await _rows(conn, part)
                     await conn.execute(f"TRUNCATE {part.qualified}")
-                    return int(count)
+                    return count
         except asyncpg.LockNotAvailableError:
             return 0
     batch = f"""
@@ -232,9 +233,7 @@ async def _in_batches(
 ) -> int:
     total = 0
     while True:
-        async with transaction(conn, begin):
-            if not await conn.fetchval(_LOCK, PRUNE_LOCK_ID):
-                raise _Busy(total)
+        async with _step(conn, begin, done=total):
             status = await conn.execute(statement, cutoff, batch_size)
         deleted = int(status.rsplit(" ", 1)[-1])
         total += deleted
