@@ -14,8 +14,10 @@ import asyncpg
 import pytest
 
 from sqs2pg.errors import Outcome, StartupError
+from sqs2pg.mapping.apply import MappingHandler
+from sqs2pg.mapping.spec import parse
 
-from ..support.helpers import Queues, make_settings, metric, run_cli, running, wait_until
+from ..support.helpers import Queues, make_settings, metric, open_store, queued, run_cli, running, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -280,19 +282,13 @@ async def test_two_rules_on_one_table_char_columns_and_null_arrays_keep_their_me
 ) -> None:
     """A delete rule and an upsert rule on one table with the same columns each keep their own statement; char(3)
     keeps all three characters; a null array stays NULL."""
-    from sqs2pg.db.store import Store
-    from sqs2pg.mapping.apply import MappingHandler
-    from sqs2pg.mapping.spec import parse
-    from sqs2pg.message import Message
-
     await db.execute(
         "CREATE TABLE flags (id text PRIMARY KEY, enabled boolean NOT NULL DEFAULT false,"
         " currency char(3) DEFAULT 'EUR', tags text[] DEFAULT '{x}')"
     )
     handler = MappingHandler(parse(tomllib.loads(EDGES)))
     await handler.prepare(db)
-    store = Store(make_settings(database_url, ["https://sqs.us-east-1.amazonaws.com/1/q.fifo"]), handler)
-    await store.open()
+    store = await open_store(database_url, handler)
     bodies = [
         {"op": "put", "id": "a", "currency": "USD", "tags": None},
         {"op": "del", "id": "a"},  # compiles the delete for columns (id)
@@ -300,12 +296,7 @@ async def test_two_rules_on_one_table_char_columns_and_null_arrays_keep_their_me
     ]
     try:
         for i, body in enumerate(bodies):
-            message = Message(
-                queue_url="https://sqs.us-east-1.amazonaws.com/1/q.fifo", queue_name="q.fifo", message_id=f"m{i}",
-                receipt_handle="r", body=json.dumps(body), group_id="g", deduplication_id=f"d{i}", receive_count=1,
-                sent_timestamp_ms=None, attributes={},
-            )  # fmt: skip
-            assert await store.apply(message) == Outcome.COMMITTED
+            assert await store.apply(queued(f"d{i}", body, "g")) == Outcome.COMMITTED
             if i == 0:
                 row = await db.fetchrow("SELECT currency, tags FROM flags WHERE id = 'a'")
                 assert (row["currency"], row["tags"]) == ("USD", None)

@@ -21,10 +21,9 @@ from sqs2pg.mapping.apply import MappingHandler
 from sqs2pg.mapping.spec import parse
 from sqs2pg.message import Message
 
-from ..support.helpers import make_settings
+from ..support.helpers import open_store, queued
 
 pytestmark = pytest.mark.integration
-URL = "https://sqs.us-east-1.amazonaws.com/123456789012/q.fifo"
 TABLE = "CREATE TABLE prop (k text PRIMARY KEY, a integer, b text, c numeric, d boolean, e jsonb, v integer)"
 TYPES = {"a": "int", "b": "text", "c": "numeric", "d": "bool", "e": "jsonb", "v": "int"}
 MISSING = object()
@@ -121,21 +120,6 @@ def _newer(incoming: Any, stored: Any) -> bool:
     return stored is None or (incoming is not None and incoming > stored)
 
 
-def _message(i: int, body: dict[str, Any]) -> Message:
-    return Message(
-        queue_url=URL,
-        queue_name="q.fifo",
-        message_id=f"id-{i}",
-        receipt_handle=f"rh-{i}",
-        body=convert.dumps(body),  # its numbers exactly as drawn
-        group_id=f"g-{i}",
-        deduplication_id=f"d-{i}",
-        receive_count=1,
-        sent_timestamp_ms=None,
-        attributes={},
-    )
-
-
 @pytest.mark.parametrize("together", [True, False], ids=["shared transactions", "one by one"])
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(case=scenario())
@@ -146,10 +130,11 @@ async def test_random_messages_through_a_random_mapping_match_the_reference(
     await db.execute(f"DROP TABLE IF EXISTS prop; {TABLE}; TRUNCATE sqs2pg_idempotency")
     handler = MappingHandler(parse(mapping))
     await handler.prepare(db)
-    store = Store(make_settings(database_url, [URL]), handler)
-    await store.open()
+    store = await open_store(database_url, handler)
     try:
-        messages = [_message(i, body) for i, body in enumerate(bodies)]
+        messages = [
+            queued(f"d-{i}", convert.dumps(body), f"g-{i}") for i, body in enumerate(bodies)
+        ]  # numbers as drawn
         results = await store.apply_many(messages) if together else [await _one(store, m) for m in messages]
     finally:
         await store.close()

@@ -6,44 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 
 import asyncpg
 import pytest
 
 from sqs2pg.db import migrate, retention
-from sqs2pg.db.store import Store
 from sqs2pg.errors import Outcome
-from sqs2pg.handler import insert_event
 from sqs2pg.message import Message
 
-from ..support.helpers import Queues, make_settings, running, scratch_database, wait_until
+from ..support.helpers import STORE_QUEUE as URL
+from ..support.helpers import Queues, make_settings, open_store, queued, running, scratch_database, wait_until
 
 pytestmark = pytest.mark.integration
-URL = "https://sqs.us-east-1.amazonaws.com/123456789012/q.fifo"
 RETENTION_S = 7 * 86400
 WHERE = "SELECT tableoid::regclass::text FROM sqs2pg_idempotency WHERE idempotency_key = $1"
-
-
-def _message(key: str, group: str | None = None) -> Message:
-    return Message(
-        queue_url=URL,
-        queue_name="q.fifo",
-        message_id=f"id-{key}",
-        receipt_handle=f"rh-{key}",
-        body=json.dumps({"k": key}),
-        group_id=group or f"g-{key}",
-        deduplication_id=key,
-        receive_count=1,
-        sent_timestamp_ms=None,
-        attributes={},
-    )
-
-
-async def _store(database_url: str, handler=insert_event) -> Store:  # type: ignore[no-untyped-def]
-    store = Store(make_settings(database_url, [URL]), handler)
-    await store.open()
-    return store
 
 
 async def _split_today(db: asyncpg.Connection) -> dt.datetime:
@@ -78,12 +54,12 @@ async def test_two_replicas_racing_on_a_key_across_a_partition_boundary_apply_it
         entered.set()
         await release.wait()
 
-    first, other = await _store(database_url, slow), await _store(database_url, write)
+    first, other = await open_store(database_url, slow), await open_store(database_url, write)
     try:
-        one = asyncio.create_task(first.apply(_message("k")))
+        one = asyncio.create_task(first.apply(queued("k")))
         await asyncio.wait_for(entered.wait(), 10)
         await wait_until(lambda: _past(db, boundary))
-        batch = [_message("k")] if second == "alone" else [_message("k"), _message("x")]
+        batch = [queued("k")] if second == "alone" else [queued("k"), queued("x")]
         two = asyncio.create_task(other.apply_many(batch))
         # the second replica waits at the key's lock (without one, it would be done: a second commit of the key)
         await wait_until(lambda: _waiting_on_a_key(db, two))
@@ -116,12 +92,12 @@ async def test_a_redelivery_days_later_finds_its_key_in_an_older_partition(
     await db.execute(
         "INSERT INTO sqs2pg_idempotency (idempotency_key, body_sha256, queue_name, message_id, committed_at)"
         " VALUES ('late', $1, 'q.fifo', 'id-late', now() - interval '1 day')",
-        _message("late").body_sha256,
+        queued("late").body_sha256,
     )
-    store = await _store(database_url)
+    store = await open_store(database_url)
     try:
-        assert await store.apply(_message("late")) == Outcome.DUPLICATE
-        assert await store.apply_many([_message("late"), _message("new")]) == [Outcome.DUPLICATE, Outcome.COMMITTED]
+        assert await store.apply(queued("late")) == Outcome.DUPLICATE
+        assert await store.apply_many([queued("late"), queued("new")]) == [Outcome.DUPLICATE, Outcome.COMMITTED]
     finally:
         await store.close()
     assert await db.fetchval("SELECT count(*) FROM events WHERE idempotency_key = 'late'") == 0
@@ -140,9 +116,9 @@ async def test_expired_records_go_a_day_at_a_time_and_the_rest_stay(database_url
         " UNION ALL SELECT 'old-' || i, '\\x00', 'q', 'm', now() - interval '8 days' FROM generate_series(1, 5000) i",
         old_day,
     )
-    store = await _store(database_url)
+    store = await open_store(database_url)
     try:
-        assert await store.apply(_message("today")) == Outcome.COMMITTED
+        assert await store.apply(queued("today")) == Outcome.COMMITTED
         assert await store.prune(RETENTION_S, 1000, pause_s=0) == 8000
         assert await store.prune(RETENTION_S, 1000, pause_s=0) == 0  # nothing left to do
     finally:
@@ -181,7 +157,7 @@ async def test_with_retention_0_records_are_kept_and_the_days_still_made(
     )
     tomorrow = await db.fetchval("SELECT (now() AT TIME ZONE 'UTC')::date + 1")
     await db.execute(f"DROP TABLE {retention.daily_name(tomorrow)}")
-    store = await _store(database_url)
+    store = await open_store(database_url)
     try:
         assert await store.prune(None, 1000) == 0
     finally:
@@ -223,7 +199,7 @@ async def test_a_03_table_with_records_is_taken_over_as_it_is(postgres_admin_url
             await conn.execute(
                 "INSERT INTO sqs2pg_idempotency (idempotency_key, body_sha256, queue_name, message_id)"
                 " VALUES ('k', $1, 'q.fifo', 'id-k')",
-                _message("k").body_sha256,
+                queued("k").body_sha256,
             )
             file_before = await conn.fetchval("SELECT relfilenode FROM pg_class WHERE relname = 'sqs2pg_idempotency'")
             await asyncio.to_thread(migrate.upgrade, settings)
@@ -232,10 +208,10 @@ async def test_a_03_table_with_records_is_taken_over_as_it_is(postgres_admin_url
             taken = "SELECT relfilenode FROM pg_class WHERE relname = 'sqs2pg_idempotency_before'"
             assert await conn.fetchval(taken) == file_before
             assert await conn.fetchval("SELECT count(*) FROM sqs2pg_idempotency_before") == 5001
-            store = await _store(url)
+            store = await open_store(url)
             try:
-                assert await store.apply(_message("k")) == Outcome.DUPLICATE
-                assert await store.apply(_message("new")) == Outcome.COMMITTED
+                assert await store.apply(queued("k")) == Outcome.DUPLICATE
+                assert await store.apply(queued("new")) == Outcome.COMMITTED
                 assert await store.prune(RETENTION_S, 1000, pause_s=0) == 2500
             finally:
                 await store.close()

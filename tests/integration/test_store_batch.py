@@ -9,44 +9,22 @@ import asyncpg
 import pytest
 
 from sqs2pg.db import records as writes
-from sqs2pg.db.store import Store
 from sqs2pg.errors import Behind, InvalidMessage, Outcome, OutOfOrder
 from sqs2pg.handler import insert_event
 from sqs2pg.message import Message
 
 from ..handlers import swallow_database_error
-from ..support.helpers import make_settings
+from ..support.helpers import STORE_QUEUE as URL
+from ..support.helpers import open_store, queued
 from ..support.roundtrips import counting
 
 pytestmark = pytest.mark.integration
-URL = "https://sqs.us-east-1.amazonaws.com/123456789012/q.fifo"
-
-
-def _message(key: str, body: object, group: str | None = None) -> Message:
-    return Message(
-        queue_url=URL,
-        queue_name="q.fifo",
-        message_id=f"id-{key}",
-        receipt_handle=f"rh-{key}",
-        body=body if isinstance(body, str) else json.dumps(body),
-        group_id=group or f"g-{key}",
-        deduplication_id=key,
-        receive_count=1,
-        sent_timestamp_ms=None,
-        attributes={},
-    )
-
-
-async def _store(database_url: str, handler=insert_event) -> Store:  # type: ignore[no-untyped-def]
-    store = Store(make_settings(database_url, [URL]), handler)
-    await store.open()
-    return store
 
 
 async def test_messages_that_all_go_through_share_one_transaction(database_url: str, db: asyncpg.Connection) -> None:
-    store = await _store(database_url)
+    store = await open_store(database_url)
     try:
-        results = await store.apply_many([_message(k, {"k": k}) for k in ("a", "b", "c")])
+        results = await store.apply_many([queued(k, {"k": k}) for k in ("a", "b", "c")])
     finally:
         await store.close()
     assert results == [Outcome.COMMITTED] * 3
@@ -58,14 +36,14 @@ async def test_messages_that_all_go_through_share_one_transaction(database_url: 
 async def test_a_bad_message_or_a_duplicate_among_good_ones_gets_its_own_outcome(
     database_url: str, db: asyncpg.Connection
 ) -> None:
-    store = await _store(database_url)
+    store = await open_store(database_url)
     try:
-        assert await store.apply(_message("dup", {"k": "dup"})) is Outcome.COMMITTED
+        assert await store.apply(queued("dup", {"k": "dup"})) is Outcome.COMMITTED
         batch = [
-            _message("a", {"k": "a"}),
-            _message("bad", "not json"),
-            _message("dup", {"k": "dup"}),
-            _message("c", {"k": "c"}),
+            queued("a", {"k": "a"}),
+            queued("bad", "not json"),
+            queued("dup", {"k": "dup"}),
+            queued("c", {"k": "c"}),
         ]
         results = await store.apply_many(batch)
     finally:
@@ -77,14 +55,14 @@ async def test_a_bad_message_or_a_duplicate_among_good_ones_gets_its_own_outcome
     assert await db.fetchval("SELECT count(*) FROM sqs2pg_idempotency WHERE idempotency_key = 'bad'") == 0
 
 
-async def test_a_handler_that_swallows_an_error_fails_only_its_own_message(
+async def test_a_handler_that_swallows_an_error_fails_only_its_ownqueued(
     database_url: str, db: asyncpg.Connection
 ) -> None:
     """The shared COMMIT comes back as ROLLBACK: nobody is committed, then each alone finds the culprit."""
-    store = await _store(database_url, swallow_database_error)
+    store = await open_store(database_url, swallow_database_error)
     try:
         results = await store.apply_many(
-            [_message("a", {"swallow": False}), _message("x", {"swallow": True}), _message("c", {"swallow": False})]
+            [queued("a", {"swallow": False}), queued("x", {"swallow": True}), queued("c", {"swallow": False})]
         )
     finally:
         await store.close()
@@ -94,16 +72,16 @@ async def test_a_handler_that_swallows_an_error_fails_only_its_own_message(
 
 
 async def test_the_same_key_twice_in_one_batch_is_applied_once(database_url: str, db: asyncpg.Connection) -> None:
-    store = await _store(database_url)
+    store = await open_store(database_url)
     try:
-        results = await store.apply_many([_message("k", {"k": 1}, group="a"), _message("k", {"k": 1}, group="b")])
+        results = await store.apply_many([queued("k", {"k": 1}, group="a"), queued("k", {"k": 1}, group="b")])
     finally:
         await store.close()
     assert results == [Outcome.COMMITTED, Outcome.DUPLICATE]
     assert await db.fetchval("SELECT count(*) FROM events") == 1
 
 
-async def test_the_built_in_batch_form_stores_what_the_handler_stores_message_by_message(
+async def test_the_built_in_batch_form_stores_what_the_handler_stores_message_byqueued(
     database_url: str, db: asyncpg.Connection
 ) -> None:
     """insert_event's batch form (one INSERT ... FROM unnest) against the same handler called per message."""
@@ -129,7 +107,7 @@ async def test_the_built_in_batch_form_stores_what_the_handler_stores_message_by
         ]
 
     for handler, prefix in ((insert_event, "batch-"), (one_by_one, "single-")):
-        store = await _store(database_url, handler)
+        store = await open_store(database_url, handler)
         try:
             assert await store.apply_many(batch(prefix)) == [Outcome.COMMITTED] * 4
         finally:
@@ -151,12 +129,12 @@ async def test_an_event_already_there_makes_the_batch_settle_one_by_one(
 ) -> None:
     """The idempotency record was pruned but the event is still there (a redrive months later): that message is
     a duplicate, the others are committed."""
-    store = await _store(database_url)
+    store = await open_store(database_url)
     try:
-        assert await store.apply(_message("old", {"k": "old"})) is Outcome.COMMITTED
+        assert await store.apply(queued("old", {"k": "old"})) is Outcome.COMMITTED
         await db.execute("DELETE FROM sqs2pg_idempotency WHERE idempotency_key = 'old'")
         results = await store.apply_many(
-            [_message("a", {"k": "a"}), _message("old", {"k": "old"}), _message("c", {"k": "c"})]
+            [queued("a", {"k": "a"}), queued("old", {"k": "old"}), queued("c", {"k": "c"})]
         )
     finally:
         await store.close()
@@ -169,7 +147,7 @@ async def test_an_event_already_there_makes_the_batch_settle_one_by_one(
 
 def _in_group(group: str, seq: int, body: object | None = None) -> Message:
     """A message of ``group`` with SQS's SequenceNumber ``seq``, on a queue whose numbers are trusted."""
-    m = _message(f"{group}-{seq}", {"seq": seq} if body is None else body, group=group)
+    m = queued(f"{group}-{seq}", {"seq": seq} if body is None else body, group=group)
     m.sequence_number, m.order, m.queue_created = 10**15 + seq, "sequence", 1
     return m
 
@@ -187,7 +165,7 @@ async def _position(db: asyncpg.Connection, group: str) -> int | None:
 async def test_a_run_of_one_group_shares_one_transaction_in_order_and_moves_its_position_to_the_last(
     database_url: str, db: asyncpg.Connection
 ) -> None:
-    store = await _store(database_url)
+    store = await open_store(database_url)
     try:
         results = await store.apply_many([_in_group("hot", s) for s in range(10)] + [_in_group("other", 0)])
     finally:
@@ -203,7 +181,7 @@ async def test_a_run_that_fails_in_the_middle_applies_what_came_before_and_tries
 ) -> None:
     """The third of a run is not JSON: the shared transaction is rolled back, the first two are applied one at a
     time, the third gets its own error, and the ones after it are Behind (not tried: they go back behind it)."""
-    store = await _store(database_url)
+    store = await open_store(database_url)
     try:
         run = [_in_group("g", 0), _in_group("g", 1), _in_group("g", 2, "not json"), _in_group("g", 3)]
         results = await store.apply_many([*run, _in_group("h", 0)])
@@ -221,7 +199,7 @@ async def test_a_run_whose_first_is_older_than_its_group_is_never_applied_and_it
 ) -> None:
     """The group applied 5 already; a run 3, 6, 7 arrives (a server that broke the group's order): 3 is out of
     order, and 6 and 7 are not tried behind it (nothing applied out of order, nothing applied before its turn)."""
-    store = await _store(database_url)
+    store = await open_store(database_url)
     try:
         assert await store.apply(_in_group("g", 5)) is Outcome.COMMITTED
         results = await store.apply_many([_in_group("g", 3), _in_group("g", 6), _in_group("g", 7)])
@@ -238,15 +216,15 @@ async def test_a_shared_transaction_a_run_and_a_lone_message_each_cost_three_rou
     (tests/support/roundtrips.py), with the statements already prepared as they are in a running service. A
     database 1 ms away adds 3 ms to each transaction, however many messages it holds."""
     async with counting(database_url) as (url, trips):
-        store = await _store(url)
+        store = await open_store(url)
         try:
-            await store.apply_many([_message(f"warm-{k}", {"k": k}) for k in range(10)])  # prepares the statements
-            await store.apply(_message("warm-alone", {"k": 0}))
+            await store.apply_many([queued(f"warm-{k}", {"k": k}) for k in range(10)])  # prepares the statements
+            await store.apply(queued("warm-alone", {"k": 0}))
             measured = {}
             for name, batch in (
-                ("ten groups", [_message(f"k-{k}", {"k": k}) for k in range(10)]),
+                ("ten groups", [queued(f"k-{k}", {"k": k}) for k in range(10)]),
                 ("a run of one group", [_in_group("hot", s) for s in range(10)]),
-                ("one message", [_message("alone", {"k": 0})]),
+                ("one message", [queued("alone", {"k": 0})]),
             ):
                 before = trips.count
                 results = await store.apply_many(batch)

@@ -23,7 +23,9 @@ import asyncpg
 from sqs2pg import config
 from sqs2pg.config import Settings
 from sqs2pg.consume.app import App
-from sqs2pg.message import queue_name
+from sqs2pg.db.store import Store
+from sqs2pg.handler import Handler, insert_event
+from sqs2pg.message import Message, queue_name
 
 from .checks import exactly_once
 from .servers import ROOT
@@ -343,3 +345,32 @@ async def create_test_tables(url: str) -> None:
         await conn.execute(APPLIED_TABLE)
     finally:
         await conn.close()
+
+
+# The queue a message comes from in tests of the store alone (no SQS server): only its URL and name are read.
+STORE_QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/q.fifo"
+
+
+def queued(key: str, body: object = None, group: str | None = None) -> Message:
+    """A message as received from STORE_QUEUE, its deduplication id ``key`` (its idempotency key), its body JSON
+    of ``body`` (text as it is; by default {"k": key}), in group ``group`` (by default its own)."""
+    body = {"k": key} if body is None else body
+    return Message(
+        queue_url=STORE_QUEUE,
+        queue_name=queue_name(STORE_QUEUE),
+        message_id=f"id-{key}",
+        receipt_handle=f"rh-{key}",
+        body=body if isinstance(body, str) else json.dumps(body),
+        group_id=group or f"g-{key}",
+        deduplication_id=key,
+        receive_count=1,
+        sent_timestamp_ms=None,
+        attributes={},
+    )
+
+
+async def open_store(database_url: str, handler: Handler = insert_event) -> Store:
+    """The store sqs2pg runs, open on ``database_url``, applying with ``handler``."""
+    store = Store(make_settings(database_url, [STORE_QUEUE]), handler)
+    await store.open()
+    return store
