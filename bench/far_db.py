@@ -26,7 +26,7 @@ from botocore.config import Config
 
 from tests.support.helpers import through_local_port
 
-from . import servers, workloads
+from . import report, servers, workloads
 
 ONE_PER_TRANSACTION = {"SQS2PG_TRANSACTION_MAX_MESSAGES": "1"}
 
@@ -89,14 +89,8 @@ async def main() -> None:
         shipped, single = rates, figures[(delay, groups, "one per transaction")]
         base = figures.get((0.0, groups, "as shipped"))
         vs = f"{statistics.median(shipped) / statistics.median(base):.2f}" if base else "-"
-        lines.append(
-            f"| {delay:g} | {groups} | {statistics.median(shipped):,.0f} ({min(shipped):,.0f}-{max(shipped):,.0f}) "
-            f"| {statistics.median(single):,.0f} ({min(single):,.0f}-{max(single):,.0f}) | {vs} |"
-        )
-    print("\n" + "\n".join(lines))
-    out = Path("bench/results/far_db.md")
-    out.write_text("# PostgreSQL milliseconds away\n\n" + "\n".join(lines) + "\n")
-    print(f"written to {out}")
+        lines.append(f"| {delay:g} | {groups} | {report.spread(shipped)} | {report.spread(single)} | {vs} |")
+    report.publish("far_db", "PostgreSQL milliseconds away", lines)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+from pathlib import Path
 from typing import Any
 
 # The targets (issue 10) on a 2-core machine shared by the emulator, PostgreSQL, the load and the service.
@@ -24,6 +26,19 @@ FARGATE_VCPU_HOUR = 0.04048
 FARGATE_GB_HOUR = 0.004445
 GB_PER_VCPU = 2.0  # the smallest memory Fargate allows beside 1 vCPU
 SQS_FIFO_PER_MILLION_REQUESTS = 0.50
+
+
+def spread(rates: list[float]) -> str:
+    """A series' median with its range: 2,582 (2,479-2,686)."""
+    return f"{statistics.median(rates):,.0f} ({min(rates):,.0f}-{max(rates):,.0f})"
+
+
+def publish(name: str, title: str, lines: list[str]) -> None:
+    """Print a side series' table and keep it as bench/results/NAME.md."""
+    print("\n" + "\n".join(lines))
+    out = Path(__file__).parent / "results" / f"{name}.md"
+    out.write_text(f"# {title}\n\n" + "\n".join(lines) + "\n")
+    print(f"written to {out}")
 
 
 def cost(run: dict[str, Any]) -> dict[str, float]:

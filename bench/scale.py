@@ -26,7 +26,7 @@ from botocore.config import Config
 
 from sqs2pg.db import retention
 
-from . import servers, workloads
+from . import report, servers, workloads
 
 FILL = """
 INSERT INTO sqs2pg_idempotency (idempotency_key, body_sha256, queue_name, message_id, committed_at)
@@ -126,13 +126,10 @@ async def main() -> None:
     for name, _, _ in sizes:
         got, secs = rates[name], gone.get(name)
         lines.append(
-            f"| {name} | {statistics.median(got):,.0f} ({min(got):,.0f}-{max(got):,.0f}) "
-            f"| {statistics.median(got) / base:.2f} | {f'{max(secs):.1f}' if secs else '-'} |"
+            f"| {name} | {report.spread(got)} | {statistics.median(got) / base:.2f} "
+            f"| {f'{max(secs):.1f}' if secs else '-'} |"
         )
-    print("\n" + "\n".join(lines))
-    out = Path("bench/results/scale.md")
-    out.write_text("# Idempotency records at scale, retention running\n\n" + "\n".join(lines) + "\n")
-    print(f"written to {out}")
+    report.publish("scale", "Idempotency records at scale, retention running", lines)
 
 
 if __name__ == "__main__":
