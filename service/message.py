@@ -26,6 +26,7 @@ SOURCE_QUEUE_ATTRIBUTE = "sqs2pg_source_queue"
 # on a copy `sqs2pg dlq redrive` sends back to the source queue: the DLQ message it came from
 REDRIVE_ATTRIBUTE = "sqs2pg_redriven_from"
 MAX_KEY_LENGTH = 512
+MAX_ATTRIBUTES = 10  # SQS takes at most this many message attributes per message
 
 
 class _NotJson:
@@ -91,6 +92,8 @@ class Message:
     on_queue: tuple[str, dict[str, Any]] | None = None
     envelope_key: str | None = None  # the envelope's own key (EventBridge's event id)
     envelope_error: InvalidEnvelope | None = None  # the body says it is an envelope but is not a valid one
+    trace_header: str | None = None  # SQS's AWSTraceHeader system attribute (X-Ray's trace context), if any
+    trace: Any = None  # while tracing is on: its place in the trace (observe/otel.py), else None
 
     @classmethod
     def from_sqs(
@@ -118,6 +121,7 @@ class Message:
             sequence_number=int(sequence) if isinstance(sequence, str) and sequence.isdigit() else None,
             queue_created=queue_created,
             attributes=raw.get("MessageAttributes", {}),
+            trace_header=attrs.get("AWSTraceHeader"),
             received_at=now,
             visible_until=now + visibility_timeout_s,
         )
@@ -247,10 +251,13 @@ class Message:
         return attr.get("StringValue") if attr else None
 
     def log_fields(self) -> dict[str, Any]:
-        """Identifying fields for a log line: never the body."""
-        return {
+        """Identifying fields for a log line: never the body. While tracing, the trace and span of its attempt."""
+        fields = {
             "queue": self.queue_name,
             "message_id": self.message_id,
             "group": self.group_id,
             "receive_count": self.receive_count,
         }
+        if self.trace is not None:
+            fields.update(self.trace.ids)
+        return fields

@@ -34,7 +34,8 @@ import botocore.exceptions
 from botocore.config import Config as BotoConfig
 
 from .config import region_from_url
-from .message import IDEMPOTENCY_ATTRIBUTE, MAX_KEY_LENGTH, queue_name
+from .message import IDEMPOTENCY_ATTRIBUTE, MAX_ATTRIBUTES, MAX_KEY_LENGTH, queue_name
+from .observe.traces import Sends
 
 BATCH = 10  # SendMessageBatch's limit
 BATCH_BYTES = 1_048_576  # SendMessageBatch's limit on the sum of its messages
@@ -171,25 +172,33 @@ class Producer:
         Order within a group is never broken: once a write of a group fails, the later writes of that group in
         this call are not sent (Failed, code ``skipped``), and a failed write is sent again only when no later
         write of its group went through beside it."""
-        entries = [self._entry(i, w) for i, w in enumerate(writes)]
-        results: list[Sent | Failed | None] = [None] * len(entries)
-        failed_groups: set[str] = set()
-        for batch in _batches(entries):
-            for e in batch:
-                if e["MessageGroupId"] in failed_groups:
-                    results[int(e["Id"])] = _failed(e, "skipped", "an earlier write of its group failed")
-            batch = [e for e in batch if e["MessageGroupId"] not in failed_groups]
-            if batch:
-                failed_groups |= await self._send_batch(batch, results)
+        sends = Sends(self.queue_name)  # with an OpenTelemetry SDK set up: a send span per write, its context sent
+        results: list[Sent | Failed | None] = []
+        try:
+            entries = [self._entry(i, w, sends.start(w.attributes)) for i, w in enumerate(writes)]
+            results = [None] * len(entries)
+            failed_groups: set[str] = set()
+            for batch in _batches(entries):
+                for e in batch:
+                    if e["MessageGroupId"] in failed_groups:
+                        results[int(e["Id"])] = _failed(e, "skipped", "an earlier write of its group failed")
+                batch = [e for e in batch if e["MessageGroupId"] not in failed_groups]
+                if batch:
+                    failed_groups |= await self._send_batch(batch, results)
+        finally:
+            sends.end(results)
         return [r for r in results if r is not None]
 
     def validate(self, write: Write) -> None:
         """Raise ProducerError if the write cannot be sent as it is (what send_many would refuse); the reason
         names no index (the caller knows which write it asked about)."""
-        self._entry(0, write, named="")
+        self._entry(0, write, Sends(self.queue_name).reserved(), named="")
 
-    def _entry(self, index: int, write: Write, named: str | None = None) -> dict[str, Any]:
-        """The SendMessageBatch entry of writes[index]; ProducerError naming it (``named``, else "write INDEX: ")."""
+    def _entry(
+        self, index: int, write: Write, trace: dict[str, dict[str, str]], named: str | None = None
+    ) -> dict[str, Any]:
+        """The SendMessageBatch entry of writes[index], with the trace context's attributes; ProducerError naming it
+        (``named``, else "write INDEX: ")."""
         named = f"write {index}: " if named is None else named
         if not isinstance(write.group, str) or not _SQS_ID.fullmatch(write.group):
             raise ProducerError(
@@ -201,6 +210,13 @@ class Producer:
         body = _text(write.body)
         attributes = {name: _attribute(v) for name, v in write.attributes.items()}
         attributes[IDEMPOTENCY_ATTRIBUTE] = _attribute(key)
+        attributes.update(trace)
+        if len(attributes) > MAX_ATTRIBUTES:  # refused here, whole: SQS would refuse it, and nothing is dropped
+            with_trace = " and the trace context (traceparent)" if trace else ""
+            raise ProducerError(
+                f"{named}{len(attributes)} message attributes with idempotency_key{with_trace}: SQS takes "
+                f"{MAX_ATTRIBUTES}; send at most {MAX_ATTRIBUTES - len(attributes) + len(write.attributes)} of your own"
+            )
         size = size_of(body, attributes)
         if size > self.max_bytes:
             raise ProducerError(

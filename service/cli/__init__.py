@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import inspect
+import logging
 import os
 import sys
 import traceback
@@ -19,7 +20,7 @@ from .. import config
 from ..config import PREFIX
 from ..database_url import scrub
 from ..errors import StartupError
-from ..observe import logs
+from ..observe import logs, traces
 from ..version import __version__
 from . import check, dlq, drill, local_sqs, migrate, quarantine, run, send, status
 from .common import EXIT_CANNOT_START, EXIT_FAILED, Command, in_loop, quiet_when_reader_goes
@@ -73,6 +74,11 @@ def _main(argv: list[str] | None) -> int:
     try:
         settings = config.load(require_database=command.needs_database, require_queues=command.needs_queues)
         logs.setup(settings.log_level)
+        if (warning := traces.setup()) is not None:  # OTEL_* asks for traces the install cannot send
+            if command.name == "run":
+                logs.event(logging.WARNING, warning, "start")
+            else:
+                print(f"sqs2pg {name}: {warning}", file=sys.stderr)
         result = command.run(settings, args)
         return in_loop(result) if inspect.isawaitable(result) else result  # type: ignore[arg-type]
     except StartupError as exc:
@@ -82,6 +88,8 @@ def _main(argv: list[str] | None) -> int:
         return 130
     except Exception as exc:  # noqa: BLE001 - one line, not a traceback (unless DEBUG)
         return _cannot_start(name, f"unexpected error: {type(exc).__name__}: {exc}", exc, debug)
+    finally:
+        traces.shutdown()  # the spans still buffered are sent (for a few seconds at most)
 
 
 def _cannot_start(command: str, message: str, exc: BaseException, debug: bool) -> int:

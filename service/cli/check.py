@@ -11,6 +11,7 @@ from ..db import migrate
 from ..db.pool import describe_database_error
 from ..errors import StartupError
 from ..mapping import schema, spec
+from ..observe import traces
 from ..observe.metrics import Metrics
 from ..sqs.client import Sqs
 from .common import EXIT_FAILED, RAW, REQUIRED, Command
@@ -40,6 +41,9 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
         print(scrub(f"{'ok  ' if ok else 'FAIL'}  {what}"), flush=True)
 
     report(True, f"configuration ({len(settings.queue_urls)} queue(s), database {settings.redacted_database_url()})")
+    if traces.wanted():  # (set up by the CLI; off here means the otel extra is missing)
+        on = traces.describe() != "off"
+        report(on, f"traces {traces.describe()}" if on else "traces: OTEL_* asks for them: pip install 'sqs2pg[otel]'")
     mapping = None
     try:
         if settings.mapping:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import defaultdict
 
 from ..errors import Sqs2pgError
 from ..message import Message
-from ..observe import logs
+from ..observe import logs, traces
 from ..sqs.client import BATCH, batches_by_queue
 from .holdings import Holdings
 from .ports import Queues
@@ -74,12 +75,14 @@ class DeleteBatcher:
 
     async def _delete(self, url: str, batch: list[Message]) -> None:
         self._holdings.letting_go(url)
+        started_ns, failed = time.time_ns(), [(m, "cancelled") for m in batch]
         try:
             failed = await self._sqs.delete(url, batch)
         except Sqs2pgError as exc:
             failed = [(m, str(exc)) for m in batch]
         finally:
             self._holdings.let_go(batch)
+            traces.settled("delete", batch, started_ns, dict(failed))
         for m, reason in failed:
             # The commit is durable; the message will come back and be recognised as a duplicate.
             logs.event(logging.WARNING, "delete failed", "delete", **m.log_fields(), error=reason[:300])

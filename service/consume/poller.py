@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from ..config import Settings
 from ..errors import Sqs2pgError
 from ..message import Message
-from ..observe import logs
+from ..observe import logs, traces
 from ..observe.metrics import Metrics
 from ..sqs.queues import QueueInfo
 from .aio import unless
@@ -124,11 +125,13 @@ class Poller:
                 # Even at a stop a receive is let finish (a long poll within receive_wait_s, SQS's answer within
                 # sqs/client.py's bound): cut short, the server would still hand what it takes to a connection
                 # nobody reads, invisible until its visibility timeout. What it brings at a stop is handed back.
+                started_ns = time.time_ns()
                 receive = asyncio.ensure_future(self._sqs.receive(self.url, wait_s=0 if holding else None))
                 await _finish(receive)
                 try:
                     raw = receive.result()
                 except Sqs2pgError as exc:
+                    traces.received(self.name, [], started_ns, exc)
                     failures += 1
                     self._set_healthy(False)
                     delay = backoff_s(failures, 1.0, 30.0)
@@ -148,7 +151,7 @@ class Poller:
                     continue
                 failures = 0
                 self._set_healthy(True)
-                await self._accept(raw)
+                await self._accept(raw, started_ns)
             finally:
                 d.unreserve(s.receive_batch_size)
                 self._receiving -= 1
@@ -221,7 +224,7 @@ class Poller:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._holdings.next_let_go(self.url), HOLDING_RECHECK_S)
 
-    async def _accept(self, raw: list[dict[str, Any]]) -> None:
+    async def _accept(self, raw: list[dict[str, Any]], started_ns: int) -> None:
         if not raw:
             return
         messages = []
@@ -242,6 +245,7 @@ class Poller:
                     queue=self.name,
                     error=repr(exc)[:300],
                 )
+        traces.received(self.name, messages, started_ns)
         before = self.order.verdict
         if (verdict := self.order.observe(messages)) != before:
             self._judged(verdict)

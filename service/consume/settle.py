@@ -33,8 +33,8 @@ from collections.abc import Callable, Iterable
 
 from ..config import Settings
 from ..errors import DeadLetterFailed, Outcome, OutOfOrder, Sqs2pgError
-from ..message import Message
-from ..observe import logs
+from ..message import Message, queue_name
+from ..observe import logs, traces
 from ..observe.metrics import Metrics
 from ..sqs.client import batches_by_queue
 from ..sqs.queues import QueueInfo
@@ -94,7 +94,9 @@ class Settler:
                 self._deleted(message, decision.outcome, handled_s)
         # Then what was not tried behind a failed message of its group goes back behind it, before that one is
         # retried, held, dead-lettered or released (each of which sees them in its group).
-        self._dispatcher.put_back([m for m, decision in decided if decision.behind])
+        behind = [m for m, decision in decided if decision.behind]
+        traces.not_tried(behind)
+        self._dispatcher.put_back(behind)
         held = []
         for message, decision in decided:
             if decision.behind:
@@ -159,9 +161,11 @@ class Settler:
             return
         for url in {m.queue_url for m in messages}:
             self._holdings.letting_go(url)
+        started_ns, failed = time.time_ns(), set(messages)
         try:
-            await self._hand_back([(m, 0) for m in messages])
+            failed = await self._hand_back([(m, 0) for m in messages])
         finally:
+            traces.settled("release", messages, started_ns, dict.fromkeys(failed, "not handed back"))
             # Handed back whatever the call's fate: if it failed, or was cancelled at shutdown, each message comes
             # back at the end of its own visibility timeout. Counted here, so the in-flight gauge stays true.
             self._holdings.let_go(messages)
@@ -194,8 +198,10 @@ class Settler:
         try:
             recorded = await self._store.record_dead_letter(message, error)
             dlq_url = self._queues[message.queue_url].dlq_url
-            # The body, group and key must get there; the reason too, unless the body leaves no room.
-            copy, left_out = await self._sqs.send_to_dlq(dlq_url, message, error)
+            # The body, group and key must get there; the reason too, unless the body leaves no room. The copy
+            # carries the trace context, so a redrive joins the write's trace.
+            with traces.sending(message, queue_name(dlq_url)) as trace_attributes:
+                copy, left_out = await self._sqs.send_to_dlq(dlq_url, message, error, trace_attributes)
         except Sqs2pgError as exc:
             failed = DeadLetterFailed(f"could not dead-letter it ({exc.kind}: {exc}); the reason: {error}")
             failed.from_database = exc.from_database
@@ -230,12 +236,13 @@ class Settler:
             if m not in failed:
                 m.visible_until = now + visibility_s
 
-    async def _hand_back(self, entries: list[tuple[Message, int]]) -> None:
-        """A hand-back: the new visibility, sent after any heartbeat extension that is out."""
+    async def _hand_back(self, entries: list[tuple[Message, int]]) -> set[Message]:
+        """A hand-back: the new visibility, sent after any heartbeat extension that is out; returns the messages
+        whose change failed."""
         for m, _ in entries:
             m.handed_back = True
         await self._no_extension_out.wait()
-        await self._change_visibility(entries)
+        return await self._change_visibility(entries)
 
     async def _change_visibility(self, entries: list[tuple[Message, int]]) -> set[Message]:
         """ChangeMessageVisibilityBatch for (message, seconds) pairs, order kept; returns the ones that failed."""
@@ -277,6 +284,7 @@ class Settler:
         self._metrics.messages.labels(message.queue_name, outcome.value).inc()
         if settled:
             self._metrics.in_flight.labels(message.queue_name).dec()
+        traces.outcome(message, outcome.value, error, **fields)  # (first: a message released untried gets its span)
         if error is not None:
             fields["error_kind"] = error.kind
             fields["error"] = str(error)[:300]

@@ -8,6 +8,7 @@ import time
 from ..config import Settings
 from ..errors import Abandoned, Outcome, Sqs2pgError
 from ..message import Message
+from ..observe import traces
 from .aio import unless
 from .breaker import Breaker
 from .deletes import DeleteBatcher
@@ -70,6 +71,7 @@ class Consumer:
                 for head in pending:
                     self._dispatcher.done(head)
                 return
+            traces.processing(pending)
             started = time.perf_counter()
             results: list[Outcome | Sqs2pgError]
             try:

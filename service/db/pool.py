@@ -9,12 +9,15 @@ import contextlib
 import re
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from urllib.parse import urlsplit
 
 import asyncpg
 
 from ..config import Settings
 from ..errors import DatabaseUnavailable, SchemaMissing, TransactionTimeout, classify
+from ..message import Message
+from ..observe import traces
 from . import records
 
 # A connection that reports these is pointed at the wrong server (old writer, read-only) or is being shut
@@ -37,6 +40,7 @@ class Connections:
         self._settings = settings
         self._begin = settings.begin()
         self._pool: asyncpg.Pool | None = None
+        self._database = urlsplit(settings.database_url.split(",")[0]).path.lstrip("/") or "postgres"  # for traces
         self.last_success = 0.0  # monotonic time of the last successful transaction
         # what must read the database before the first message (SQS2PG_MAPPING's tables): done by the first probe
         # that reaches it; until it succeeds the database counts as unavailable, with its reason
@@ -65,10 +69,16 @@ class Connections:
         return self._pool
 
     @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+    async def _connection(self, traced: Sequence[Message] = ()) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection for one transaction, which may last SQS2PG_TRANSACTION_TIMEOUT_S. One that reports
         it points at the wrong server (old writer, read-only) or is being shut down, or whose transaction ran out
-        of time, is thrown away instead of going back to the pool."""
+        of time, is thrown away instead of going back to the pool. ``traced``: the messages it is for (its span's)."""
+        with traces.transaction(list(traced), self._database) if traced else contextlib.nullcontext():
+            async with self._connection_for_one() as conn:
+                yield conn
+
+    @contextlib.asynccontextmanager
+    async def _connection_for_one(self) -> AsyncIterator[asyncpg.Connection]:
         conn = await self._acquire()
         limit = self._settings.transaction_timeout_s
         try:

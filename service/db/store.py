@@ -52,6 +52,8 @@ from .tx import rollback
 class _Separately(Exception):
     """The messages cannot be settled together; apply each in its own transaction."""
 
+    trace_kind = "separately"  # its transaction's span says so, not as an error
+
 
 # In the one-by-one pass after a shared transaction failed: this many "database unavailable" failures and
 # the rest are failed alike without trying (a failover would otherwise cost a connect timeout per message).
@@ -71,7 +73,7 @@ class Store(Connections):
     async def apply(self, message: Message) -> Outcome:
         """Apply one message in one transaction with its idempotency record: COMMITTED or DUPLICATE, or it raises."""
         key = message.idempotency_key  # InvalidMessage when the key is missing or malformed
-        async with self._connection() as conn:
+        async with self._connection([message]) as conn:
             outcome = await self._apply_in(conn, message, key)
         self.last_success = time.monotonic()
         return outcome
@@ -171,7 +173,7 @@ class Store(Connections):
         if fused is not None:
             for message in messages:  # a body it cannot take: one by one, where it gets its own error
                 fused.check(message)
-        async with self._connection() as conn:
+        async with self._connection(messages) as conn:
             await conn.execute(self._begin)
             try:
                 if fused is not None:
@@ -255,7 +257,7 @@ class Store(Connections):
         if message.recorded_key is None and not quarantining and message.order_keys == (None, None):
             return False
         try:
-            async with self._connection() as conn:
+            async with self._connection([message]) as conn:
                 return await records.record_dead_letter(conn, message, error, quarantining, self._begin)
         except Exception as exc:
             raise classify(exc) from exc

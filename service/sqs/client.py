@@ -235,11 +235,14 @@ class Sqs:
             failed.append((by_id[entry["Id"]], str(error)))
         return failed
 
-    async def send_to_dlq(self, dlq_url: str, message: Message, error: Sqs2pgError) -> tuple[str, list[str]]:
+    async def send_to_dlq(
+        self, dlq_url: str, message: Message, error: Sqs2pgError, trace: deadletter.Attributes | None = None
+    ) -> tuple[str, list[str]]:
         """Send a copy of the message to the dead-letter queue, same group and key, with the reason attached.
         Returns how much went with the body (deadletter.py: "full", or less when the queue refused that as too
-        large), and the names of its own attributes the copy left out (the dead-letter record keeps them)."""
-        tried = deadletter.levels(message, error)
+        large), and the names of its own attributes the copy left out (the dead-letter record keeps them). ``trace``:
+        the trace attributes it carries (observe/traces.py), kept as long as the reason is."""
+        tried = deadletter.levels(message, error, trace or {})
         for i, (level, attributes, keep_original) in enumerate(tried):
             try:
                 sent = deadletter.merged(message, attributes, keep_original)

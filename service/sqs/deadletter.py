@@ -19,6 +19,7 @@ from ..message import (
     ERROR_ATTRIBUTE,
     ERROR_KIND_ATTRIBUTE,
     IDEMPOTENCY_ATTRIBUTE,
+    MAX_ATTRIBUTES,
     RECEIVE_COUNT_ATTRIBUTE,
     REDRIVE_ATTRIBUTE,
     RESERVED_PREFIX,
@@ -26,7 +27,6 @@ from ..message import (
     Message,
 )
 
-MAX_ATTRIBUTES = 10  # SQS limit per message
 # SQS accepts only these characters in bodies and attribute values (the XML 1.0 set).
 _INVALID_CHARS = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -47,15 +47,16 @@ def _reason(message: Message, error: Sqs2pgError, error_chars: int) -> Attribute
     }
 
 
-def levels(message: Message, error: Sqs2pgError) -> list[tuple[str, Attributes, bool]]:
-    """The copies to try, fullest first: (level, sqs2pg's attributes, whether the original ones go too)."""
+def levels(message: Message, error: Sqs2pgError, trace: Attributes) -> list[tuple[str, Attributes, bool]]:
+    """The copies to try, fullest first: (level, sqs2pg's attributes, whether the original ones go too). The trace
+    context (``trace``) goes wherever the reason goes: a redriven copy joins the write's trace."""
     try:
         key = {IDEMPOTENCY_ATTRIBUTE: string(message.idempotency_key)}
     except PermanentError:
         key = {}  # (when the key itself is what is wrong, the original attribute, if any, is kept)
     return [
-        ("full", {**_reason(message, error, 1024), **key}, True),
-        ("minimal", {**_reason(message, error, 100), **key}, False),
+        ("full", {**_reason(message, error, 1024), **key, **trace}, True),
+        ("minimal", {**_reason(message, error, 100), **key, **trace}, False),
         ("key", key, False),
         ("body", {}, False),
     ]

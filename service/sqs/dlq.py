@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import Sqs2pgError
 from ..message import Message
+from ..observe import traces
 from .client import Sqs
 from .deadletter import Attributes, for_source, original_id, reason
 from .queues import QueueInfo
@@ -127,7 +128,10 @@ async def redrive(
                 for m in mine:
                     try:
                         restored = await kept(m) if kept is not None else None
-                        copy_id, left_out = await sqs.send(queue.url, m, for_source(m), m.message_id, restored)
+                        # the copy carries the message's trace context (tracing on: a send span's, under it)
+                        with traces.sending(m, queue.name) as trace_attributes:
+                            attributes = {**for_source(m), **trace_attributes}
+                            copy_id, left_out = await sqs.send(queue.url, m, attributes, m.message_id, restored)
                         sent.add(copy_id)
                         if left_out:
                             report(f"left out (SQS takes 10 attributes)  {named(m)}: {', '.join(left_out)}")

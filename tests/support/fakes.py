@@ -46,6 +46,7 @@ class Stored:
     visible_at: float = 0.0
     receipt_handle: str = ""
     deleted: bool = False
+    trace_header: str | None = None  # SQS's AWSTraceHeader system attribute
 
 
 @dataclass
@@ -70,12 +71,20 @@ class FakeSqs:
 
     # --- what a producer does ---
 
-    def send_message(self, body: str, group: str, dedup: str, attributes: dict[str, Any] | None = None) -> None:
+    def send_message(
+        self,
+        body: str,
+        group: str,
+        dedup: str,
+        attributes: dict[str, Any] | None = None,
+        trace_header: str | None = None,
+    ) -> None:
         if any(m.dedup == dedup and not m.deleted for m in self.messages):
             return  # deduplicated
         n = next(self._ids)
+        sent_ms = int(time.time() * 1000)
         self.messages.append(
-            Stored(f"m{n}", body, group, dedup, attributes or {}, int(time.time() * 1000), sequence_number=10**19 + n)
+            Stored(f"m{n}", body, group, dedup, attributes or {}, sent_ms, 10**19 + n, trace_header=trace_header)
         )
         self._notify()
 
@@ -163,6 +172,7 @@ class FakeSqs:
                         "ApproximateReceiveCount": str(m.receive_count),
                         "SentTimestamp": str(m.sent_ms),
                         "SequenceNumber": str(m.sequence_number),
+                        **({"AWSTraceHeader": m.trace_header} if m.trace_header else {}),
                     },
                     "MessageAttributes": m.attributes,
                 }
@@ -201,7 +211,9 @@ class FakeSqs:
         self._notify()
         return failed
 
-    async def send_to_dlq(self, dlq_url: str, message: Message, error: Sqs2pgError) -> tuple[str, list[str]]:
+    async def send_to_dlq(
+        self, dlq_url: str, message: Message, error: Sqs2pgError, trace: dict[str, Any] | None = None
+    ) -> tuple[str, list[str]]:
         self.calls.append(("send_to_dlq", (message.message_id, error.kind)))
         self.dead.append(
             Stored(
@@ -209,7 +221,7 @@ class FakeSqs:
                 message.body,
                 message.group_id,
                 message.message_id,
-                {"sqs2pg_error_kind": {"DataType": "String", "StringValue": error.kind}},
+                {"sqs2pg_error_kind": {"DataType": "String", "StringValue": error.kind}, **(trace or {})},
                 0,
             )
         )
