@@ -82,7 +82,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--only",
         help="for tuning: run only these measurements (comma-separated: ceilings,naive,peer,sqs2pg,flood,mapping,"
-        "pgbouncer,latency,delays); the ratios then cannot be computed",
+        "traces,pgbouncer,latency,delays); the ratios then cannot be computed",
     )
     p.add_argument(
         "--flood-clients",
@@ -156,7 +156,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             only = (
                 set(args.only.split(","))
                 if args.only
-                else {"ceilings", "naive", "peer", "sqs2pg", "flood", "mapping", "pgbouncer", "latency", "delays"}
+                else {
+                    *("ceilings", "naive", "peer", "sqs2pg", "flood", "mapping", "traces", "pgbouncer", "latency"),
+                    "delays",
+                }
             )
             delays = [float(d) for d in args.delays.split(",")] if args.delays else []
             delay_groups = [int(g) for g in args.delay_groups.split(",")]
@@ -199,6 +202,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     await headline(f"_flood{args.flood_clients}", extra_env, flood=args.flood_clients)
                 if "mapping" in only:  # the same rows written by SQS2PG_MAPPING instead of the built-in handler
                     await headline("_mapping", {**extra_env, "SQS2PG_MAPPING": str(MAPPING)})
+                if "traces" in only:  # traced, its spans sent over OTLP/HTTP to a receiver process: every message,
+                    # then 5% of them (the Terraform module's default ratio; these writes come with no context)
+                    with servers.otlp_receiver() as otel_env:
+                        await headline("_traces", {**extra_env, **otel_env})
+                        sampled = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.05"}
+                        await headline("_traces5", {**extra_env, **otel_env, **sampled})
                 if "pgbouncer" in only:  # the same backlog through PgBouncer in transaction mode (as RDS Proxy pools)
                     with servers.pgbouncer(db_url, POOLER_CONNECTIONS) as through:
                         pooler_env = {**extra_env, "SQS2PG_DB_POOLER": "transaction"}
@@ -278,6 +287,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         ratios["flood_over_quiet"] = rate[flooded] / rate[f"sqs2pg_g{head}"]
     if (mapped := f"sqs2pg_g{head}_mapping") in rate:
         ratios["mapping_over_handler"] = rate[mapped] / rate[f"sqs2pg_g{head}"]
+    if (traced := f"sqs2pg_g{head}_traces") in rate:
+        ratios["traces_over_off"] = rate[traced] / rate[f"sqs2pg_g{head}"]
+        ratios["traces5_over_off"] = rate[f"sqs2pg_g{head}_traces5"] / rate[f"sqs2pg_g{head}"]
     if (pooled := f"sqs2pg_g{head}_pgbouncer") in rate:
         ratios["pgbouncer_over_direct"] = rate[pooled] / rate[f"sqs2pg_g{head}"]
     far_groups = int(args.delay_groups.split(",")[0])

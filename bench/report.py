@@ -107,6 +107,11 @@ def render(result: dict[str, Any]) -> str:
             f"{s.get('flood_clients', 200)} clients hammering /metrics",
         ),
         (f"sqs2pg_g{head}_mapping", "the same rows written by SQS2PG_MAPPING (bench/mapping_events.toml)"),
+        (f"sqs2pg_g{head}_traces", "every message traced, spans sent over OTLP/HTTP (OTEL_EXPORTER_OTLP_ENDPOINT)"),
+        (
+            f"sqs2pg_g{head}_traces5",
+            "traced as the Terraform module does: 5% of the writes that come without a context",
+        ),
         (
             f"sqs2pg_g{head}_pgbouncer",
             "through PgBouncer, transaction mode, 4 server connections (SQS2PG_DB_POOLER=transaction)",

@@ -79,6 +79,21 @@ def delayed(endpoint: str, delay_ms: float) -> Iterator[str]:
 
 
 @contextmanager
+def otlp_receiver() -> Iterator[dict[str, str]]:
+    """An OTLP/HTTP trace receiver in its own process (tests/support/otlp_receiver.py: every span decoded, then
+    dropped), and the OTEL_* settings that send a service's spans to it."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(ROOT / ".venv" / "bin" / "python"), "-m", "tests.support.otlp_receiver", str(port), "/dev/null"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    with _serving(proc, port) as url:
+        yield {"OTEL_EXPORTER_OTLP_ENDPOINT": url}
+
+
+@contextmanager
 def _serving(proc: subprocess.Popen[bytes], port: int) -> Iterator[str]:
     """The URL of a server process once it listens on port; the process stopped afterwards."""
     try:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import decimal
 import hashlib
 import json
+import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -27,6 +29,7 @@ SOURCE_QUEUE_ATTRIBUTE = "sqs2pg_source_queue"
 REDRIVE_ATTRIBUTE = "sqs2pg_redriven_from"
 MAX_KEY_LENGTH = 512
 MAX_ATTRIBUTES = 10  # SQS takes at most this many message attributes per message
+SQS_ID = re.compile(r"[\x21-\x7e]{1,128}")  # what SQS accepts as a group or deduplication id
 
 
 class _NotJson:
@@ -38,6 +41,19 @@ class _NotJson:
 
 def _integer(text: str) -> int | decimal.Decimal:
     return int(text) if len(text) <= 4000 else decimal.Decimal(text)
+
+
+def dedup_id(key: str) -> str:
+    """The MessageDeduplicationId for an idempotency key: the key itself when SQS accepts it, else its SHA-256."""
+    return key if SQS_ID.fullmatch(key) else hashlib.sha256(key.encode()).hexdigest()
+
+
+def size_of(body: str, attributes: Mapping[str, Mapping[str, str]]) -> int:
+    """The size SQS counts against MaximumMessageSize: the body and each attribute's name, type and value."""
+    return len(body.encode()) + sum(
+        len(name.encode()) + len(a["DataType"].encode()) + len(a["StringValue"].encode())
+        for name, a in attributes.items()
+    )
 
 
 def queue_name(url: str) -> str:

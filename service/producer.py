@@ -19,10 +19,8 @@ retry rules stay the SDK's); of a batch, only the entries SQS failed without bla
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
-import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -34,14 +32,13 @@ import botocore.exceptions
 from botocore.config import Config as BotoConfig
 
 from .config import region_from_url
-from .message import IDEMPOTENCY_ATTRIBUTE, MAX_ATTRIBUTES, MAX_KEY_LENGTH, queue_name
+from .message import IDEMPOTENCY_ATTRIBUTE, MAX_ATTRIBUTES, MAX_KEY_LENGTH, SQS_ID, dedup_id, queue_name, size_of
 from .observe.traces import Sends
 
 BATCH = 10  # SendMessageBatch's limit
 BATCH_BYTES = 1_048_576  # SendMessageBatch's limit on the sum of its messages
 DEFAULT_MAX_BYTES = 1_048_576  # SQS's largest MaximumMessageSize, when the queue's own cannot be read
 ATTEMPTS = 5  # per entry, for entries SQS failed on its side (and per call, in botocore's retry mode)
-_SQS_ID = re.compile(r"[\x21-\x7e]{1,128}")  # what SQS accepts as a group or deduplication id
 
 
 class ProducerError(Exception):
@@ -71,11 +68,6 @@ class Failed:
     reason: str
 
 
-def dedup_id(key: str) -> str:
-    """The MessageDeduplicationId for an idempotency key: the key itself when SQS accepts it, else its SHA-256."""
-    return key if _SQS_ID.fullmatch(key) else hashlib.sha256(key.encode()).hexdigest()
-
-
 def _text(body: Any) -> str:
     return body if isinstance(body, str) else json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
@@ -84,14 +76,6 @@ def _attribute(value: str | int | float) -> dict[str, str]:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise ProducerError(f"attribute value {value!r} must be a str or a number")
     return {"DataType": "String" if isinstance(value, str) else "Number", "StringValue": str(value)}
-
-
-def size_of(body: str, attributes: Mapping[str, Mapping[str, str]]) -> int:
-    """The size SQS counts against MaximumMessageSize: the body and each attribute's name, type and value."""
-    return len(body.encode()) + sum(
-        len(name.encode()) + len(a["DataType"].encode()) + len(a["StringValue"].encode())
-        for name, a in attributes.items()
-    )
 
 
 class Producer:
@@ -200,7 +184,7 @@ class Producer:
         """The SendMessageBatch entry of writes[index], with the trace context's attributes; ProducerError naming it
         (``named``, else "write INDEX: ")."""
         named = f"write {index}: " if named is None else named
-        if not isinstance(write.group, str) or not _SQS_ID.fullmatch(write.group):
+        if not isinstance(write.group, str) or not SQS_ID.fullmatch(write.group):
             raise ProducerError(
                 f"{named}group {write.group!r} must be 1 to 128 printable ASCII characters (MessageGroupId)"
             )

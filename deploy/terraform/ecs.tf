@@ -12,6 +12,13 @@ locals {
     # the proxy multiplexes instead of pinning (alarm <name>-proxy-pinned-connections says if it does not).
     # service_environment may say otherwise.
     { SQS2PG_DB_POOLER = var.enable_rds_proxy ? "transaction" : "none" },
+    # With the sidecar's traces (prometheus.tf): the standard OTEL_* settings point sqs2pg at it.
+    { for k, v in {
+      OTEL_EXPORTER_OTLP_ENDPOINT = "http://${local.otlp_endpoint}"
+      OTEL_SERVICE_NAME           = var.name
+      OTEL_TRACES_SAMPLER         = "parentbased_traceidratio"
+      OTEL_TRACES_SAMPLER_ARG     = tostring(var.trace_sample_ratio)
+    } : k => v if local.traces_enabled },
     var.service_environment,
     {
       SQS_QUEUE_URLS          = aws_sqs_queue.main.url

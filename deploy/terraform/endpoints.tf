@@ -6,10 +6,11 @@
 locals {
   # What the tasks call: SQS (the queues), Secrets Manager (DATABASE_URL, fetched at task start), ECR
   # (the image; its layers come from S3, through the gateway endpoint below), CloudWatch Logs (awslogs),
-  # and, with the ADOT sidecar, APS (remote write).
+  # and, with the ADOT sidecar, APS (remote write) and X-Ray (traces, with adot_traces).
   vpc_endpoint_services = var.create_vpc_endpoints ? toset(concat(
     ["sqs", "secretsmanager", "ecr.api", "ecr.dkr", "logs"],
     var.enable_adot_sidecar ? ["aps-workspaces"] : [],
+    local.traces_enabled ? ["xray"] : [],
   )) : toset([])
 }
 

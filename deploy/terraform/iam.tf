@@ -71,11 +71,22 @@ data "aws_iam_policy_document" "task" {
       resources = [statement.value]
     }
   }
+
+  # The sidecar's traces to X-Ray. X-Ray's PutTraceSegments and PutTelemetryRecords name no resource: "*" is
+  # the only form they take (the service authorization reference lists no resource type for them).
+  dynamic "statement" {
+    for_each = local.traces_enabled ? ["*"] : []
+    content {
+      sid       = "SendTraces"
+      actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+      resources = [statement.value]
+    }
+  }
 }
 
 resource "aws_iam_role" "task" {
   name               = "${var.name}-task"
-  description        = "${var.name}: the sqs2pg container (SQS queue and DLQ; AMP remote write when enabled)"
+  description        = "${var.name}: the sqs2pg container (SQS queue and DLQ; AMP remote write and X-Ray traces when enabled)"
   assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
 }
 

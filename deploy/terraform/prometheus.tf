@@ -4,6 +4,8 @@
 #  - an ADOT collector sidecar in each task scrapes localhost:8080/metrics and remote-writes (SigV4) to an
 #    Amazon Managed Service for Prometheus workspace, created here (create_amp_workspace) or existing
 #    (amp_workspace_id). The task role gets aps:RemoteWrite on that one workspace only when the sidecar is on.
+#    With adot_traces (the default) it also takes sqs2pg's traces (OTLP/HTTP on 127.0.0.1:4318: the app
+#    container's OTEL_* point there) and exports them to AWS X-Ray (the task role may put trace segments).
 # The rules of docker/prometheus/alerts.yml can be loaded into AMP (aws_prometheus_rule_group_namespace).
 
 resource "aws_prometheus_workspace" "this" {
@@ -20,6 +22,10 @@ data "aws_prometheus_workspace" "existing" {
 
 locals {
   amp_enabled = var.create_amp_workspace || var.amp_workspace_id != null
+  # sqs2pg's traces go through the sidecar to X-Ray
+  traces_enabled = var.enable_adot_sidecar && var.adot_traces
+  # where sqs2pg sends them (OTLP/HTTP; the collector listens on loopback only: the task's own containers)
+  otlp_endpoint = "127.0.0.1:4318"
 
   amp_workspace_arn = (var.create_amp_workspace
     ? one(aws_prometheus_workspace.this[*].arn)
@@ -41,7 +47,8 @@ locals {
         service = "aps"
       }
     }
-    receivers = {
+    # (each `{for ...: k => v if local.traces_enabled}` below is the traces' part: present only with adot_traces)
+    receivers = merge({
       prometheus = {
         config = {
           global = {
@@ -55,7 +62,8 @@ locals {
           }]
         }
       }
-    }
+      }, { for k, v in { otlp = { protocols = { http = { endpoint = local.otlp_endpoint } } } } : k => v if local.traces_enabled }
+    )
     processors = {
       resourcedetection = {
         detectors = ["env", "ecs"]
@@ -64,22 +72,26 @@ locals {
       }
       batch = {}
     }
-    exporters = {
+    exporters = merge({
       prometheusremotewrite = {
         endpoint                         = local.amp_endpoint == null ? "" : "${local.amp_endpoint}api/v1/remote_write"
         auth                             = { authenticator = "sigv4auth" }
         resource_to_telemetry_conversion = { enabled = true }
       }
-    }
+      }, { for k, v in { awsxray = { region = local.region } } : k => v if local.traces_enabled }
+    )
     service = {
       extensions = ["sigv4auth"]
-      pipelines = {
+      pipelines = merge({
         metrics = {
           receivers  = ["prometheus"]
           processors = ["resourcedetection", "batch"]
           exporters  = ["prometheusremotewrite"]
         }
-      }
+        }, { for k, v in {
+          traces = { receivers = ["otlp"], processors = ["resourcedetection", "batch"], exporters = ["awsxray"] }
+        } : k => v if local.traces_enabled }
+      )
     }
   })
 }

@@ -605,7 +605,7 @@ variable "amp_workspace_id" {
 }
 
 variable "enable_adot_sidecar" {
-  description = "Run an ADOT collector sidecar that scrapes localhost:8080/metrics and remote-writes (SigV4) to the AMP workspace. Needs create_amp_workspace or amp_workspace_id."
+  description = "Run an ADOT collector sidecar that scrapes localhost:8080/metrics and remote-writes (SigV4) to the AMP workspace, and (adot_traces) exports sqs2pg's traces to AWS X-Ray. Needs create_amp_workspace or amp_workspace_id."
   type        = bool
   default     = false
 }
@@ -618,6 +618,23 @@ variable "adot_image" {
   validation {
     condition     = !endswith(var.adot_image, ":latest") && can(regex(":[^/]+$|@sha256:", var.adot_image))
     error_message = "adot_image must be pinned to a tag other than latest or to a digest."
+  }
+}
+
+variable "adot_traces" {
+  description = "With the ADOT sidecar: sqs2pg sends its traces over OTLP/HTTP to the sidecar (127.0.0.1:4318), which exports them to AWS X-Ray; the task role may then put trace segments. Off: the sidecar handles metrics only."
+  type        = bool
+  default     = true
+}
+
+variable "trace_sample_ratio" {
+  description = "With adot_traces: the share of the traces sqs2pg starts itself that are kept (OTEL_TRACES_SAMPLER=parentbased_traceidratio). A write whose producer sent a sampled trace context is always traced; X-Ray bills per trace recorded."
+  type        = number
+  default     = 0.05
+
+  validation {
+    condition     = var.trace_sample_ratio >= 0 && var.trace_sample_ratio <= 1
+    error_message = "trace_sample_ratio must be between 0 and 1."
   }
 }
 

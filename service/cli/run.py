@@ -21,6 +21,7 @@ def settings_help() -> str:
         "optional environment:",
         "  HTTP_PORT (8080)  /metrics, /healthz, /readyz",
         f"  HANDLER ({DEFAULT_HANDLER})  import path of the handler: package.module:function",
+        "  OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_EXPORTER, OTEL_* (off)  traces, OpenTelemetry's own variables",
     ]
     for f in knob_fields():
         lines.append(f"  {PREFIX}{f.name.upper()} ({f.default})  {f.metadata['doc']}")

@@ -165,12 +165,12 @@ class Settler:
         try:
             failed = await self._hand_back([(m, 0) for m in messages])
         finally:
-            traces.settled("release", messages, started_ns, dict.fromkeys(failed, "not handed back"))
             # Handed back whatever the call's fate: if it failed, or was cancelled at shutdown, each message comes
             # back at the end of its own visibility timeout. Counted here, so the in-flight gauge stays true.
             self._holdings.let_go(messages)
             for m in messages:
                 self._record(m, Outcome.RELEASED, logging.INFO, visibility_s=0, reason=reason)
+            traces.settled("release", messages, started_ns, dict.fromkeys(failed, "not handed back"))
 
     def abandon(self, messages: Iterable[Message]) -> None:
         """A worker was cancelled past every shutdown timeout while holding these: they stay invisible at SQS

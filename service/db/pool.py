@@ -69,11 +69,14 @@ class Connections:
         return self._pool
 
     @contextlib.asynccontextmanager
-    async def _connection(self, traced: Sequence[Message] = ()) -> AsyncIterator[asyncpg.Connection]:
+    async def _connection(
+        self, traced: Sequence[Message] = (), purpose: str = "apply"
+    ) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection for one transaction, which may last SQS2PG_TRANSACTION_TIMEOUT_S. One that reports
         it points at the wrong server (old writer, read-only) or is being shut down, or whose transaction ran out
-        of time, is thrown away instead of going back to the pool. ``traced``: the messages it is for (its span's)."""
-        with traces.transaction(list(traced), self._database) if traced else contextlib.nullcontext():
+        of time, is thrown away instead of going back to the pool. ``traced``: the messages it is for, and ``purpose``
+        what it does for them (its span's)."""
+        with traces.transaction(list(traced), self._database, purpose) if traced else contextlib.nullcontext():
             async with self._connection_for_one() as conn:
                 yield conn
 

@@ -45,14 +45,11 @@ from ..message import Message
 from ..observe import logs
 from . import drill, quarantine, records, retention, runs
 from .pool import Connections
-from .records import seen_before
 from .tx import rollback
 
 
 class _Separately(Exception):
-    """The messages cannot be settled together; apply each in its own transaction."""
-
-    trace_kind = "separately"  # its transaction's span says so, not as an error
+    trace_kind = "separately"  # the messages cannot be settled together: each in its own transaction (not an error)
 
 
 # In the one-by-one pass after a shared transaction failed: this many "database unavailable" failures and
@@ -226,7 +223,7 @@ class Store(Connections):
                             f"idempotency key {key!r} was committed before with a different body"
                         )
                     await conn.execute("ROLLBACK")
-                    return seen_before(record)
+                    return records.seen_before(record)
             elif not claim["in_order"]:
                 raise await records.out_of_order(conn, message)
             try:
@@ -257,7 +254,7 @@ class Store(Connections):
         if message.recorded_key is None and not quarantining and message.order_keys == (None, None):
             return False
         try:
-            async with self._connection([message]) as conn:
+            async with self._connection([message], "dead_letter_record") as conn:
                 return await records.record_dead_letter(conn, message, error, quarantining, self._begin)
         except Exception as exc:
             raise classify(exc) from exc

@@ -1,8 +1,5 @@
-"""The OpenTelemetry half of traces.py: the exporters the OTEL_* variables name, and the spans themselves.
-
-Imported only when tracing is on (it needs the ``otel`` extra). The SDK reads the rest of the OTEL_* variables
-itself: the endpoint, headers, timeout and TLS files (the exporter), the sampler (OTEL_TRACES_SAMPLER), the
-resource (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES) and the batching (OTEL_BSP_*).
+"""The OpenTelemetry half of traces.py: the spans themselves (otel_setup.py makes the SDK's tracer provider from
+the OTEL_* variables). Imported only when tracing is on (it needs the ``otel`` extra).
 
 Decided here:
 - A process span's parent is the producer's context (the ``traceparent`` attribute, else SQS's
@@ -12,8 +9,8 @@ Decided here:
 - A transaction of one message is a child of its process span; a shared one is one span linked to each.
 - A settling call (a DeleteMessageBatch, a hand-back) is one short span under each message's process span, with
   the call's start and end, so each write's trace shows its own delete.
-- OTLP without a protocol set is http/protobuf (the specification's default; the Python SDK's own is grpc):
-  the extra ships the HTTP exporter only.
+- An attempt that was sampled out gets no child spans (the parent-based samplers would drop them): at a low
+  ratio, tracing costs little more than the attempt span itself.
 - Span attributes carry ids, never a body, an attribute value or an idempotency key (as the logs).
 """
 
@@ -23,83 +20,25 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from importlib.metadata import entry_points
 from typing import Any
-from urllib.parse import urlsplit
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.propagators.aws import AwsXRayPropagator
 from opentelemetry.propagators.aws.aws_xray_propagator import TRACE_HEADER_KEY
-from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.trace import INVALID_SPAN, Link, Span, SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from ..errors import StartupError, classify
+from ..errors import classify
 from ..message import Message
 from ..version import __version__
+from . import otel_setup
 
 W3C = TraceContextTextMapPropagator()
 XRAY = AwsXRayPropagator()
 ROOT = Context()  # a span started in the empty context begins a new trace
-PROTOCOLS = {"http/protobuf": "otlp_proto_http", "grpc": "otlp_proto_grpc"}
 FAILED_OUTCOMES = ("retried", "dead_lettered")  # an attempt that ended so failed (its span's status is ERROR)
-
-
-def exporters(environ: Mapping[str, str]) -> list[SpanExporter]:
-    """The exporters OTEL_TRACES_EXPORTER names (otlp when only an endpoint is set); StartupError when one cannot
-    be made here."""
-    names = [n.strip().lower() for n in (environ.get("OTEL_TRACES_EXPORTER") or "otlp").split(",") if n.strip()]
-    installed = {ep.name: ep for ep in entry_points(group="opentelemetry_traces_exporter")}
-    made = []
-    for name in names:
-        if name == "none":
-            continue
-        if name == "otlp":
-            protocol = (
-                environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-                or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-                or "http/protobuf"
-            ).strip()
-            if protocol not in PROTOCOLS:
-                raise StartupError(
-                    f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not an OTLP protocol: use http/protobuf or grpc"
-                )
-            name = PROTOCOLS[protocol]
-        entry = installed.get(name)
-        if entry is None and name == "otlp_proto_grpc":
-            raise StartupError(
-                "OTEL_EXPORTER_OTLP_PROTOCOL=grpc needs opentelemetry-exporter-otlp-proto-grpc, which sqs2pg[otel] "
-                "leaves out: pip install it, or use http/protobuf (the collector's port 4318)"
-            )
-        if entry is None:
-            raise StartupError(
-                f"OTEL_TRACES_EXPORTER names {name!r}, which no installed package provides "
-                f"(installed: {', '.join(sorted(installed))}, none)"
-            )
-        try:
-            made.append(entry.load()())
-        except Exception as exc:  # noqa: BLE001 - the SDK's own reading of OTEL_* failed: one line
-            raise StartupError(f"OTEL_* settings for the {name} exporter: {type(exc).__name__}: {exc}") from exc
-    return made
-
-
-def resource() -> Resource:
-    """The SDK's resource (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES), named sqs2pg unless they name it."""
-    found = Resource.create({"service.version": __version__})
-    if str(found.attributes.get("service.name", "")).startswith("unknown_service"):
-        found = found.merge(Resource({"service.name": "sqs2pg"}))
-    return found
-
-
-def endpoint(environ: Mapping[str, str]) -> str:
-    """Where OTLP spans go, for a log line: scheme, host, port and path only (no credentials, no query)."""
-    signal = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-    parts = urlsplit(signal or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "http://localhost:4318")
-    path = parts.path if signal else parts.path.rstrip("/") + "/v1/traces"
-    return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{path}"
 
 
 class _Trace:
@@ -161,15 +100,9 @@ class Otel:
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Otel:
-        made = exporters(environ)
-        provider = TracerProvider(resource=resource())  # the sampler from OTEL_TRACES_SAMPLER
-        for exporter in made:
-            provider.add_span_processor(BatchSpanProcessor(exporter))
+        provider, where = otel_setup.provider(environ)
         # Global too: the Producer (`sqs2pg send`) and a handler's own spans use it.
         trace.set_tracer_provider(provider)
-        where = ", ".join(
-            endpoint(environ) if type(e).__name__ == "OTLPSpanExporter" else type(e).__name__ for e in made
-        )
         return cls(provider, where)
 
     def describe(self) -> str:
@@ -227,9 +160,14 @@ class Otel:
             t.ids = {"trace_id": format(context.trace_id, "032x"), "span_id": format(context.span_id, "016x")}
 
     @contextlib.contextmanager
-    def transaction(self, messages: list[Message], database: str) -> Iterator[Span]:
+    def transaction(self, messages: list[Message], database: str, purpose: str) -> Iterator[Span]:
         attempts = [m.trace.span for m in messages if m.trace is not None and m.trace.open and m.trace.span]
         if len(messages) == 1 and attempts:
+            if (
+                not attempts[0].get_span_context().trace_flags.sampled
+            ):  # sampled out: so would its child be (the samplers follow parents)
+                yield INVALID_SPAN
+                return
             context, links = trace.set_span_in_context(attempts[0], ROOT), []
         else:
             context, links = ROOT, [Link(s.get_span_context()) for s in attempts]
@@ -242,6 +180,7 @@ class Otel:
                 "db.system.name": "postgresql",
                 "db.namespace": database,
                 "messaging.batch.message_count": len(messages),
+                "sqs2pg.transaction": purpose,
             },
         )
         try:
@@ -287,8 +226,8 @@ class Otel:
     def settled(self, operation: str, messages: list[Message], started_ns: int, failed: Mapping[Any, str]) -> None:
         ended = time.time_ns()
         for m in messages:
-            if m.trace is None or m.trace.span is None:
-                continue
+            if m.trace is None or m.trace.span is None or not m.trace.span.get_span_context().trace_flags.sampled:
+                continue  # (sampled out: its child would be too)
             span = self.tracer.start_span(
                 f"{operation} {m.queue_name}",
                 context=trace.set_span_in_context(m.trace.span, ROOT),

@@ -93,11 +93,12 @@ def processing(messages: list[Message]) -> None:
         _on.processing(messages)
 
 
-def transaction(messages: list[Message], database: str) -> contextlib.AbstractContextManager[Any]:
-    """The span of one database transaction applying these messages (with: around it)."""
+def transaction(messages: list[Message], database: str, purpose: str) -> contextlib.AbstractContextManager[Any]:
+    """The span of one database transaction for these messages (``purpose``: ``apply`` them, or write their
+    ``dead_letter_record``), to wrap around it."""
     if _on is None:
         return contextlib.nullcontext()
-    return _on.transaction(messages, database)
+    return _on.transaction(messages, database, purpose)
 
 
 def outcome(message: Message, outcome: str, error: Exception | None = None, **fields: Any) -> None:

@@ -462,6 +462,9 @@ def test_task_role_is_least_privilege() -> None:
     dyn = {expr(d.attr("for_each")): d.blocks("content")[0].attr("actions") for d in doc.dynamic("statement")}
     assert any("local.sqs_use_kms" in k and v == ["kms:Decrypt", "kms:GenerateDataKey"] for k, v in dyn.items()), dyn
     assert any("var.enable_adot_sidecar" in k and v == ["aps:RemoteWrite"] for k, v in dyn.items()), dyn
+    # X-Ray's two write actions take no resource but "*": only with the sidecar's traces, and no other action so
+    xray = {k: v for k, v in dyn.items() if "local.traces_enabled" in k}
+    assert xray == {'${local.traces_enabled ? ["*"] : []}': ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]}
     assert expr(resources("aws_iam_role_policy")["task"].attr("policy")) == "${data.aws_iam_policy_document.task.json}"
 
 
@@ -548,7 +551,7 @@ def test_image_tag_defaults_to_the_package_version() -> None:
 def test_vpc_endpoints_are_optional_and_narrow_the_tasks_egress() -> None:
     assert default("create_vpc_endpoints") is False
     services = expr(locals_()["vpc_endpoint_services"])
-    for service in ("sqs", "secretsmanager", "ecr.api", "ecr.dkr", "logs", "aps-workspaces"):
+    for service in ("sqs", "secretsmanager", "ecr.api", "ecr.dkr", "logs", "aps-workspaces", "xray"):
         assert f'"{service}"' in services, service
     endpoints = resources("aws_vpc_endpoint")
     assert endpoints["interface"].attr("private_dns_enabled") is True
@@ -583,6 +586,24 @@ def test_adot_sidecar_is_optional_and_remote_writes_with_sigv4() -> None:
         "aps",
     ):
         assert needle in config, needle
+    # traces: sqs2pg -> OTLP/HTTP on loopback -> the sidecar -> X-Ray, only with adot_traces (on by default)
+    assert default("adot_traces") is True and default("trace_sample_ratio") == 0.05
+    for needle in ("otlp", "local.otlp_endpoint", "awsxray", "traces", "if local.traces_enabled"):
+        assert needle in config, needle
+    assert expr(locals_()["traces_enabled"]) == "${var.enable_adot_sidecar && var.adot_traces}"
+    assert locals_()["otlp_endpoint"] == "127.0.0.1:4318"
+    environment = expr(locals_()["app_environment"])
+    for needle in (
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "http://${local.otlp_endpoint}",
+        "OTEL_SERVICE_NAME",
+        "parentbased_traceidratio",
+        "var.trace_sample_ratio",
+        "if local.traces_enabled",
+    ):
+        assert needle in environment, needle
+    # the service's own settings come after, so service_environment can point OTEL_* elsewhere
+    assert environment.index("OTEL_TRACES_SAMPLER") < environment.index("var.service_environment")
     (workspace,) = resources("aws_prometheus_workspace").values()
     assert expr(workspace.attr("count")) == "${var.create_amp_workspace ? 1 : 0}"
 

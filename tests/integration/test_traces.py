@@ -124,6 +124,7 @@ async def test_a_producers_trace_continues_to_the_row_and_a_dead_lettered_writes
         or {"trace_id": trace_id, "span_id": process["span_id"]} in s["links"]
     ]
     assert transaction and all(t["attributes"]["db.system.name"] == "postgresql" for t in transaction)
+    assert {t["attributes"]["sqs2pg.transaction"] for t in transaction} == {"apply"}
     assert any(t["status"] != 2 for t in transaction)
     # its delete, under it; the receive that brought it, linked to the producer
     assert [
@@ -140,6 +141,9 @@ async def test_a_producers_trace_continues_to_the_row_and_a_dead_lettered_writes
     assert failed["parent_span_id"] == HAND_PARENT and failed["status"] == 2
     assert failed["attributes"]["sqs2pg.outcome"] == "dead_lettered"
     assert failed["attributes"]["error.type"] == "invalid_message"
+    under_failed = [s for s in receiver.spans() if s["parent_span_id"] == failed["span_id"]]
+    purposes = {s["attributes"].get("sqs2pg.transaction") for s in under_failed if s["name"].startswith("transaction")}
+    assert "dead_letter_record" in purposes  # the record that it was dead-lettered, and why
     (copy_send,) = [s for s in receiver.named("send") if s["parent_span_id"] == failed["span_id"]]
     assert copy_send["kind"] == PRODUCER and copy_send["trace_id"] == HAND_TRACE
     # its log line carries the trace and the span of the attempt

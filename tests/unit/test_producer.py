@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from sqs2pg import Producer, ProducerError
-from sqs2pg.producer import BATCH_BYTES, Failed, Sent, Write, _batches, dedup_id
+from sqs2pg.message import dedup_id
+from sqs2pg.producer import BATCH_BYTES, Failed, Sent, Write, _batches
 
 
 def test_the_deduplication_id_is_the_key_when_sqs_accepts_it_else_its_sha256() -> None:

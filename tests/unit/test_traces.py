@@ -11,18 +11,20 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 from opentelemetry.trace import SpanKind, StatusCode
 
 from sqs2pg.consume.app import App
 from sqs2pg.errors import RetryableError, StartupError
 from sqs2pg.message import Message
-from sqs2pg.observe import otel, traces
+from sqs2pg.observe import otel, otel_setup, traces
 from sqs2pg.producer import Producer, ProducerError, Write
 
 from ..support.fakes import QUEUE_URL, FakeSqs, FakeStore
@@ -53,7 +55,8 @@ def _string(value: str) -> dict[str, str]:
     return {"DataType": "String", "StringValue": value}
 
 
-def _named(exporter: InMemorySpanExporter, prefix: str) -> list[ReadableSpan]:
+def _named(exporter: InMemorySpanExporter, prefix: str) -> list[Any]:
+    """The finished spans whose name starts so (typed loosely: the SDK's optional fields are set here)."""
     return [s for s in exporter.get_finished_spans() if s.name.startswith(prefix)]
 
 
@@ -89,18 +92,18 @@ def test_tracing_is_on_only_where_otel_variables_ask_for_it(environ: dict[str, s
 
 
 def test_exporters_follow_otel_variables_and_say_in_one_line_what_cannot_work() -> None:
-    (http,) = otel.exporters({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"})
+    (http,) = otel_setup.exporters({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"})
     assert type(http).__name__ == "OTLPSpanExporter" and "http" in type(http).__module__  # the spec's default
-    assert [type(e).__name__ for e in otel.exporters({"OTEL_TRACES_EXPORTER": "console,none"})] == [
+    assert [type(e).__name__ for e in otel_setup.exporters({"OTEL_TRACES_EXPORTER": "console,none"})] == [
         "ConsoleSpanExporter"
     ]
     with pytest.raises(StartupError, match=r"grpc needs opentelemetry-exporter-otlp-proto-grpc.*http/protobuf"):
-        otel.exporters({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
+        otel_setup.exporters({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
     with pytest.raises(StartupError, match="'http/json' is not an OTLP protocol"):
-        otel.exporters({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
+        otel_setup.exporters({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
     with pytest.raises(StartupError, match="names 'jaeger', which no installed package provides"):
-        otel.exporters({"OTEL_TRACES_EXPORTER": "jaeger"})
-    assert otel.endpoint({"OTEL_EXPORTER_OTLP_ENDPOINT": "https://u:secret@c.example:4318/?k=v"}) == (
+        otel_setup.exporters({"OTEL_TRACES_EXPORTER": "jaeger"})
+    assert otel_setup.endpoint({"OTEL_EXPORTER_OTLP_ENDPOINT": "https://u:secret@c.example:4318/?k=v"}) == (
         "https://c.example:4318/v1/traces"
     )
 
@@ -108,9 +111,9 @@ def test_exporters_follow_otel_variables_and_say_in_one_line_what_cannot_work() 
 def test_the_service_is_named_sqs2pg_unless_otel_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
     monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES", raising=False)
-    assert otel.resource().attributes["service.name"] == "sqs2pg"
+    assert otel_setup.resource().attributes["service.name"] == "sqs2pg"
     monkeypatch.setenv("OTEL_SERVICE_NAME", "orders-writer")
-    assert otel.resource().attributes["service.name"] == "orders-writer"
+    assert otel_setup.resource().attributes["service.name"] == "orders-writer"
 
 
 def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -199,7 +202,8 @@ async def test_a_producers_trace_continues_through_receive_process_and_delete(
         assert delete.attributes["messaging.operation.type"] == "settle"
         assert delete.attributes["messaging.message.id"] == parent.attributes["messaging.message.id"]
     # every log line about the message carries the trace and span of its attempt
-    committed = [r for r in caplog.records if r.getMessage() == "message committed" and r.message_id == "m0"]
+    committed: list[Any] = [r for r in caplog.records if r.getMessage() == "message committed"]
+    committed = [r for r in committed if r.message_id == "m0"]
     assert committed and committed[0].trace_id == TRACE_ID and committed[0].span_id == _hex(w3c.context.span_id)
 
 
@@ -223,6 +227,29 @@ async def test_a_transient_failure_is_one_attempt_span_and_the_retry_another(spa
     assert first.parent.span_id == second.parent.span_id == int(PARENT_ID, 16)  # both under the producer
 
 
+async def test_a_runs_messages_behind_a_failure_end_their_attempt_untried_then_commit(
+    spans: InMemorySpanExporter,
+) -> None:
+    sqs = FakeSqs()
+    for seq in range(3):
+        sqs.send_message(json.dumps({"seq": seq}), "g1", f"k{seq}")
+
+    def fail(message: Message) -> Exception | None:
+        first = json.loads(message.body)["seq"] == 0 and message.attempts == 0
+        return RetryableError("serialization failure", kind="serialization") if first else None
+
+    async with running(App(_settings(), store=FakeStore(fail=fail), sqs=sqs)):
+        await wait_until(lambda: _drained(sqs), timeout_s=10, interval_s=0.01)
+    by_message: dict[str, list[Any]] = {}
+    for span in sorted(_named(spans, "process"), key=lambda s: s.start_time or 0):
+        by_message.setdefault(str(span.attributes["messaging.message.id"]), []).append(span)
+    assert [s.attributes.get("sqs2pg.outcome") for s in by_message["m0"]] == ["retried", "committed"]
+    for later in ("m1", "m2"):  # held in memory behind m0: their first attempt ended untried, then they committed
+        *untried, last = by_message[later]
+        assert last.attributes["sqs2pg.outcome"] == "committed"
+        assert all("sqs2pg.outcome" not in s.attributes and s.attributes["sqs2pg.not_tried"] for s in untried)
+
+
 async def test_a_dead_letter_copy_carries_the_context_of_its_send_span_under_the_failed_attempt(
     spans: InMemorySpanExporter,
 ) -> None:
@@ -238,6 +265,26 @@ async def test_a_dead_letter_copy_carries_the_context_of_its_send_span_under_the
     assert send.attributes["messaging.operation.type"] == "send"
     copied = sqs.dead[0].attributes["traceparent"]["StringValue"]
     assert copied.startswith(f"00-{TRACE_ID}-{_hex(send.context.span_id)}-")  # a redrive of it joins the trace
+
+
+async def test_a_sampled_out_write_costs_no_spans_but_its_log_lines_still_name_its_trace(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF))  # follows the producer, who did not sample it
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    traces.enable(otel.Otel(provider))
+    try:
+        sqs = FakeSqs()
+        sqs.send_message('{"n": 1}', "g1", "k1", {"traceparent": _string(TRACEPARENT[:-2] + "00")})
+        caplog.set_level(logging.DEBUG, logger="sqs2pg")
+        async with running(App(_settings(), store=FakeStore(), sqs=sqs)):
+            await wait_until(lambda: _drained(sqs), timeout_s=10, interval_s=0.01)
+    finally:
+        traces.enable(None)
+    assert [s.name for s in exporter.get_finished_spans()] == []
+    committed: list[Any] = [r for r in caplog.records if r.getMessage() == "message committed"]
+    assert [r.trace_id for r in committed] == [TRACE_ID]
 
 
 def test_off_a_copy_keeps_the_trace_attributes_its_message_came_with() -> None:
@@ -271,7 +318,7 @@ def test_a_write_with_tracing_leaves_room_for_traceparent_or_is_refused_whole(mo
     sends = traces.Sends("q.fifo")
     attributes = sends.start({})
     sends.end([type("Sent", (), {"message_id": "id-1"})()])
-    (span,) = exporter.get_finished_spans()
+    (span,) = _named(exporter, "")
     assert span.name == "send q.fifo" and span.kind is SpanKind.PRODUCER
     assert attributes["traceparent"]["StringValue"].startswith(
         f"00-{_hex(span.context.trace_id, 32)}-{_hex(span.context.span_id)}-"
@@ -279,4 +326,3 @@ def test_a_write_with_tracing_leaves_room_for_traceparent_or_is_refused_whole(mo
     assert span.attributes["messaging.message.id"] == "id-1"
     # a caller that propagates by hand keeps its own
     assert traces.Sends("q.fifo").start({"traceparent": TRACEPARENT}) == {}
-

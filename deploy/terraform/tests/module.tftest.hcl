@@ -96,7 +96,7 @@ run "vpc_endpoints_narrow_the_tasks_egress_to_them" {
   }
 
   assert {
-    condition     = toset(keys(aws_vpc_endpoint.interface)) == toset(["sqs", "secretsmanager", "ecr.api", "ecr.dkr", "logs", "aps-workspaces"])
+    condition     = toset(keys(aws_vpc_endpoint.interface)) == toset(["sqs", "secretsmanager", "ecr.api", "ecr.dkr", "logs", "aps-workspaces", "xray"])
     error_message = "an interface endpoint for every API the tasks call"
   }
   assert {

@@ -1,0 +1,86 @@
+"""The OpenTelemetry SDK's tracer provider, made from the OTEL_* variables (traces.py says which turn tracing on).
+
+The SDK reads most of them itself: the endpoint, headers, timeout and TLS files (the exporter), the sampler
+(OTEL_TRACES_SAMPLER), the resource (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES) and the batching (OTEL_BSP_*).
+Decided here: OTLP without a protocol set is http/protobuf (the specification's default; the Python SDK's own
+is grpc): the extra ships the HTTP exporter only, and grpc asks for its package by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from importlib.metadata import entry_points
+from urllib.parse import urlsplit
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+from ..errors import StartupError
+from ..version import __version__
+
+PROTOCOLS = {"http/protobuf": "otlp_proto_http", "grpc": "otlp_proto_grpc"}
+
+
+def provider(environ: Mapping[str, str]) -> tuple[TracerProvider, str]:
+    """A tracer provider exporting where OTEL_* says (batched), and where that is, for a log line."""
+    made = exporters(environ)
+    tracer_provider = TracerProvider(resource=resource())  # the sampler from OTEL_TRACES_SAMPLER
+    for exporter in made:
+        tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+    where = ", ".join(endpoint(environ) if type(e).__name__ == "OTLPSpanExporter" else type(e).__name__ for e in made)
+    return tracer_provider, where
+
+
+def exporters(environ: Mapping[str, str]) -> list[SpanExporter]:
+    """The exporters OTEL_TRACES_EXPORTER names (otlp when only an endpoint is set); StartupError when one cannot
+    be made here."""
+    names = [n.strip().lower() for n in (environ.get("OTEL_TRACES_EXPORTER") or "otlp").split(",") if n.strip()]
+    installed = {ep.name: ep for ep in entry_points(group="opentelemetry_traces_exporter")}
+    made = []
+    for name in names:
+        if name == "none":
+            continue
+        if name == "otlp":
+            protocol = (
+                environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+                or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+                or "http/protobuf"
+            ).strip()
+            if protocol not in PROTOCOLS:
+                raise StartupError(
+                    f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not an OTLP protocol: use http/protobuf or grpc"
+                )
+            name = PROTOCOLS[protocol]
+        entry = installed.get(name)
+        if entry is None and name == "otlp_proto_grpc":
+            raise StartupError(
+                "OTEL_EXPORTER_OTLP_PROTOCOL=grpc needs opentelemetry-exporter-otlp-proto-grpc, which sqs2pg[otel] "
+                "leaves out: pip install it, or use http/protobuf (the collector's port 4318)"
+            )
+        if entry is None:
+            raise StartupError(
+                f"OTEL_TRACES_EXPORTER names {name!r}, which no installed package provides "
+                f"(installed: {', '.join(sorted(installed))}, none)"
+            )
+        try:
+            made.append(entry.load()())
+        except Exception as exc:  # noqa: BLE001 - the SDK's own reading of OTEL_* failed: one line
+            raise StartupError(f"OTEL_* settings for the {name} exporter: {type(exc).__name__}: {exc}") from exc
+    return made
+
+
+def resource() -> Resource:
+    """The SDK's resource (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES), named sqs2pg unless they name it."""
+    found = Resource.create({"service.version": __version__})
+    if str(found.attributes.get("service.name", "")).startswith("unknown_service"):
+        found = found.merge(Resource({"service.name": "sqs2pg"}))
+    return found
+
+
+def endpoint(environ: Mapping[str, str]) -> str:
+    """Where OTLP spans go, for a log line: scheme, host, port and path only (no credentials, no query)."""
+    signal = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    parts = urlsplit(signal or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "http://localhost:4318")
+    path = parts.path if signal else parts.path.rstrip("/") + "/v1/traces"
+    return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{path}"
