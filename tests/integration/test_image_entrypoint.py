@@ -148,6 +148,16 @@ async def test_the_wheel_installed_in_a_plain_venv_migrates_checks_and_runs_as_t
     assert await db.fetchval("SELECT count(*) FROM sqs2pg_alembic_version") == 1
     checked = run("check")
     assert checked.returncode == 0, checked.stdout + checked.stderr
+    # The image's dependencies trace (the lock holds the otel extra): OTEL_* alone turns it on.
+    traced = subprocess.run(
+        _command(image_venv, "check"),
+        env={**env, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"},
+        cwd=app_dir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "ok    traces on: spans to http://127.0.0.1:4318/v1/traces" in traced.stdout, traced.stdout + traced.stderr
 
     await queues.send({"seq": 0}, "g", "g-0")
     proc = await asyncio.create_subprocess_exec(
