@@ -3,11 +3,11 @@
 A transaction's result (an outcome, or an error the store already classified) becomes a decision
 (policy.decide, pure); settling applies it and does the bookkeeping once: the breaker and the database-error
 count, the SQS call (a batched delete, a visibility change, a copy to the dead-letter queue), the outcome
-metric, its log line and its trace span's outcome with the same word, the in-flight gauge, and the dispatcher (the group's next message
-may go, or the group waits). Every message received ends exactly once, under one final outcome (committed,
-duplicate, dead_lettered, released); each transient failure before that is counted as retried. Each step is
-safe to repeat after a crash: idempotency recognises a commit whose delete never happened, and the dead-letter
-copy's deduplication id drops a second copy.
+metric, its log line and its trace span with the same word, the in-flight gauge, and the dispatcher (the
+group's next message may go, or the group waits). Every message received ends exactly once, under one final
+outcome (committed, duplicate, dead_lettered, released); each transient failure before that is counted as
+retried. Each step is safe to repeat after a crash: idempotency recognises a commit whose delete never
+happened, and the dead-letter copy's deduplication id drops a second copy.
 
 What happens to a message whose transaction failed (policy.decide says which):
 - a permanent failure (a bad body, a constraint, the handler's own exception, out of order): recorded as

@@ -106,8 +106,7 @@ class Otel:
         return cls(provider, where)
 
     def describe(self) -> str:
-        sampler = self.provider.sampler.get_description()
-        return f"on: spans to {self._where or 'no exporter'}, sampler {sampler}"
+        return f"on: {self._where}"
 
     def shutdown(self, timeout_s: float) -> None:
         # On a thread of its own: a collector that does not answer must not hold the stop past timeout_s.

@@ -8,6 +8,7 @@ is grpc): the extra ships the HTTP exporter only, and grpc asks for its package 
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from importlib.metadata import entry_points
 from urllib.parse import urlsplit
@@ -20,16 +21,49 @@ from ..errors import StartupError
 from ..version import __version__
 
 PROTOCOLS = {"http/protobuf": "otlp_proto_http", "grpc": "otlp_proto_grpc"}
+# The samplers the SDK's TracerProvider reads from OTEL_TRACES_SAMPLER (any other name, it warns and traces all)
+SAMPLERS = (
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+    "always_on",
+    "always_off",
+    "traceidratio",
+)
 
 
 def provider(environ: Mapping[str, str]) -> tuple[TracerProvider, str]:
-    """A tracer provider exporting where OTEL_* says (batched), and where that is, for a log line."""
+    """A tracer provider exporting where OTEL_* says (batched), and where that is and how it samples, for a line."""
     made = exporters(environ)
-    tracer_provider = TracerProvider(resource=resource())  # the sampler from OTEL_TRACES_SAMPLER
+    sampling = sampler(environ)
+    tracer_provider = TracerProvider(resource=resource())  # the sampler: the SDK reads OTEL_TRACES_SAMPLER itself
     for exporter in made:
         tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
     where = ", ".join(endpoint(environ) if type(e).__name__ == "OTLPSpanExporter" else type(e).__name__ for e in made)
-    return tracer_provider, where
+    return tracer_provider, f"spans to {where or 'no exporter'}, sampler {sampling}"
+
+
+def sampler(environ: Mapping[str, str]) -> str:
+    """The sampler OTEL_TRACES_SAMPLER(_ARG) name, checked: where the SDK would only warn and trace every write
+    (an unknown name; a ratio that is not a number from 0 to 1), StartupError says what to set instead."""
+    name = environ.get("OTEL_TRACES_SAMPLER", "parentbased_always_on").lower()
+    if name not in SAMPLERS:
+        close = difflib.get_close_matches(name, SAMPLERS, 1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise StartupError(f"OTEL_TRACES_SAMPLER={name!r} is not a sampler{hint}: use one of {', '.join(SAMPLERS)}")
+    if not name.endswith("traceidratio"):
+        return name
+    arg = environ.get("OTEL_TRACES_SAMPLER_ARG", "")
+    try:
+        ratio = float(arg)
+    except ValueError:
+        ratio = -1.0
+    if not 0 <= ratio <= 1:
+        raise StartupError(
+            f"OTEL_TRACES_SAMPLER_ARG={arg!r}: {name} takes a ratio from 0 to 1 (0.05 keeps 5% of the traces that "
+            "start here)"
+        )
+    return f"{name} {ratio:g}"
 
 
 def exporters(environ: Mapping[str, str]) -> list[SpanExporter]:
@@ -59,9 +93,9 @@ def exporters(environ: Mapping[str, str]) -> list[SpanExporter]:
                 "leaves out: pip install it, or use http/protobuf (the collector's port 4318)"
             )
         if entry is None:
+            known = sorted({"otlp" if n.startswith("otlp_proto") else n for n in installed} | {"none"})
             raise StartupError(
-                f"OTEL_TRACES_EXPORTER names {name!r}, which no installed package provides "
-                f"(installed: {', '.join(sorted(installed))}, none)"
+                f"OTEL_TRACES_EXPORTER names {name!r}, which no installed package provides: use {', '.join(known)}"
             )
         try:
             made.append(entry.load()())

@@ -101,8 +101,18 @@ def test_exporters_follow_otel_variables_and_say_in_one_line_what_cannot_work() 
         otel_setup.exporters({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
     with pytest.raises(StartupError, match="'http/json' is not an OTLP protocol"):
         otel_setup.exporters({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
-    with pytest.raises(StartupError, match="names 'jaeger', which no installed package provides"):
+    with pytest.raises(StartupError, match="names 'jaeger', which no installed package provides: use console, n"):
         otel_setup.exporters({"OTEL_TRACES_EXPORTER": "jaeger"})
+    # where the SDK would only warn and trace every write, a one-line refusal
+    with pytest.raises(StartupError, match="'parentbased_traceidration' is not a sampler .did you mean parentbased_tr"):
+        otel_setup.sampler({"OTEL_TRACES_SAMPLER": "parentbased_traceidration"})
+    for arg in ("5%", "5", ""):
+        with pytest.raises(StartupError, match="takes a ratio from 0 to 1"):
+            otel_setup.sampler({"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": arg})
+    assert otel_setup.sampler({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.05"}) == (
+        "traceidratio 0.05"
+    )
+    assert otel_setup.sampler({}) == "parentbased_always_on"
     assert otel_setup.endpoint({"OTEL_EXPORTER_OTLP_ENDPOINT": "https://u:secret@c.example:4318/?k=v"}) == (
         "https://c.example:4318/v1/traces"
     )
