@@ -33,7 +33,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from ..errors import classify
 from ..message import Message
 from ..version import __version__
-from . import otel_setup
+from . import otel_setup, traces
 
 W3C = TraceContextTextMapPropagator()
 XRAY = AwsXRayPropagator()
@@ -160,28 +160,14 @@ class Otel:
 
     @contextlib.contextmanager
     def transaction(self, messages: list[Message], database: str, purpose: str) -> Iterator[Span]:
-        attempts = [m.trace.span for m in messages if m.trace is not None and m.trace.open and m.trace.span]
-        if len(messages) == 1 and attempts:
-            if (
-                not attempts[0].get_span_context().trace_flags.sampled
-            ):  # sampled out: so would its child be (the samplers follow parents)
-                yield INVALID_SPAN
-                return
-            context, links = trace.set_span_in_context(attempts[0], ROOT), []
-        else:
-            context, links = ROOT, [Link(s.get_span_context()) for s in attempts]
-        span = self.tracer.start_span(
-            f"transaction {database}",
-            context=context,
-            kind=SpanKind.CLIENT,
-            links=links,
-            attributes={
-                "db.system.name": "postgresql",
-                "db.namespace": database,
-                "messaging.batch.message_count": len(messages),
-                "sqs2pg.transaction": purpose,
-            },
-        )
+        try:
+            span = self._transaction(messages, database, purpose)
+        except Exception as exc:  # noqa: BLE001 - tracing never fails a write
+            traces.broken(exc)
+            span = INVALID_SPAN
+        if span is INVALID_SPAN:  # sampled out, or broken: the transaction goes on untraced
+            yield span
+            return
         try:
             # Current while the handler runs: a handler's own spans (or an asyncpg instrumentation's) nest here.
             with trace.use_span(span, record_exception=False, set_status_on_exception=False):
@@ -195,6 +181,27 @@ class Otel:
             raise
         finally:
             span.end()
+
+    def _transaction(self, messages: list[Message], database: str, purpose: str) -> Span:
+        attempts = [m.trace.span for m in messages if m.trace is not None and m.trace.open and m.trace.span]
+        if len(messages) == 1 and attempts:
+            if not attempts[0].get_span_context().trace_flags.sampled:
+                return INVALID_SPAN  # sampled out: so would its child be (the samplers follow parents)
+            context, links = trace.set_span_in_context(attempts[0], ROOT), []
+        else:
+            context, links = ROOT, [Link(s.get_span_context()) for s in attempts]
+        return self.tracer.start_span(
+            f"transaction {database}",
+            context=context,
+            kind=SpanKind.CLIENT,
+            links=links,
+            attributes={
+                "db.system.name": "postgresql",
+                "db.namespace": database,
+                "messaging.batch.message_count": len(messages),
+                "sqs2pg.transaction": purpose,
+            },
+        )
 
     def outcome(self, message: Message, outcome: str, error: Exception | None, fields: Mapping[str, Any]) -> None:
         if message.trace is None or not message.trace.open:
@@ -244,6 +251,21 @@ class Otel:
 
     @contextlib.contextmanager
     def sending(self, message: Message, destination: str) -> Iterator[dict[str, dict[str, str]]]:
+        try:
+            span, attributes = self._sending(message, destination)
+        except Exception as exc:  # noqa: BLE001 - tracing never fails a write: the copy keeps what it came with
+            traces.broken(exc)
+            yield traces.carried(message)
+            return
+        try:
+            yield attributes
+        except BaseException as exc:
+            _failed(span, _kind(exc))
+            raise
+        finally:
+            span.end()
+
+    def _sending(self, message: Message, destination: str) -> tuple[Span, dict[str, dict[str, str]]]:
         t = message.trace
         if t is not None and t.span is not None:
             context = trace.set_span_in_context(t.span, ROOT)
@@ -257,10 +279,4 @@ class Otel:
         )
         carrier: dict[str, str] = {}
         W3C.inject(carrier, context=trace.set_span_in_context(span, ROOT))
-        try:
-            yield {name: {"DataType": "String", "StringValue": value} for name, value in carrier.items()}
-        except BaseException as exc:
-            _failed(span, _kind(exc))
-            raise
-        finally:
-            span.end()
+        return span, {name: {"DataType": "String", "StringValue": value} for name, value in carrier.items()}

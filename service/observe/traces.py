@@ -17,9 +17,12 @@ whose context the copy carries, so that a redrive joins the same trace.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
+
+from . import logs
 
 if TYPE_CHECKING:
     from ..message import Message
@@ -74,23 +77,44 @@ def shutdown(timeout_s: float = 3.0) -> None:
 
 def enable(otel: Otel | None) -> None:
     """Use this tracer (tests: one with an in-memory exporter), or none."""
-    global _on
-    _on = otel
+    global _on, _broken
+    _on, _broken = otel, False
 
 
-# --- hooks on the write path: each a no-op while tracing is off ---
+# --- hooks on the write path: each a no-op while tracing is off, and never an error for the write ---
+
+_broken = False
+
+
+def broken(exc: Exception) -> None:
+    """Tracing itself failed (a bug here or in the SDK): said once, and the write goes on untraced."""
+    global _broken
+    if not _broken:
+        _broken = True
+        logs.event(
+            logging.WARNING,
+            "tracing failed: writes go on, some untraced",
+            "trace",
+            error=f"{type(exc).__name__}: {exc}"[:300],
+        )
 
 
 def received(queue: str, messages: list[Message], started_ns: int, error: Exception | None = None) -> None:
     """A ReceiveMessage call that started at ``started_ns`` (time.time_ns) ended, bringing these messages."""
     if _on is not None and (messages or error is not None):
-        _on.received(queue, messages, started_ns, error)
+        try:
+            _on.received(queue, messages, started_ns, error)
+        except Exception as exc:  # noqa: BLE001 - tracing never fails a write (broken() says why, once)
+            broken(exc)
 
 
 def processing(messages: list[Message]) -> None:
     """An attempt at each message begins (a worker took them); a message's attempt already open goes on."""
     if _on is not None:
-        _on.processing(messages)
+        try:
+            _on.processing(messages)
+        except Exception as exc:  # noqa: BLE001 - as above
+            broken(exc)
 
 
 def transaction(messages: list[Message], database: str, purpose: str) -> contextlib.AbstractContextManager[Any]:
@@ -104,20 +128,29 @@ def transaction(messages: list[Message], database: str, purpose: str) -> context
 def outcome(message: Message, outcome: str, error: Exception | None = None, **fields: Any) -> None:
     """The attempt ended with this outcome (settle.py's word): its process span ends."""
     if _on is not None:
-        _on.outcome(message, outcome, error, fields)
+        try:
+            _on.outcome(message, outcome, error, fields)
+        except Exception as exc:  # noqa: BLE001 - as above
+            broken(exc)
 
 
 def not_tried(messages: list[Message]) -> None:
     """A run's messages not tried (an earlier one of their group failed): their attempt ends without an outcome."""
     if _on is not None and messages:
-        _on.not_tried(messages)
+        try:
+            _on.not_tried(messages)
+        except Exception as exc:  # noqa: BLE001 - as above
+            broken(exc)
 
 
 def settled(operation: str, messages: list[Message], started_ns: int, failed: Mapping[Any, str]) -> None:
     """An SQS call that settled messages (``delete``, ``release``) ran from ``started_ns`` (time.time_ns) until
     now; ``failed``: the messages it failed, with the reason."""
     if _on is not None and messages:
-        _on.settled(operation, messages, started_ns, failed)
+        try:
+            _on.settled(operation, messages, started_ns, failed)
+        except Exception as exc:  # noqa: BLE001 - as above
+            broken(exc)
 
 
 @contextlib.contextmanager

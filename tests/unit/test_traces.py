@@ -297,6 +297,30 @@ async def test_a_sampled_out_write_costs_no_spans_but_its_log_lines_still_name_i
     assert [r.trace_id for r in committed] == [TRACE_ID]
 
 
+async def test_tracing_that_breaks_never_fails_a_write(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken:
+        def start_span(self, *args: object, **kwargs: object) -> None:
+            raise RuntimeError("an SDK bug")
+
+    tracer = otel.Otel(TracerProvider())
+    tracer.tracer = Broken()  # type: ignore[assignment]
+    traces.enable(tracer)
+    try:
+        sqs = FakeSqs()
+        sqs.send_message('{"n": 1}', "g1", "k1", {"traceparent": _string(TRACEPARENT)})
+        sqs.send_message("not json", "g2", "k2", {"traceparent": _string(TRACEPARENT)})
+        caplog.set_level(logging.INFO, logger="sqs2pg")
+        store = FakeStore()
+        async with running(App(_settings(), store=store, sqs=sqs)):
+            await wait_until(lambda: _drained(sqs), timeout_s=10, interval_s=0.01)
+    finally:
+        traces.enable(None)
+    assert [key for key, _, _ in store.applied] == ["k1"]
+    assert [m.body for m in sqs.dead] == ["not json"]  # dead-lettered as ever, its context kept
+    assert sqs.dead[0].attributes["traceparent"] == _string(TRACEPARENT)
+    assert [r.getMessage() for r in caplog.records].count("tracing failed: writes go on, some untraced") == 1
+
+
 def test_off_a_copy_keeps_the_trace_attributes_its_message_came_with() -> None:
     raw = {
         "MessageId": "m1",
