@@ -176,27 +176,32 @@ async def test_a_producers_trace_continues_through_receive_process_and_delete(
         "MessageAttributes": {"traceparent": {"Type": "String", "Value": TRACEPARENT.replace(PARENT_ID, "1" * 16)}},
     }
     sqs.send_message(json.dumps(sns), "g4", "k4")
+    # EventBridge puts no context in the event: it passes the PutEvents call's X-Ray header on as AWSTraceHeader
+    event = {"id": "e-1", "source": "orders", "detail-type": "paid", "detail": {"n": 5}}
+    sqs.send_message(json.dumps(event), "g5", "k5", trace_header=XRAY_HEADER.replace("Parent=5", "Parent=6"))
     caplog.set_level(logging.DEBUG, logger="sqs2pg")
     async with running(App(_settings(envelope="auto"), store=FakeStore(), sqs=sqs)):
         await wait_until(lambda: _drained(sqs), timeout_s=10, interval_s=0.01)
-        await wait_until(lambda: _async(len(_named(spans, "delete")) == 4), timeout_s=10, interval_s=0.01)
+        await wait_until(lambda: _async(len(_named(spans, "delete")) == 5), timeout_s=10, interval_s=0.01)
 
     process = {s.attributes["messaging.message.id"]: s for s in _named(spans, "process fake.fifo")}
-    assert len(process) == 4
-    w3c, xray, none, enveloped = (process[f"m{i}"] for i in range(4))
+    assert len(process) == 5
+    w3c, xray, none, enveloped, eventbridge = (process[f"m{i}"] for i in range(5))
     # the producer's span is the parent: same trace, its span id
     assert _hex(w3c.context.trace_id, 32) == TRACE_ID and _hex(w3c.parent.span_id) == PARENT_ID
     assert w3c.parent.is_remote and w3c.context.trace_state.get("v") == "1"
     assert _hex(xray.context.trace_id, 32) == XRAY_TRACE_ID and _hex(xray.parent.span_id) == "53995c3f42cd8ad8"
     assert none.parent is None  # no valid context: a trace of its own
     assert _hex(enveloped.context.trace_id, 32) == TRACE_ID and _hex(enveloped.parent.span_id) == "1" * 16
+    assert _hex(eventbridge.context.trace_id, 32) == XRAY_TRACE_ID
+    assert _hex(eventbridge.parent.span_id) == "63995c3f42cd8ad8"
     for span in process.values():
         assert span.kind is SpanKind.CONSUMER
         assert span.attributes["messaging.system"] == "aws_sqs"
         assert span.attributes["messaging.operation.type"] == "process"
         assert span.attributes["messaging.destination.name"] == "fake.fifo"
         assert span.attributes["sqs2pg.outcome"] == "committed"
-        assert span.attributes["sqs2pg.message_group_id"] in {"g1", "g2", "g3", "g4"}
+        assert span.attributes["sqs2pg.message_group_id"] in {"g1", "g2", "g3", "g4", "g5"}
         assert span.status.status_code is StatusCode.UNSET
         # linked to the receive that brought it
         (receive_link,) = span.links
