@@ -76,6 +76,11 @@ def hide(url: str) -> None:
     _hidden.update(secrets(url))
 
 
+def hide_secret(value: str) -> None:
+    """From now on, scrub() hides this value too (an OTLP exporter's header, say)."""
+    _hidden.update({value, unquote(value)} - {""})
+
+
 def scrub(text: str) -> str:
     """``text`` with every password hide() was told of replaced by ***, longest first (one of fewer than 4
     characters is not looked for in free text: it would mask ordinary words; redact() still hides it in a URL)."""

@@ -195,6 +195,8 @@ class Producer:
         attributes = {name: _attribute(v) for name, v in write.attributes.items()}
         attributes[IDEMPOTENCY_ATTRIBUTE] = _attribute(key)
         attributes.update(trace)
+        if len(attributes) > MAX_ATTRIBUTES and "tracestate" in trace:
+            del attributes["tracestate"]  # W3C lets a hop drop the vendors' part; the context itself stays
         if len(attributes) > MAX_ATTRIBUTES:  # refused here, whole: SQS would refuse it, and nothing is dropped
             with_trace = " and the trace context (traceparent)" if trace else ""
             raise ProducerError(

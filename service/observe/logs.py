@@ -43,6 +43,10 @@ def setup(level: str = "INFO") -> None:
     # (alembic says "Running upgrade ..." per migration: `sqs2pg migrate` prints its own one-line result.)
     for noisy in ("botocore", "aiobotocore", "aioboto3", "urllib3", "asyncio", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # OpenTelemetry warns once per message about a malformed trace context a producer sent (it is then ignored,
+    # and sqs2pg's own lines say which trace a message is in); its exporter's warnings stay.
+    for chatty in ("opentelemetry.trace", "opentelemetry.util.re", "opentelemetry.attributes"):
+        logging.getLogger(chatty).setLevel(logging.ERROR)
 
 
 def event(level: int, text: str, action: str, **fields: Any) -> None:

@@ -6,7 +6,8 @@ Decided here:
   ``AWSTraceHeader``): each message is processed on its own, so the write's trace runs from the producer's
   send to the row in one tree, which is what a trace view (X-Ray's included) shows; the receive span that
   brought it is a link (a receive brings messages of many traces).
-- A transaction of one message is a child of its process span; a shared one is one span linked to each.
+- A transaction is a child of its message's process span; a shared one, of the first sampled message's, and
+  linked to each of the others (they are in other traces). With no sampled message, it is not made.
 - A settling call (a DeleteMessageBatch, a hand-back) is one short span under each message's process span, with
   the call's start and end, so each write's trace shows its own delete.
 - An attempt that was sampled out gets no child spans (the parent-based samplers would drop them): at a low
@@ -70,6 +71,11 @@ def creation(message: Message) -> Context | None:
         if trace.get_current_span(ctx).get_span_context().is_valid:
             return ctx
     return None
+
+
+def _valid_w3c(message: Message) -> bool:
+    parent = message.attribute("traceparent") or ""
+    return trace.get_current_span(W3C.extract({"traceparent": parent}, context=ROOT)).get_span_context().is_valid
 
 
 def _messaging(operation: str, kind: str, queue: str) -> dict[str, Any]:
@@ -184,12 +190,14 @@ class Otel:
 
     def _transaction(self, messages: list[Message], database: str, purpose: str) -> Span:
         attempts = [m.trace.span for m in messages if m.trace is not None and m.trace.open and m.trace.span]
-        if len(messages) == 1 and attempts:
-            if not attempts[0].get_span_context().trace_flags.sampled:
-                return INVALID_SPAN  # sampled out: so would its child be (the samplers follow parents)
-            context, links = trace.set_span_in_context(attempts[0], ROOT), []
-        else:
-            context, links = ROOT, [Link(s.get_span_context()) for s in attempts]
+        sampled = [s for s in attempts if s.get_span_context().trace_flags.sampled]
+        if attempts and not sampled:
+            return INVALID_SPAN  # every attempt sampled out: so would its child be (the samplers follow parents)
+        if sampled:  # in the trace of the first sampled write, linked to the others
+            context = trace.set_span_in_context(sampled[0], ROOT)
+            links = [Link(s.get_span_context()) for s in attempts if s is not sampled[0]]
+        else:  # messages with no attempt open (not seen here): a trace of its own
+            context, links = ROOT, []
         return self.tracer.start_span(
             f"transaction {database}",
             context=context,
@@ -277,6 +285,9 @@ class Otel:
             kind=SpanKind.PRODUCER,
             attributes={**_messaging("send", "send", destination), "sqs2pg.message_group_id": message.group_id},
         )
+        own = message.attributes.get("traceparent")
+        if own is not None and (own.get("DataType") != "String" or not _valid_w3c(message)):
+            return span, {}  # an attribute of that name that is not a trace context: the copy keeps it as it is
         carrier: dict[str, str] = {}
         W3C.inject(carrier, context=trace.set_span_in_context(span, ROOT))
         return span, {name: {"DataType": "String", "StringValue": value} for name, value in carrier.items()}

@@ -17,6 +17,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
+from .. import database_url
 from ..errors import StartupError
 from ..version import __version__
 
@@ -38,7 +39,10 @@ def provider(environ: Mapping[str, str]) -> tuple[TracerProvider, str]:
     sampling = sampler(environ)
     tracer_provider = TracerProvider(resource=resource())  # the sampler: the SDK reads OTEL_TRACES_SAMPLER itself
     for exporter in made:
-        tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+        try:
+            tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+        except ValueError as exc:  # the SDK's own check of OTEL_BSP_*
+            raise StartupError(f"OTEL_BSP_* settings: {exc}") from exc
     where = ", ".join(endpoint(environ) if type(e).__name__ == "OTLPSpanExporter" else type(e).__name__ for e in made)
     return tracer_provider, f"spans to {where or 'no exporter'}, sampler {sampling}"
 
@@ -46,7 +50,7 @@ def provider(environ: Mapping[str, str]) -> tuple[TracerProvider, str]:
 def sampler(environ: Mapping[str, str]) -> str:
     """The sampler OTEL_TRACES_SAMPLER(_ARG) name, checked: where the SDK would only warn and trace every write
     (an unknown name; a ratio that is not a number from 0 to 1), StartupError says what to set instead."""
-    name = environ.get("OTEL_TRACES_SAMPLER", "parentbased_always_on").lower()
+    name = (environ.get("OTEL_TRACES_SAMPLER") or "parentbased_always_on").lower()
     if name not in SAMPLERS:
         close = difflib.get_close_matches(name, SAMPLERS, 1)
         hint = f" (did you mean {close[0]}?)" if close else ""
@@ -66,9 +70,26 @@ def sampler(environ: Mapping[str, str]) -> str:
     return f"{name} {ratio:g}"
 
 
+def headers(environ: Mapping[str, str]) -> None:
+    """OTEL_EXPORTER_OTLP_(TRACES_)HEADERS checked (the SDK would log a malformed entry whole, key and all, and
+    drop it), and each value hidden from every log line from now on."""
+    for variable in ("OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"):
+        for i, entry in enumerate(environ.get(variable, "").split(","), 1):
+            if not entry.strip():
+                continue
+            name, equals, value = entry.partition("=")
+            if not equals or not name.strip():
+                raise StartupError(
+                    f"{variable}: entry {i} is not name=value (not shown, it may be a secret): use "
+                    "name=value pairs separated by commas, e.g. authorization=Bearer%20TOKEN"
+                )
+            database_url.hide_secret(value.strip())
+
+
 def exporters(environ: Mapping[str, str]) -> list[SpanExporter]:
     """The exporters OTEL_TRACES_EXPORTER names (otlp when only an endpoint is set); StartupError when one cannot
     be made here."""
+    headers(environ)
     names = [n.strip().lower() for n in (environ.get("OTEL_TRACES_EXPORTER") or "otlp").split(",") if n.strip()]
     installed = {ep.name: ep for ep in entry_points(group="opentelemetry_traces_exporter")}
     made = []

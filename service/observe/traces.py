@@ -9,7 +9,8 @@ Otherwise every function here is one check of a global and returns: nothing of O
 The spans (observe/otel.py makes them), one trace per write where the producer sent a context:
 ``receive QUEUE`` per ReceiveMessage call that brought messages (linked to each message's producer);
 ``process QUEUE`` per attempt at a message, the producer's span its parent, ending with the outcome;
-``transaction DB`` for its database transaction (a shared one: one span, linked to each message's);
+``transaction DB`` for its database transaction (a shared one: one span, in a sampled write's trace, linked to
+each other message's);
 ``delete QUEUE`` / ``release QUEUE`` for the SQS call that settled it; ``send DLQ`` for its dead-letter copy,
 whose context the copy carries, so that a redrive joins the same trace.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -189,13 +191,15 @@ class Sends:
         self.queue = queue
         self.tracer: Any = None
         self.spans: list[Any] = []
-        try:
-            from opentelemetry import trace
-        except ImportError:
+        trace = sys.modules.get("opentelemetry.trace")  # no SDK can be set up where nothing imported the API
+        if trace is None:
             return
-        provider = trace.get_tracer_provider()
-        if type(provider).__name__ not in ("ProxyTracerProvider", "NoOpTracerProvider"):
-            self.tracer = provider.get_tracer("sqs2pg.producer")
+        try:
+            provider = trace.get_tracer_provider()
+            if type(provider).__name__ not in ("ProxyTracerProvider", "NoOpTracerProvider"):
+                self.tracer = provider.get_tracer("sqs2pg.producer")
+        except Exception as exc:  # noqa: BLE001 - tracing never fails a write
+            broken(exc)
 
     def reserved(self) -> dict[str, dict[str, str]]:
         """Attributes standing for the trace context a write will carry (to check a write before it is sent)."""
@@ -207,6 +211,14 @@ class Sends:
         if self.tracer is None or "traceparent" in attributes:
             self.spans.append(None)
             return {}
+        try:
+            return self._start()
+        except Exception as exc:  # noqa: BLE001 - tracing never fails a write: this one goes untraced
+            broken(exc)
+            self.spans.append(None)
+            return {}
+
+    def _start(self) -> dict[str, dict[str, str]]:
         from opentelemetry import trace
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -229,6 +241,12 @@ class Sends:
         """Each write's span ends: with its message id when sent, else as an error with the code SQS gave."""
         if self.tracer is None:
             return
+        try:
+            self._end(results)
+        except Exception as exc:  # noqa: BLE001 - the writes went (or not) whatever their spans do
+            broken(exc)
+
+    def _end(self, results: list[Any]) -> None:
         from opentelemetry.trace import Status, StatusCode
 
         for i, span in enumerate(self.spans):

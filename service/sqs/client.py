@@ -242,10 +242,10 @@ class Sqs:
         Returns how much went with the body (deadletter.py: "full", or less when the queue refused that as too
         large), and the names of its own attributes the copy left out (the dead-letter record keeps them). ``trace``:
         the trace attributes it carries (observe/traces.py), kept as long as the reason is."""
-        tried = deadletter.levels(message, error, trace or {})
+        tried = deadletter.levels(message, error)
         for i, (level, attributes, keep_original) in enumerate(tried):
             try:
-                sent = deadletter.merged(message, attributes, keep_original)
+                sent = deadletter.merged(message, attributes, keep_original, trace=trace)
                 await self._send(dlq_url, message, sent[0], dedup_id=message.message_id)
                 return level, sent[1]
             except PermanentError:
@@ -260,10 +260,12 @@ class Sqs:
         attributes: dict[str, Any],
         dedup_id: str,
         restored: dict[str, Any] | None = None,
+        trace: dict[str, Any] | None = None,
     ) -> tuple[str, list[str]]:
         """Send a copy of ``message`` (body, group) to ``url`` with ``attributes`` first, then as many of its own (and
-        of ``restored``) as the limit of 10 leaves room for. Returns the copy's message id and the names left out."""
-        merged, left_out = deadletter.merged(message, attributes, True, restored)
+        of ``restored``) as the limit of 10 leaves room for, and the trace context ``trace`` (deadletter.merged).
+        Returns the copy's message id and the names left out."""
+        merged, left_out = deadletter.merged(message, attributes, True, restored, trace)
         return await self._send(url, message, merged, dedup_id), left_out
 
     async def _send(self, url: str, message: Message, attributes: dict[str, Any], dedup_id: str) -> str:

@@ -47,16 +47,15 @@ def _reason(message: Message, error: Sqs2pgError, error_chars: int) -> Attribute
     }
 
 
-def levels(message: Message, error: Sqs2pgError, trace: Attributes) -> list[tuple[str, Attributes, bool]]:
-    """The copies to try, fullest first: (level, sqs2pg's attributes, whether the original ones go too). The trace
-    context (``trace``) goes wherever the reason goes: a redriven copy joins the write's trace."""
+def levels(message: Message, error: Sqs2pgError) -> list[tuple[str, Attributes, bool]]:
+    """The copies to try, fullest first: (level, sqs2pg's attributes, whether the original ones go too)."""
     try:
         key = {IDEMPOTENCY_ATTRIBUTE: string(message.idempotency_key)}
     except PermanentError:
         key = {}  # (when the key itself is what is wrong, the original attribute, if any, is kept)
     return [
-        ("full", {**_reason(message, error, 1024), **key, **trace}, True),
-        ("minimal", {**_reason(message, error, 100), **key, **trace}, False),
+        ("full", {**_reason(message, error, 1024), **key}, True),
+        ("minimal", {**_reason(message, error, 100), **key}, False),
         ("key", key, False),
         ("body", {}, False),
     ]
@@ -73,17 +72,28 @@ def originals(message: Message) -> Attributes:
 
 
 def merged(
-    message: Message, attributes: Attributes, keep_original: bool, restored: Attributes | None = None
+    message: Message,
+    attributes: Attributes,
+    keep_original: bool,
+    restored: Attributes | None = None,
+    trace: Attributes | None = None,
 ) -> tuple[Attributes, list[str]]:
     """``attributes`` first, then as many of the message's original attributes (and of ``restored``: those its
-    dead-letter record kept) as SQS's limit of 10 leaves room for. Returns them, and the names left out."""
+    dead-letter record kept) as SQS's limit of 10 leaves room for; ``trace``, the trace context the copy carries
+    (observe/traces.py), in the slot of the message's own where it had one (even where its other attributes are
+    left out), else where room is left. Returns them, and the names of the message's own left out."""
     out = dict(attributes)
-    candidates = {**(restored or {}), **originals(message)} if keep_original else {**originals(message)}
-    others = {k: v for k, v in candidates.items() if k not in out}
-    room = max(0, MAX_ATTRIBUTES - len(out)) if keep_original else 0
-    for k in sorted(others)[:room]:
-        out[k] = others[k]
-    return out, sorted(k for k in others if k not in out)
+    trace = trace or {}
+    candidates = {**(restored or {}), **originals(message)}
+    room = max(0, MAX_ATTRIBUTES - len(out))
+    own_context = [k for k in candidates if k in trace and k not in out]
+    rest = sorted(k for k in candidates if k not in trace and k not in out) if keep_original else []
+    for k in (own_context + rest)[:room]:
+        out[k] = trace.get(k, candidates[k])
+    for k, v in trace.items():  # a context the message did not carry: never in the place of its own attributes
+        if k not in out and len(out) < MAX_ATTRIBUTES:
+            out[k] = v
+    return out, sorted(k for k in candidates if k not in out)
 
 
 def stored(attributes: Attributes) -> dict[str, dict[str, str]]:

@@ -129,9 +129,10 @@ async def redrive(
                     try:
                         restored = await kept(m) if kept is not None else None
                         # the copy carries the message's trace context (tracing on: a send span's, under it)
-                        with traces.sending(m, queue.name) as trace_attributes:
-                            attributes = {**for_source(m), **trace_attributes}
-                            copy_id, left_out = await sqs.send(queue.url, m, attributes, m.message_id, restored)
+                        with traces.sending(m, queue.name) as trace:
+                            copy_id, left_out = await sqs.send(
+                                queue.url, m, for_source(m), m.message_id, restored, trace
+                            )
                         sent.add(copy_id)
                         if left_out:
                             report(f"left out (SQS takes 10 attributes)  {named(m)}: {', '.join(left_out)}")

@@ -40,7 +40,14 @@ class Receiver:
     def spans(self) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        text = self.path.read_text()
+        complete = text[: text.rfind("\n") + 1]  # a line still being written is read next time
+        return [json.loads(line) for line in complete.splitlines() if line.strip()]
+
+    async def has(self, prefix: str, **fields: Any) -> bool:
+        """Whether a span of that name with those top-level fields arrived (spans are sent in batches, the last
+        ones as the process stops)."""
+        return any(all(s[k] == v for k, v in fields.items()) for s in self.named(prefix))
 
     def named(self, prefix: str, **attributes: Any) -> list[dict[str, Any]]:
         return [
@@ -106,6 +113,9 @@ async def test_a_producers_trace_continues_to_the_row_and_a_dead_lettered_writes
         return applied == 1 and await queues.depth(queues.dlq_url) == 1
 
     logs = await _run_until(database_url, queues, receiver.env, settled)
+    await wait_until(lambda: receiver.has("process", trace_id=producer_send["trace_id"]))
+    await wait_until(lambda: receiver.has("process", trace_id=HAND_TRACE))
+    await wait_until(lambda: receiver.has("delete"))
 
     # The good write: one trace from the producer's send to the row.
     trace_id = producer_send["trace_id"]
@@ -160,6 +170,7 @@ async def test_a_producers_trace_continues_to_the_row_and_a_dead_lettered_writes
         return await queues.depth(queues.dlq_url) == 1 and await queues.depth() == 0
 
     await _run_until(database_url, queues, receiver.env, dead_again)
+    await wait_until(lambda: receiver.has("process", parent_span_id=redrive_send["span_id"]))
     again = [s for s in receiver.named("process") if s["parent_span_id"] == redrive_send["span_id"]]
     assert [(s["trace_id"], s["attributes"]["sqs2pg.outcome"]) for s in again] == [(HAND_TRACE, "dead_lettered")]
 

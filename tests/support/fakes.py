@@ -228,7 +228,13 @@ class FakeSqs:
         return "full", []
 
     async def send(
-        self, url: str, message: Message, attributes: dict[str, Any], dedup_id: str, keep_original: bool = True
+        self,
+        url: str,
+        message: Message,
+        attributes: dict[str, Any],
+        dedup_id: str,
+        keep_original: bool = True,
+        trace: dict[str, Any] | None = None,
     ) -> None:
         self.calls.append(("send", message.message_id))
         self.send_message(message.body, message.group_id, dedup_id, attributes)

@@ -365,3 +365,84 @@ def test_a_write_with_tracing_leaves_room_for_traceparent_or_is_refused_whole(mo
     assert span.attributes["messaging.message.id"] == "id-1"
     # a caller that propagates by hand keeps its own
     assert traces.Sends("q.fifo").start({"traceparent": TRACEPARENT}) == {}
+
+
+# --- what the review of the first version found ---
+
+
+def _message(attributes: dict[str, Any], message_id: str = "m1") -> Message:
+    raw = {
+        "MessageId": message_id,
+        "ReceiptHandle": "r",
+        "Body": "{}",
+        "Attributes": {"MessageGroupId": "g"},
+        "MessageAttributes": attributes,
+    }
+    return Message.from_sqs(QUEUE_URL, raw, 30)
+
+
+def test_a_copys_trace_context_never_takes_the_place_of_the_messages_own_attributes() -> None:
+    from sqs2pg.errors import PermanentError
+    from sqs2pg.sqs import deadletter
+
+    error = PermanentError("bad", kind="handler")
+    own = {"idempotency_key": _string("k1"), **{f"a{i}": _string("v") for i in range(6)}}
+    injected = {"traceparent": _string(TRACEPARENT)}
+    (_, ours, keep), *_ = deadletter.levels(_message(own), error)
+    # no context of its own: the new one only where room is left after its own attributes
+    sent, left_out = deadletter.merged(_message(own), ours, keep, trace=injected)
+    assert len(sent) == 10 and "traceparent" not in sent and left_out == ["a5"]
+    # a context of its own: renewed in its own slot, kept before its other attributes
+    sent, left_out = deadletter.merged(_message({**own, "traceparent": _string("00-old")}), ours, keep, trace=injected)
+    assert sent["traceparent"] == injected["traceparent"] and len(sent) == 10 and left_out == ["a4", "a5"]
+    # a body near the size limit (its own attributes left out): the context stays
+    (_, minimal, keep_minimal) = deadletter.levels(_message(own), error)[1]
+    sent, _ = deadletter.merged(_message(own), minimal, keep_minimal, trace=injected)
+    assert sent["traceparent"] == injected["traceparent"] and not any(k[0] == "a" for k in sent)
+
+
+def test_an_attribute_named_traceparent_that_is_not_a_context_is_never_overwritten(
+    spans: InMemorySpanExporter,
+) -> None:
+    binary = _message({"traceparent": {"DataType": "Binary", "BinaryValue": b"\x00\x01"}})
+    with traces.sending(binary, "q-dlq.fifo") as attributes:
+        assert attributes == {}
+    valid = _message({"traceparent": _string(TRACEPARENT)})
+    with traces.sending(valid, "q-dlq.fifo") as attributes:
+        assert attributes["traceparent"]["StringValue"].startswith(f"00-{TRACE_ID}-")
+
+
+def test_otlp_headers_are_checked_and_their_values_never_logged(caplog: pytest.LogCaptureFixture) -> None:
+    from sqs2pg import database_url
+
+    with pytest.raises(StartupError) as refused:
+        otel_setup.exporters({"OTEL_EXPORTER_OTLP_HEADERS": "Authorization: Bearer s3cr3t-token"})
+    assert "entry 1 is not name=value" in str(refused.value) and "s3cr3t" not in str(refused.value)
+    otel_setup.exporters({"OTEL_EXPORTER_OTLP_HEADERS": "x-team=k3y-of-the-team,x-other=two%20words"})
+    assert database_url.scrub("sent with k3y-of-the-team and two words") == "sent with *** and ***"
+
+
+def test_a_shared_transaction_is_in_the_trace_of_a_sampled_write_and_none_is_made_when_none_is(
+    spans: InMemorySpanExporter,
+) -> None:
+    sampled = _message({"traceparent": _string(TRACEPARENT)}, "m1")
+    dropped = _message({"traceparent": _string(TRACEPARENT.replace(PARENT_ID, "2" * 16)[:-2] + "00")}, "m2")
+    traces.processing([dropped, sampled])
+    with traces.transaction([dropped, sampled], "db", "apply"):
+        pass
+    (shared,) = _named(spans, "transaction")
+    assert _named(spans, "process") == []  # (the attempts are still open)
+    assert shared.parent.span_id == sampled.trace.span.get_span_context().span_id
+    assert [link.context.span_id for link in shared.links] == [dropped.trace.span.get_span_context().span_id]
+    spans.clear()
+    with traces.transaction([dropped], "db", "apply"):
+        pass
+    assert _named(spans, "transaction") == []
+
+
+def test_with_no_room_a_writes_tracestate_goes_and_its_traceparent_stays(monkeypatch: pytest.MonkeyPatch) -> None:
+    producer = Producer("https://sqs.us-east-1.amazonaws.com/1/q.fifo", region="us-east-1")
+    trace_attributes = {"traceparent": _string(TRACEPARENT), "tracestate": _string("v=1")}
+    entry = producer._entry(0, Write({}, "g", "k", {f"a{i}": "v" for i in range(8)}), trace_attributes)
+    assert "traceparent" in entry["MessageAttributes"] and "tracestate" not in entry["MessageAttributes"]
+    assert len(entry["MessageAttributes"]) == 10
