@@ -240,6 +240,9 @@ def serve(host: str, port: int, queues: list[str], max_receive_count: int = 25, 
     except OSError as exc:
         print(f"cannot listen on {host}:{port} ({exc.strerror or exc}): pass another --port", file=sys.stderr)
         return 2
+    # A request still being served at a stop (a long poll whose client went away waits out its WaitTimeSeconds)
+    # must not keep the process, and with it the listening port, alive after Ctrl-C.
+    server.daemon_threads = True
     port = server.server_port
     os.environ.setdefault("MOTO_PORT", str(port))
     thread = threading.Thread(target=server.serve_forever, name="moto", daemon=True)
@@ -260,8 +263,13 @@ def serve(host: str, port: int, queues: list[str], max_receive_count: int = 25, 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    # Woken every 0.2 s: the kernel may hand SIGTERM to one of moto's threads, and Python runs the handler only when
+    # the main thread runs, which a wait without a timeout never does (an emulator left running after its script
+    # was stopped, seen twice in CI).
+    while not stop.wait(0.2):
+        pass
     server.shutdown()
+    server.server_close()  # the port is let go now, not when the interpreter is done
     return 0
 
 

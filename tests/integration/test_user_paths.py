@@ -9,6 +9,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -312,8 +313,34 @@ async def test_run_local_stops_the_service_cleanly_then_its_emulator_on_sigterm_
         reader.cancel()
     stops = [json.loads(line)["event"] for line in out if '"action": "stop"' in line]
     assert stops == ["stopping", "stopped"], "".join(out[-20:])
-    # (30 s: on a loaded machine the emulator once took over 10 s to let go of its port)
-    await wait_until(lambda: _closed(http_port, sqs_port), timeout_s=30)
+    try:
+        await wait_until(lambda: _closed(http_port, sqs_port), timeout_s=30)
+    except AssertionError:  # say which port, and what holds it
+        held = subprocess.run(["ss", "-ltnp"], capture_output=True, text=True).stdout if shutil.which("ss") else ""
+        open_ports = [p for p in (http_port, sqs_port) if port_answers(p)]
+        message = f"ports still answering: {open_ports} (service {http_port}, SQS {sqs_port})\n{held}"
+        raise AssertionError(message) from None
+
+
+def test_local_sqs_stops_on_a_sigterm_the_kernel_hands_to_one_of_its_other_threads() -> None:
+    """A process-wide signal goes to any thread that does not block it. The local SQS's main thread must still
+    wake and stop: twice in CI its emulator outlived run-local.sh, waiting with no timeout for a SIGTERM that one
+    of moto's threads had taken (reproduced: it then never stopped)."""
+    code = (
+        "import signal, sys, threading, time\n"
+        "from sqs2pg.sqs import local\n"
+        "def poke():\n"  # once serve() handles SIGTERM (it installs its handler last)
+        "    while signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:\n"
+        "        time.sleep(0.05)\n"
+        "    moto = next(t for t in threading.enumerate() if t.name == 'moto')\n"
+        "    signal.pthread_kill(moto.ident, signal.SIGTERM)\n"
+        "threading.Thread(target=poke, daemon=True).start()\n"
+        "sys.exit(local.serve('127.0.0.1', 0, ['q.fifo'], 25))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
 
 
 async def _said(out: list[str], text: str) -> bool:
