@@ -48,6 +48,7 @@ import json
 import logging
 import os
 import signal
+import socketserver
 import sys
 import threading
 import time
@@ -242,7 +243,8 @@ def serve(host: str, port: int, queues: list[str], max_receive_count: int = 25, 
         return 2
     # A request still being served at a stop (a long poll whose client went away waits out its WaitTimeSeconds)
     # must not keep the process, and with it the listening port, alive after Ctrl-C.
-    server.daemon_threads = True
+    if isinstance(server, socketserver.ThreadingMixIn):  # (threaded=True makes it one)
+        server.daemon_threads = True
     port = server.server_port
     os.environ.setdefault("MOTO_PORT", str(port))
     thread = threading.Thread(target=server.serve_forever, name="moto", daemon=True)
