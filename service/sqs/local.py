@@ -241,9 +241,7 @@ def serve(host: str, port: int, queues: list[str], max_receive_count: int = 25, 
     except OSError as exc:
         print(f"cannot listen on {host}:{port} ({exc.strerror or exc}): pass another --port", file=sys.stderr)
         return 2
-    # A request still being served at a stop (a long poll whose client went away waits out its WaitTimeSeconds)
-    # must not keep the process, and with it the listening port, alive after Ctrl-C.
-    if isinstance(server, socketserver.ThreadingMixIn):  # (threaded=True makes it one)
+    if isinstance(server, socketserver.ThreadingMixIn):  # a request still served at a stop keeps no port open
         server.daemon_threads = True
     port = server.server_port
     os.environ.setdefault("MOTO_PORT", str(port))
@@ -254,20 +252,15 @@ def serve(host: str, port: int, queues: list[str], max_receive_count: int = 25, 
         "sqs", region_name=REGION, endpoint_url=endpoint, aws_access_key_id="local", aws_secret_access_key="local"
     )
     urls = [create_queue(client, q if q.endswith(".fifo") else q + ".fifo", max_receive_count) for q in queues]
-    print(
-        f"export AWS_ENDPOINT_URL_SQS={endpoint} AWS_REGION={REGION} AWS_ACCESS_KEY_ID=local "
-        "AWS_SECRET_ACCESS_KEY=local",
-        flush=True,
-    )
+    aws = f"AWS_REGION={REGION} AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local"
+    print(f"export AWS_ENDPOINT_URL_SQS={endpoint} {aws}", flush=True)
     if urls:
         print(f"export SQS_QUEUE_URLS={','.join(urls)}", flush=True)
     print(f"local SQS at {endpoint}{' (plain moto)' if plain else ''}; Ctrl-C stops it", file=sys.stderr, flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    # Woken every 0.2 s: the kernel may hand SIGTERM to one of moto's threads, and Python runs the handler only when
-    # the main thread runs, which a wait without a timeout never does (an emulator left running after its script
-    # was stopped, seen twice in CI).
+    # Woken every 0.2 s: a SIGTERM the kernel hands to a moto thread runs only when the main thread wakes (CI twice)
     while not stop.wait(0.2):
         pass
     server.shutdown()
