@@ -58,14 +58,8 @@ class _Trace:
 def creation(message: Message) -> Context | None:
     """The producer's context: a W3C ``traceparent`` attribute (an SNS envelope's included), else SQS's
     ``AWSTraceHeader`` (X-Ray's format, which EventBridge and SNS pass on); None when neither is valid."""
-    parent = message.attribute("traceparent")
-    if parent:
-        carrier = {"traceparent": parent}
-        if state := message.attribute("tracestate"):
-            carrier["tracestate"] = state
-        ctx = W3C.extract(carrier, context=ROOT)
-        if trace.get_current_span(ctx).get_span_context().is_valid:
-            return ctx
+    if (ctx := _w3c(message)) is not None:
+        return ctx
     if message.trace_header:
         ctx = XRAY.extract({TRACE_HEADER_KEY: message.trace_header}, context=ROOT)
         if trace.get_current_span(ctx).get_span_context().is_valid:
@@ -73,18 +67,16 @@ def creation(message: Message) -> Context | None:
     return None
 
 
-def _valid_w3c(message: Message) -> bool:
-    parent = message.attribute("traceparent") or ""
-    return trace.get_current_span(W3C.extract({"traceparent": parent}, context=ROOT)).get_span_context().is_valid
-
-
-def _messaging(operation: str, kind: str, queue: str) -> dict[str, Any]:
-    return {
-        "messaging.system": "aws_sqs",
-        "messaging.operation.type": kind,
-        "messaging.operation.name": operation,
-        "messaging.destination.name": queue,
-    }
+def _w3c(message: Message) -> Context | None:
+    """The context of the message's W3C ``traceparent`` (and ``tracestate``) String attributes, when valid."""
+    parent = message.attribute("traceparent")
+    if not parent:
+        return None
+    carrier = {"traceparent": parent}
+    if state := message.attribute("tracestate"):
+        carrier["tracestate"] = state
+    ctx = W3C.extract(carrier, context=ROOT)
+    return ctx if trace.get_current_span(ctx).get_span_context().is_valid else None
 
 
 def _failed(span: Span, kind: str, text: str | None = None) -> None:
@@ -132,7 +124,10 @@ class Otel:
             kind=SpanKind.CLIENT,
             start_time=started_ns,
             links=links,
-            attributes={**_messaging("receive", "receive", queue), "messaging.batch.message_count": len(messages)},
+            attributes={
+                **traces.messaging("receive", "receive", queue),
+                "messaging.batch.message_count": len(messages),
+            },
         )
         if error is not None:
             _failed(span, _kind(error))
@@ -153,7 +148,7 @@ class Otel:
                 kind=SpanKind.CONSUMER,
                 links=[Link(t.receive)] if t.receive is not None else [],
                 attributes={
-                    **_messaging("process", "process", m.queue_name),
+                    **traces.messaging("process", "process", m.queue_name),
                     "messaging.message.id": m.message_id,
                     "sqs2pg.message_group_id": m.group_id,
                     "sqs2pg.receive_count": m.receive_count,
@@ -199,7 +194,7 @@ class Otel:
         else:  # messages with no attempt open (not seen here): a trace of its own
             context, links = ROOT, []
         return self.tracer.start_span(
-            f"transaction {database}",
+            f"transaction {database}".rstrip(),
             context=context,
             kind=SpanKind.CLIENT,
             links=links,
@@ -248,7 +243,7 @@ class Otel:
                 kind=SpanKind.CLIENT,
                 start_time=started_ns,
                 attributes={
-                    **_messaging(operation, "settle", m.queue_name),
+                    **traces.messaging(operation, "settle", m.queue_name),
                     "messaging.message.id": m.message_id,
                     "messaging.batch.message_count": len(messages),
                 },
@@ -283,10 +278,10 @@ class Otel:
             f"send {destination}",
             context=context,
             kind=SpanKind.PRODUCER,
-            attributes={**_messaging("send", "send", destination), "sqs2pg.message_group_id": message.group_id},
+            attributes={**traces.messaging("send", "send", destination), "sqs2pg.message_group_id": message.group_id},
         )
         own = message.attributes.get("traceparent")
-        if own is not None and (own.get("DataType") != "String" or not _valid_w3c(message)):
+        if own is not None and (own.get("DataType") != "String" or _w3c(message) is None):
             return span, {}  # an attribute of that name that is not a trace context: the copy keeps it as it is
         carrier: dict[str, str] = {}
         W3C.inject(carrier, context=trace.set_span_in_context(span, ROOT))

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import logs
@@ -101,22 +101,34 @@ def broken(exc: Exception) -> None:
         )
 
 
+def _guarded(hook: Callable[..., None], *args: Any) -> None:
+    """A hook of the tracer: a failure of its own never reaches the write (broken() says why, once)."""
+    try:
+        hook(*args)
+    except Exception as exc:  # noqa: BLE001 - tracing never fails a write
+        broken(exc)
+
+
+def messaging(operation: str, kind: str, queue: str) -> dict[str, str]:
+    """The messaging semantic conventions' attributes of an operation on a queue (every sqs2pg span names them)."""
+    return {
+        "messaging.system": "aws_sqs",
+        "messaging.operation.type": kind,
+        "messaging.operation.name": operation,
+        "messaging.destination.name": queue,
+    }
+
+
 def received(queue: str, messages: list[Message], started_ns: int, error: Exception | None = None) -> None:
     """A ReceiveMessage call that started at ``started_ns`` (time.time_ns) ended, bringing these messages."""
     if _on is not None and (messages or error is not None):
-        try:
-            _on.received(queue, messages, started_ns, error)
-        except Exception as exc:  # noqa: BLE001 - tracing never fails a write (broken() says why, once)
-            broken(exc)
+        _guarded(_on.received, queue, messages, started_ns, error)
 
 
 def processing(messages: list[Message]) -> None:
     """An attempt at each message begins (a worker took them); a message's attempt already open goes on."""
     if _on is not None:
-        try:
-            _on.processing(messages)
-        except Exception as exc:  # noqa: BLE001 - as above
-            broken(exc)
+        _guarded(_on.processing, messages)
 
 
 def transaction(messages: list[Message], database: str, purpose: str) -> contextlib.AbstractContextManager[Any]:
@@ -130,29 +142,20 @@ def transaction(messages: list[Message], database: str, purpose: str) -> context
 def outcome(message: Message, outcome: str, error: Exception | None = None, **fields: Any) -> None:
     """The attempt ended with this outcome (settle.py's word): its process span ends."""
     if _on is not None:
-        try:
-            _on.outcome(message, outcome, error, fields)
-        except Exception as exc:  # noqa: BLE001 - as above
-            broken(exc)
+        _guarded(_on.outcome, message, outcome, error, fields)
 
 
 def not_tried(messages: list[Message]) -> None:
     """A run's messages not tried (an earlier one of their group failed): their attempt ends without an outcome."""
     if _on is not None and messages:
-        try:
-            _on.not_tried(messages)
-        except Exception as exc:  # noqa: BLE001 - as above
-            broken(exc)
+        _guarded(_on.not_tried, messages)
 
 
 def settled(operation: str, messages: list[Message], started_ns: int, failed: Mapping[Any, str]) -> None:
     """An SQS call that settled messages (``delete``, ``release``) ran from ``started_ns`` (time.time_ns) until
     now; ``failed``: the messages it failed, with the reason."""
     if _on is not None and messages:
-        try:
-            _on.settled(operation, messages, started_ns, failed)
-        except Exception as exc:  # noqa: BLE001 - as above
-            broken(exc)
+        _guarded(_on.settled, operation, messages, started_ns, failed)
 
 
 @contextlib.contextmanager
@@ -225,12 +228,7 @@ class Sends:
         span = self.tracer.start_span(
             f"send {self.queue}",
             kind=trace.SpanKind.PRODUCER,
-            attributes={
-                "messaging.system": "aws_sqs",
-                "messaging.operation.type": "send",
-                "messaging.operation.name": "send",
-                "messaging.destination.name": self.queue,
-            },
+            attributes=messaging("send", "send", self.queue),
         )
         self.spans.append(span)
         carrier: dict[str, str] = {}
