@@ -71,6 +71,18 @@ def _authority(url: str) -> tuple[str, str, str]:
     return (rest[:at], "@", rest[at + 1 :]) if at >= 0 else ("", "", rest)
 
 
+def _hosts(after: str) -> tuple[str, str]:
+    """(the hosts, the path and query) of what follows the userinfo."""
+    end = min([i for i in (after.find("/"), after.find("?")) if i >= 0] + [len(after)])
+    return after[:end], after[end:]
+
+
+def database_name(url: str) -> str:
+    """The database the URL names ('' when it names none: libpq then takes the user's name)."""
+    path = _hosts(_authority(url)[2])[1].partition("?")[0]
+    return unquote(path.lstrip("/"))
+
+
 def hide(url: str) -> None:
     """From now on, scrub() hides this URL's passwords too."""
     _hidden.update(secrets(url))
@@ -97,8 +109,7 @@ def redact(url: str) -> str:
     userinfo, at, after = _authority(url)
     if at and ":" in userinfo:
         userinfo = userinfo.split(":", 1)[0] + ":" + MASK
-    end = min([i for i in (after.find("/"), after.find("?")) if i >= 0] + [len(after)])
-    hosts, rest = after[:end], after[end:]
+    hosts, rest = _hosts(after)
     path, question, query = rest.partition("?")
     if question:
         query = "&".join(f"password={MASK}" if p.split("=", 1)[0] == "password" else p for p in query.split("&"))

@@ -10,10 +10,10 @@ import re
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from urllib.parse import urlsplit
 
 import asyncpg
 
+from .. import database_url
 from ..config import Settings
 from ..errors import DatabaseUnavailable, SchemaMissing, TransactionTimeout, classify
 from ..message import Message
@@ -40,7 +40,7 @@ class Connections:
         self._settings = settings
         self._begin = settings.begin()
         self._pool: asyncpg.Pool | None = None
-        self._database = urlsplit(settings.database_url.split(",")[0]).path.lstrip("/") or "postgres"  # for traces
+        self._database = database_url.database_name(settings.database_url)  # for traces
         self.last_success = 0.0  # monotonic time of the last successful transaction
         # what must read the database before the first message (SQS2PG_MAPPING's tables): done by the first probe
         # that reaches it; until it succeeds the database counts as unavailable, with its reason

@@ -5,7 +5,7 @@ import pytest
 
 from sqs2pg import database_url
 from sqs2pg.config import ConfigError, Settings, load
-from sqs2pg.database_url import redact
+from sqs2pg.database_url import database_name, redact
 
 BASE = {
     "DATABASE_URL": "postgresql://app:s3cret@db:5432/app",
@@ -158,3 +158,17 @@ def test_a_password_is_scrubbed_from_any_line_once_the_url_was_loaded() -> None:
     assert scrub('asyncpg: invalid DSN "postgresql://app@db/app?password=Hunter2-xyz"') == (
         'asyncpg: invalid DSN "postgresql://app@db/app?password=***"'
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "name"),
+    [
+        ("postgresql://app:s3cret@db1:5432,db2:5432/orders?sslmode=require", "orders"),  # several hosts
+        ("postgresql://app:a/b@db/app", "app"),  # a raw '/' in the password is the password's
+        ("postgresql://app@db/my%20db", "my db"),
+        ("postgresql://db:5432", ""),  # none named: libpq takes the user's name
+    ],
+)
+def test_the_database_a_url_names(url: str, name: str) -> None:
+    """(the name traces give their transaction spans)"""
+    assert database_name(url) == name
