@@ -44,7 +44,7 @@ class Receiver:
         complete = text[: text.rfind("\n") + 1]  # a line still being written is read next time
         return [json.loads(line) for line in complete.splitlines() if line.strip()]
 
-    async def has(self, prefix: str, **fields: Any) -> bool:
+    def has(self, prefix: str, **fields: Any) -> bool:
         """Whether a span of that name with those top-level fields arrived (spans are sent in batches, the last
         ones as the process stops)."""
         return any(all(s[k] == v for k, v in fields.items()) for s in self.named(prefix))
@@ -97,7 +97,7 @@ async def test_a_producers_trace_continues_to_the_row_and_a_dead_lettered_writes
         stdin='{"order": 1}\n',
     )
     assert sent.returncode == 0, sent.stderr
-    await wait_until(lambda: _async(bool(receiver.named("send", **{"messaging.destination.name": queues.name}))))
+    await wait_until(lambda: bool(receiver.named("send", **{"messaging.destination.name": queues.name})))
     (producer_send,) = receiver.named("send")
     assert producer_send["service"] == "orders-api" and producer_send["kind"] == PRODUCER
     # 2. A write that is not JSON, its context set by hand: it will be dead-lettered.
@@ -163,7 +163,7 @@ async def test_a_producers_trace_continues_to_the_row_and_a_dead_lettered_writes
     # 3. Redriven (`sqs2pg dlq redrive`, tracing too): the copy's next attempt joins the same trace.
     redriven = await run_cli("dlq", "redrive", env={**sqs_env, **receiver.env})
     assert redriven.returncode == 0, redriven.stderr
-    await wait_until(lambda: _async(any(s["parent_span_id"] == copy_send["span_id"] for s in receiver.named("send"))))
+    await wait_until(lambda: any(s["parent_span_id"] == copy_send["span_id"] for s in receiver.named("send")))
     (redrive_send,) = [s for s in receiver.named("send") if s["parent_span_id"] == copy_send["span_id"]]
 
     async def dead_again() -> bool:
@@ -173,7 +173,3 @@ async def test_a_producers_trace_continues_to_the_row_and_a_dead_lettered_writes
     await wait_until(lambda: receiver.has("process", parent_span_id=redrive_send["span_id"]))
     again = [s for s in receiver.named("process") if s["parent_span_id"] == redrive_send["span_id"]]
     assert [(s["trace_id"], s["attributes"]["sqs2pg.outcome"]) for s in again] == [(HAND_TRACE, "dead_lettered")]
-
-
-async def _async(value: bool) -> bool:
-    return value

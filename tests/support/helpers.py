@@ -4,6 +4,7 @@ a condition, the fault suite's workload and report, the queues a test sends to."
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import subprocess
@@ -37,6 +38,10 @@ def with_database(url: str, dbname: str) -> str:
     """url with its database name replaced; the query string (sslmode, ...) kept."""
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path="/" + dbname))
+
+
+async def _value(result: Any) -> Any:
+    return await result if inspect.isawaitable(result) else result
 
 
 def through_local_port(url: str, port: int) -> str:
@@ -228,9 +233,9 @@ async def running(target: Settings | App) -> AsyncIterator[App]:
 
 
 async def wait_until(predicate: Any, timeout_s: float = 30, interval_s: float = 0.1) -> None:
-    """Poll an async predicate until true; fail the test at the timeout."""
+    """Poll a predicate (async, or plain) until true; fail the test at the timeout."""
     deadline = time.monotonic() + timeout_s
-    while not await predicate():
+    while not await _value(predicate()):
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout_s} s")
         await asyncio.sleep(interval_s)

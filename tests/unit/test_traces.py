@@ -182,7 +182,7 @@ async def test_a_producers_trace_continues_through_receive_process_and_delete(
     caplog.set_level(logging.DEBUG, logger="sqs2pg")
     async with running(App(_settings(envelope="auto"), store=FakeStore(), sqs=sqs)):
         await wait_until(lambda: _drained(sqs), timeout_s=10, interval_s=0.01)
-        await wait_until(lambda: _async(len(_named(spans, "delete")) == 5), timeout_s=10, interval_s=0.01)
+        await wait_until(lambda: len(_named(spans, "delete")) == 5, timeout_s=10, interval_s=0.01)
 
     process = {s.attributes["messaging.message.id"]: s for s in _named(spans, "process fake.fifo")}
     assert len(process) == 5
@@ -220,10 +220,6 @@ async def test_a_producers_trace_continues_through_receive_process_and_delete(
     committed: list[Any] = [r for r in caplog.records if r.getMessage() == "message committed"]
     committed = [r for r in committed if r.message_id == "m0"]
     assert committed and committed[0].trace_id == TRACE_ID and committed[0].span_id == _hex(w3c.context.span_id)
-
-
-async def _async(value: bool) -> bool:
-    return value
 
 
 async def test_a_transient_failure_is_one_attempt_span_and_the_retry_another(spans: InMemorySpanExporter) -> None:
@@ -271,7 +267,7 @@ async def test_a_dead_letter_copy_carries_the_context_of_its_send_span_under_the
     sqs = FakeSqs()
     sqs.send_message("not json", "g1", "k1", {"traceparent": _string(TRACEPARENT)})
     async with running(App(_settings(), store=FakeStore(), sqs=sqs)):
-        await wait_until(lambda: _async(bool(sqs.dead)), timeout_s=10, interval_s=0.01)
+        await wait_until(lambda: bool(sqs.dead), timeout_s=10, interval_s=0.01)
     (process,) = _named(spans, "process")
     assert process.attributes["sqs2pg.outcome"] == "dead_lettered"
     assert process.status.status_code is StatusCode.ERROR and process.attributes["error.type"] == "invalid_message"
@@ -327,14 +323,7 @@ async def test_tracing_that_breaks_never_fails_a_write(caplog: pytest.LogCapture
 
 
 def test_off_a_copy_keeps_the_trace_attributes_its_message_came_with() -> None:
-    raw = {
-        "MessageId": "m1",
-        "ReceiptHandle": "r",
-        "Body": "{}",
-        "Attributes": {"MessageGroupId": "g"},
-        "MessageAttributes": {"traceparent": _string(TRACEPARENT), "other": _string("x")},
-    }
-    message = Message.from_sqs(QUEUE_URL, raw, 30)
+    message = _message({"traceparent": _string(TRACEPARENT), "other": _string("x")})
     with traces.sending(message, "fake-dlq.fifo") as carried:
         assert carried == {"traceparent": _string(TRACEPARENT)}
 
