@@ -9,7 +9,7 @@ import contextlib
 import re
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 
@@ -70,34 +70,29 @@ class Connections:
 
     @contextlib.asynccontextmanager
     async def _connection(
-        self, traced: Sequence[Message] = (), purpose: str = "apply"
+        self, traced: list[Message] | None = None, purpose: str = "apply"
     ) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection for one transaction, which may last SQS2PG_TRANSACTION_TIMEOUT_S. One that reports
         it points at the wrong server (old writer, read-only) or is being shut down, or whose transaction ran out
         of time, is thrown away instead of going back to the pool. ``traced``: the messages it is for, and ``purpose``
         what it does for them (its span's)."""
-        with traces.transaction(list(traced), self._database, purpose) if traced else contextlib.nullcontext():
-            async with self._connection_for_one() as conn:
-                yield conn
-
-    @contextlib.asynccontextmanager
-    async def _connection_for_one(self) -> AsyncIterator[asyncpg.Connection]:
-        conn = await self._acquire()
-        limit = self._settings.transaction_timeout_s
-        try:
-            async with asyncio.timeout(limit) as bound:
-                yield conn
-        except TimeoutError as exc:
-            if not bound.expired():
-                raise  # some other timeout (a statement's own, the client side of statement_timeout)
-            conn.terminate()  # it may be mid-statement: the server rolls back a dropped connection
-            raise TransactionTimeout(f"the transaction ran longer than {limit:g} s and was rolled back") from exc
-        except asyncpg.PostgresError as exc:
-            if getattr(exc, "sqlstate", None) in _DISCARD_SQLSTATES:
-                conn.terminate()
-            raise
-        finally:
-            await self.pool.release(conn)
+        with traces.transaction(traced, self._database, purpose) if traced else contextlib.nullcontext():
+            conn = await self._acquire()
+            limit = self._settings.transaction_timeout_s
+            try:
+                async with asyncio.timeout(limit) as bound:
+                    yield conn
+            except TimeoutError as exc:
+                if not bound.expired():
+                    raise  # some other timeout (a statement's own, the client side of statement_timeout)
+                conn.terminate()  # it may be mid-statement: the server rolls back a dropped connection
+                raise TransactionTimeout(f"the transaction ran longer than {limit:g} s and was rolled back") from exc
+            except asyncpg.PostgresError as exc:
+                if getattr(exc, "sqlstate", None) in _DISCARD_SQLSTATES:
+                    conn.terminate()
+                raise
+            finally:
+                await self.pool.release(conn)
 
     async def _acquire(self) -> asyncpg.Connection:
         """A pooled connection. Failing to get one is never the message's fault: whatever the server said
