@@ -42,8 +42,11 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
 
     report(True, f"configuration ({len(settings.queue_urls)} queue(s), database {settings.redacted_database_url()})")
     if traces.wanted():  # (set up by the CLI; off here means the otel extra is missing)
-        on = traces.describe() != "off"
-        report(on, f"traces {traces.describe()}" if on else "traces: OTEL_* asks for them: pip install 'sqs2pg[otel]'")
+        state = traces.describe()
+        report(
+            state != "off",
+            f"traces {state}" if state != "off" else "traces: OTEL_* asks for them: pip install 'sqs2pg[otel]'",
+        )
     mapping = None
     try:
         if settings.mapping:
